@@ -1,0 +1,364 @@
+"""Program-and-verify: drive many devices to target conductances at once, with per-device state.
+
+All addressed devices step together (converged mask, amplitude, iteration and pulse counts); every
+loop is bounded by iterations, pulses per device and chip time, and each device records why it
+stopped. The pulse-level trace (verify reading before each pulse, the pulse, the reading after)
+is kept for the session file and the pulse-response emulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Protocol
+
+import numpy as np
+
+from devmodel.array import DeviceArray, PulseKind
+from devmodel.errors import DevmodelError
+
+
+class StopReason(IntEnum):
+    """Why a device's programming loop ended (stored as int8 in the session file)."""
+
+    CONVERGED = 0
+    RESET_ONLY = 1  # target 0: the unused device of a differential pair, one RESET pulse
+    MAX_ITERATIONS = 2
+    PULSE_LIMIT = 3
+    TIME_LIMIT = 4
+
+
+@dataclass(frozen=True)
+class PcmVerifyConfig:
+    """The seed's PCM iterative programming (001_…, section IV; physics.md "hardware measurements").
+
+    Initialise with a 450 µA / 50 ns RESET and six 1000 ns SET pulses stepping 160 → 60 µA; verify
+    on the mean of 5 reads; tolerance ±0.25 µS; if outside, one RESET-type pulse whose amplitude
+    moves proportionally to (G_mean − G_T), bounded to 80–400 µA; at most 55 iterations. A target of
+    0 gets one 450 µA RESET (the unused device of the differential pair).
+
+    The seed is silent on timing; ``verify_delay_s`` (lab practice) lets every pulse pass age that
+    long before its verify reads, so a device finishing in a short late pass is not verified within
+    milliseconds of its pulse, when drift is fastest. 0 verifies at once.
+    """
+
+    tolerance_us: float = 0.25
+    n_verify_reads: int = 5
+    max_iterations: int = 55
+    gain_ua_per_us: float = 4.0
+    start_amplitude_ua: float = 80.0
+    amplitude_min_ua: float = 80.0
+    amplitude_max_ua: float = 400.0
+    pulse_width_ns: float = 50.0
+    init_reset_ua: float = 450.0
+    init_reset_width_ns: float = 50.0
+    init_set_ua: tuple[float, ...] = (160.0, 140.0, 120.0, 100.0, 80.0, 60.0)
+    init_set_width_ns: float = 1000.0
+    verify_delay_s: float = 1.0
+    max_pulses_per_device: int = 100
+    max_duration_s: float = 6 * 3600.0  # chip time
+
+    def validate(self) -> None:
+        if self.tolerance_us <= 0 or self.n_verify_reads < 1 or self.max_iterations < 1:
+            raise DevmodelError("verify tolerance, reads and iterations must be positive")
+        if not 0 < self.amplitude_min_ua <= self.amplitude_max_ua:
+            raise DevmodelError("amplitude bounds must satisfy 0 < min ≤ max")
+
+
+@dataclass(frozen=True)
+class ReramVerifyConfig:
+    """Incremental write-verify after the NeuRRAM chip (physics.md, "ReRAM").
+
+    Every device first gets one ``init_reset_v`` RESET (to HRS, so its programming time is defined).
+    Then alternating loops: while too conductive, RESET pulses whose magnitude starts at
+    ``reset_start_v`` and grows by ``step_v`` per consecutive RESET up to ``reset_max_v``; while too
+    resistive, SET pulses likewise (compliance ``compliance_ua_per_us``·G_T). Verify on the mean of
+    ``n_verify_reads`` reads after discarding the first ``discard_reads``.
+    """
+
+    tolerance_us: float = 0.4
+    init_reset_v: float = 1.5
+    n_verify_reads: int = 5
+    discard_reads: int = 1
+    max_iterations: int = 100
+    set_start_v: float = 0.8
+    set_max_v: float = 2.0
+    reset_start_v: float = 0.7
+    reset_max_v: float = 2.5
+    step_v: float = 0.1
+    pulse_width_ns: float = 100.0
+    compliance_ua_per_us: float = 0.45
+    compliance_min_ua: float = 1.0
+    compliance_max_ua: float = 100.0
+    verify_delay_s: float = 0.0
+    max_pulses_per_device: int = 100
+    max_duration_s: float = 6 * 3600.0
+
+    def validate(self) -> None:
+        if self.tolerance_us <= 0 or self.max_iterations < 1:
+            raise DevmodelError("verify tolerance and iterations must be positive")
+        if self.discard_reads >= self.n_verify_reads:
+            raise DevmodelError("discard_reads must be smaller than n_verify_reads")
+
+
+@dataclass
+class PulseTrace:
+    """One row per verify-driven pulse: the reading before, the pulse, and the reading after."""
+
+    row: np.ndarray  # index into the programmed address list
+    iteration: np.ndarray
+    g_before_us: np.ndarray
+    kind: np.ndarray
+    amplitude: np.ndarray
+    width_ns: np.ndarray
+    compliance_ua: np.ndarray
+    t_s: np.ndarray
+    g_after_us: np.ndarray
+
+    @classmethod
+    def empty(cls) -> PulseTrace:
+        f, i = np.empty(0), np.empty(0, np.int32)
+        return cls(i, i, f, np.empty(0, np.int8), f, f, f, f, f)
+
+    def __len__(self) -> int:
+        return self.row.size
+
+
+@dataclass
+class VerifyResult:
+    """Per-device outcome of program-and-verify (arrays aligned with ``addresses``)."""
+
+    addresses: np.ndarray
+    target_us: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    pulses: np.ndarray
+    g_verify_us: np.ndarray
+    t_last_pulse_s: np.ndarray
+    stop_reason: np.ndarray
+    trace: PulseTrace = field(default_factory=PulseTrace.empty)
+    config: dict = field(default_factory=dict)
+
+    def converged_fraction(self, exclude: np.ndarray | None = None) -> float:
+        """Fraction converged among devices with a non-zero target (and not in ``exclude``)."""
+        sel = self.target_us > 0
+        if exclude is not None:
+            sel &= ~exclude
+        return float(self.converged[sel].mean()) if sel.any() else float("nan")
+
+
+Progress = Callable[[int, int, int], None]  # (iteration, active devices, converged so far)
+
+
+class Host(Protocol):
+    """What the loop hands its idle time and finished devices to (the session's scheduler)."""
+
+    def finished(self, rows: np.ndarray, t_last_pulse_s: np.ndarray) -> None:
+        """Devices ``rows`` will not be pulsed again; their last pulse ended at ``t_last_pulse_s``."""
+
+    def idle_until(self, t_s: float) -> None:
+        """The loop has nothing to do on the chip until ``t_s``."""
+
+
+class _Waiter:
+    """Default host: waiting is just waiting."""
+
+    def __init__(self, chip: DeviceArray) -> None:
+        self.chip = chip
+
+    def finished(self, rows, t_last_pulse_s) -> None:
+        pass
+
+    def idle_until(self, t_s: float) -> None:
+        now = self.chip.now_s()
+        if t_s > now:
+            self.chip.wait(t_s - now)
+
+
+class _Loop:
+    """Per-device bookkeeping shared by the PCM and ReRAM loops."""
+
+    def __init__(self, chip: DeviceArray, addresses, targets, max_pulses: int,
+                 host: Host | None) -> None:
+        self.chip = chip
+        self.host = host or _Waiter(chip)
+        self.addr = np.asarray(addresses, dtype=np.int64)
+        self.target = np.asarray(targets, dtype=float)
+        n = self.addr.size
+        if self.target.shape != (n,):
+            raise DevmodelError("one target conductance is needed per address")
+        g_max = chip.info.g_max_us
+        if np.any(~np.isfinite(self.target)) or np.any(self.target < 0) or np.any(
+            self.target > g_max
+        ):
+            raise DevmodelError(f"targets must lie in [0, g_max = {g_max:g} µS]")
+        self.max_pulses = max_pulses
+        self.converged = np.zeros(n, bool)
+        self.iterations = np.zeros(n, np.int32)
+        self.pulses = np.zeros(n, np.int32)
+        self.g_verify = np.full(n, np.nan)
+        self.t_last = np.full(n, np.nan)
+        self.stop = np.full(n, -1, np.int8)
+        self._trace: list[tuple] = []
+
+    def pulse(self, rows, kind, amp, width, compliance=None, trace_g=None, iteration=0):
+        t_end = self.chip.pulse(self.addr[rows], kind, amp, width, compliance)
+        self.pulses[rows] += 1
+        self.t_last[rows] = t_end
+        if trace_g is not None:
+            m = rows.size
+            comp = np.full(m, np.nan) if compliance is None else np.broadcast_to(compliance, m)
+            self._trace.append((
+                rows.astype(np.int32), np.full(m, iteration, np.int32), trace_g,
+                np.broadcast_to(np.int8(kind), m) if np.ndim(kind) == 0 else kind.astype(np.int8),
+                np.broadcast_to(amp, m).astype(float), np.broadcast_to(width, m).astype(float),
+                comp.astype(float), t_end,
+            ))
+
+    def done(self, rows: np.ndarray, reason: StopReason | None = None) -> None:
+        if reason is not None:
+            self.stop[rows] = reason
+        if rows.size:
+            self.host.finished(rows, self.t_last[rows])
+
+    def settle(self, delay_s: float) -> None:
+        if delay_s > 0:
+            self.host.idle_until(self.chip.now_s() + delay_s)
+
+    def finish(self, record_trace: bool, config) -> VerifyResult:
+        trace = PulseTrace.empty()
+        if record_trace and self._trace:
+            cols = [np.concatenate(c) for c in zip(*self._trace, strict=True)]
+            row, it = cols[0], cols[1]
+            order = np.lexsort((it, row))
+            cols = [c[order] for c in cols]
+            row = cols[0]
+            # the reading after a pulse is the next verify reading of that device (or its final one)
+            after = np.empty(row.size)
+            last = np.r_[row[1:] != row[:-1], True]
+            after[~last] = cols[2][1:][~last[:-1]]
+            after[last] = self.g_verify[row[last]]
+            trace = PulseTrace(*cols, g_after_us=after)
+        return VerifyResult(
+            self.addr, self.target, self.converged, self.iterations, self.pulses, self.g_verify,
+            self.t_last, self.stop, trace, asdict(config),
+        )
+
+
+def program_verify_pcm(
+    chip: DeviceArray,
+    addresses: np.ndarray,
+    targets_us: np.ndarray,
+    config: PcmVerifyConfig | None = None,
+    progress: Progress | None = None,
+    record_trace: bool = True,
+    host: Host | None = None,
+) -> VerifyResult:
+    """Program PCM devices to ``targets_us`` with the seed's iterative scheme (see PcmVerifyConfig)."""
+    cfg = config or PcmVerifyConfig()
+    cfg.validate()
+    lp = _Loop(chip, addresses, targets_us, cfg.max_pulses_per_device, host)
+    t_start = chip.now_s()
+    rows = np.arange(lp.addr.size)
+    zero = lp.target == 0
+    if zero.any():
+        lp.pulse(rows[zero], PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
+        lp.converged[zero] = True
+        lp.done(rows[zero], StopReason.RESET_ONLY)
+    act = rows[~zero]
+    if act.size:
+        lp.pulse(act, PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
+        for amp in cfg.init_set_ua:
+            lp.pulse(act, PulseKind.SET, amp, cfg.init_set_width_ns)
+    amp = np.full(lp.addr.size, cfg.start_amplitude_ua)
+    for it in range(1, cfg.max_iterations + 1):
+        if act.size == 0:
+            break
+        lp.settle(cfg.verify_delay_s)
+        g = chip.read(lp.addr[act], cfg.n_verify_reads).g_us.mean(axis=1)
+        lp.g_verify[act] = g
+        lp.iterations[act] = it
+        err = g - lp.target[act]
+        ok = np.abs(err) <= cfg.tolerance_us
+        lp.converged[act[ok]] = True
+        lp.done(act[ok], StopReason.CONVERGED)
+        act, err, g = act[~ok], err[~ok], g[~ok]
+        if progress:
+            progress(it, act.size, int(lp.converged.sum()))
+        if it == cfg.max_iterations:
+            lp.done(act, StopReason.MAX_ITERATIONS)
+            break
+        act, err, g = _enforce_bounds(lp, act, err, g, chip.now_s() - t_start, cfg)
+        new_amp = np.clip(amp[act] + cfg.gain_ua_per_us * err, cfg.amplitude_min_ua,
+                          cfg.amplitude_max_ua)
+        amp[act] = new_amp
+        lp.pulse(act, PulseKind.RESET, new_amp, cfg.pulse_width_ns, trace_g=g, iteration=it)
+    return lp.finish(record_trace, cfg)
+
+
+def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, cfg):
+    """Stop devices out of pulse budget or out of chip time; return the rest."""
+    if elapsed_s > cfg.max_duration_s:
+        lp.done(act, StopReason.TIME_LIMIT)
+        return act[:0], err[:0], g[:0]
+    spent = lp.pulses[act] >= cfg.max_pulses_per_device
+    lp.done(act[spent], StopReason.PULSE_LIMIT)
+    return act[~spent], err[~spent], g[~spent]
+
+
+def program_verify_reram(
+    chip: DeviceArray,
+    addresses: np.ndarray,
+    targets_us: np.ndarray,
+    config: ReramVerifyConfig | None = None,
+    progress: Progress | None = None,
+    record_trace: bool = True,
+    host: Host | None = None,
+) -> VerifyResult:
+    """NeuRRAM-style incremental write-verify of ReRAM devices (see ReramVerifyConfig)."""
+    cfg = config or ReramVerifyConfig()
+    cfg.validate()
+    lp = _Loop(chip, addresses, targets_us, cfg.max_pulses_per_device, host)
+    t_start = chip.now_s()
+    n = lp.addr.size
+    act = np.arange(n)
+    volts = np.zeros(n)
+    last_kind = np.full(n, -1, np.int8)
+    compliance = np.clip(cfg.compliance_ua_per_us * lp.target, cfg.compliance_min_ua,
+                         cfg.compliance_max_ua)
+    if n:
+        lp.pulse(act, PulseKind.RESET, cfg.init_reset_v, cfg.pulse_width_ns)
+    for it in range(1, cfg.max_iterations + 1):
+        if act.size == 0:
+            break
+        lp.settle(cfg.verify_delay_s)
+        reads = chip.read(lp.addr[act], cfg.n_verify_reads).g_us[:, cfg.discard_reads:]
+        g = reads.mean(axis=1)
+        lp.g_verify[act] = g
+        lp.iterations[act] = it
+        err = g - lp.target[act]
+        ok = np.abs(err) <= cfg.tolerance_us
+        lp.converged[act[ok]] = True
+        lp.done(act[ok], StopReason.CONVERGED)
+        act, err, g = act[~ok], err[~ok], g[~ok]
+        if progress:
+            progress(it, act.size, int(lp.converged.sum()))
+        if it == cfg.max_iterations:
+            lp.done(act, StopReason.MAX_ITERATIONS)
+            break
+        act, err, g = _enforce_bounds(lp, act, err, g, chip.now_s() - t_start, cfg)
+        kind = np.where(err > 0, PulseKind.RESET, PulseKind.SET).astype(np.int8)
+        start = np.where(kind == PulseKind.RESET, cfg.reset_start_v, cfg.set_start_v)
+        cap = np.where(kind == PulseKind.RESET, cfg.reset_max_v, cfg.set_max_v)
+        same = last_kind[act] == kind
+        v = np.where(same, np.minimum(volts[act] + cfg.step_v, cap), start)
+        volts[act] = v
+        last_kind[act] = kind
+        for k in (PulseKind.SET, PulseKind.RESET):
+            sel = kind == k
+            if sel.any():
+                comp = compliance[act[sel]] if k == PulseKind.SET else None
+                lp.pulse(act[sel], k, v[sel], cfg.pulse_width_ns, comp, trace_g=g[sel],
+                         iteration=it)
+    return lp.finish(record_trace, cfg)

@@ -1,0 +1,325 @@
+"""The session file (DESIGN.md seam 2): one HDF5 file per characterisation session.
+
+Schema ``devmodel.session`` version 1, documented in ``docs/session-format.md``. Written
+incrementally as the session runs (extendable, chunked, compressed datasets; flushed after every
+append, with the acknowledged row count in an attribute), readable with plain h5py. The fitters
+read nothing else.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import platform
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from devmodel import __version__
+from devmodel.errors import SessionFileError
+
+SCHEMA = "devmodel.session"
+SCHEMA_VERSION = 1
+_CHUNK_ROWS = 1 << 16
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+#: Extendable tables: name → {column: (dtype, unit)}
+TABLES: dict[str, dict[str, tuple[str, str]]] = {
+    "reads": {
+        "device": ("i4", "row of /devices"),
+        "t_s": ("f8", "s"),
+        "age_s": ("f8", "s"),
+        "g_us": ("f8", "uS"),
+        "burst": ("i4", "burst id, -1 for a schedule read"),
+    },
+    "trace": {
+        "device": ("i4", "row of /devices"),
+        "iteration": ("i4", "verify iteration"),
+        "g_before_us": ("f8", "uS"),
+        "kind": ("i1", "0 SET, 1 RESET"),
+        "amplitude": ("f8", "chip pulse unit (see /chip attribute pulse_unit)"),
+        "width_ns": ("f8", "ns"),
+        "compliance_ua": ("f8", "uA, NaN if none"),
+        "t_s": ("f8", "s, end of the pulse"),
+        "g_after_us": ("f8", "uS, the next verify reading"),
+    },
+}
+
+DEVICE_COLUMNS: dict[str, tuple[str, str]] = {
+    "address": ("i8", "chip address"),
+    "level": ("i4", "index into /levels/target_us"),
+    "target_us": ("f8", "uS"),
+    "converged": ("u1", "1 if the verify loop converged"),
+    "iterations": ("i4", "verify iterations"),
+    "pulses": ("i4", "pulses applied"),
+    "g_verify_us": ("f8", "uS, final verify reading"),
+    "t_last_pulse_s": ("f8", "s, chip time at the end of the last pulse"),
+    "stop_reason": ("i1", "see attribute stop_reasons"),
+}
+
+BURST_COLUMNS: dict[str, tuple[str, str]] = {
+    "burst": ("i4", "burst id"),
+    "device": ("i4", "row of /devices"),
+    "n_reads": ("i4", "reads"),
+    "interval_s": ("f8", "s"),
+    "t_start_s": ("f8", "s"),
+}
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, sort_keys=True)
+
+
+class SessionWriter:
+    """Create a session file and append to it as the session runs.
+
+    Refuses an existing path unless ``overwrite``. The header (technology, g_max, t0, chip,
+    configuration, provenance) is written at creation; tables grow with ``append``; ``finish``
+    records the end time and status.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        technology: str,
+        g_max_us: float,
+        t0_s: float,
+        chip: dict,
+        config: dict,
+        seed: int | None,
+        command: str = "",
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise SessionFileError(
+                f"{self.path} already exists; choose another --out or pass --overwrite"
+            )
+        if not self.path.parent.exists():
+            raise SessionFileError(f"the folder of {self.path} does not exist")
+        self.f = h5py.File(self.path, "w", libver="latest")
+        a = self.f.attrs
+        a["schema"] = SCHEMA
+        a["schema_version"] = SCHEMA_VERSION
+        a["technology"] = technology
+        a["g_max_us"] = float(g_max_us)
+        a["t0_s"] = float(t0_s)
+        a["status"] = "running"
+        a["status_reason"] = ""
+        prov = self.f.create_group("provenance").attrs
+        prov["toolkit_version"] = __version__
+        prov["seed"] = -1 if seed is None else int(seed)
+        prov["host"] = socket.gethostname()
+        prov["user"] = getpass.getuser()
+        prov["python"] = sys.version.split()[0]
+        prov["platform"] = platform.platform()
+        prov["numpy"] = np.__version__
+        prov["h5py"] = h5py.__version__
+        prov["command"] = command
+        prov["start_utc"] = _utc_now()
+        prov["end_utc"] = ""
+        self.f.create_group("chip").attrs["json"] = to_json(chip)
+        self.f.create_group("config").attrs["json"] = to_json(config)
+        for name, cols in TABLES.items():
+            g = self.f.create_group(name)
+            g.attrs["n_rows"] = 0
+            for col, (dtype, unit) in cols.items():
+                ds = g.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype,
+                                      chunks=(_CHUNK_ROWS,), **_COMPRESSION)
+                ds.attrs["unit"] = unit
+        self.f.flush()
+
+    def write_levels(self, targets_us: np.ndarray) -> None:
+        g = self.f.require_group("levels")
+        ds = g.create_dataset("target_us", data=np.asarray(targets_us, float))
+        ds.attrs["unit"] = "uS"
+
+    def write_devices(self, columns: dict[str, np.ndarray], stop_reasons: dict[int, str]) -> None:
+        """Write the per-device table (one row per programmed device)."""
+        self._write_table("devices", DEVICE_COLUMNS, columns)
+        self.f["devices"].attrs["stop_reasons"] = to_json(
+            {str(k): v for k, v in stop_reasons.items()})
+        self.f.flush()
+
+    def write_bursts(self, columns: dict[str, np.ndarray]) -> None:
+        self._write_table("bursts", BURST_COLUMNS, columns)
+        self.f.flush()
+
+    def write_ground_truth(self, truth: dict, rows_addresses: np.ndarray) -> None:
+        """Simulation ground truth: parameters and the per-device state of the programmed devices."""
+        g = self.f.create_group("ground_truth")
+        g.attrs["model"] = truth.get("model", "")
+        g.attrs["params_json"] = to_json(truth.get("params", {}))
+        for name, arr in truth.get("devices", {}).items():
+            g.create_dataset(name, data=np.asarray(arr)[rows_addresses], **_COMPRESSION)
+        self.f.flush()
+
+    def append(self, table: str, columns: dict[str, np.ndarray]) -> None:
+        """Append rows to ``reads`` or ``trace``; all columns required, equal lengths."""
+        spec = TABLES[table]
+        missing = set(spec) - set(columns)
+        if missing:
+            raise ValueError(f"append to {table}: missing columns {sorted(missing)}")
+        n = {np.size(v) for v in columns.values()}
+        if len(n) != 1:
+            raise ValueError(f"append to {table}: columns of different lengths {n}")
+        k = n.pop()
+        if k == 0:
+            return
+        g = self.f[table]
+        start = int(g.attrs["n_rows"])
+        for col in spec:
+            ds = g[col]
+            ds.resize((start + k,))
+            ds[start:] = np.asarray(columns[col]).ravel()
+        g.attrs["n_rows"] = start + k
+        self.f.flush()
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.f.attrs[key] = value
+
+    def finish(self, status: str = "complete", reason: str = "") -> None:
+        self.f.attrs["status"] = status
+        self.f.attrs["status_reason"] = reason
+        self.f["provenance"].attrs["end_utc"] = _utc_now()
+        self.f.flush()
+
+    def close(self) -> None:
+        if self.f.id.valid:
+            self.f.close()
+
+    def __enter__(self) -> SessionWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.f.id.valid:
+            self.finish("failed", f"{exc_type.__name__}: {exc}")
+        self.close()
+
+    def _write_table(self, name: str, spec: dict, columns: dict[str, np.ndarray]) -> None:
+        g = self.f.create_group(name)
+        for col, (dtype, unit) in spec.items():
+            ds = g.create_dataset(col, data=np.asarray(columns[col]).astype(dtype),
+                                  **_COMPRESSION)
+            ds.attrs["unit"] = unit
+
+
+@dataclass
+class Session:
+    """A session file loaded for analysis (arrays in memory; the file is closed)."""
+
+    path: Path
+    technology: str
+    g_max_us: float
+    t0_s: float
+    status: str
+    status_reason: str
+    levels_us: np.ndarray
+    devices: dict[str, np.ndarray]
+    reads: dict[str, np.ndarray]
+    bursts: dict[str, np.ndarray]
+    trace: dict[str, np.ndarray]
+    chip: dict
+    config: dict
+    provenance: dict
+    ground_truth: dict | None
+    attrs: dict
+
+    @property
+    def n_devices(self) -> int:
+        return int(self.devices["address"].size)
+
+
+def read_session(path: str | Path, *, with_trace: bool = True) -> Session:
+    """Load a session file, validating its schema; errors name the file and what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise SessionFileError(f"{path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise SessionFileError(f"{path} is not a readable HDF5 file ({e.__class__.__name__})") from None
+    with f:
+        _check_schema(path, f)
+        try:
+            return _load(path, f, with_trace)
+        except KeyError as e:
+            raise SessionFileError(f"{path} is missing {e.args[0]!s}") from None
+        except (OSError, ValueError) as e:
+            raise SessionFileError(f"{path} is damaged: {e}") from None
+
+
+def _check_schema(path: Path, f: h5py.File) -> None:
+    schema = f.attrs.get("schema")
+    if schema != SCHEMA:
+        raise SessionFileError(f"{path} is not a devmodel session file (no '{SCHEMA}' schema)")
+    version = int(f.attrs.get("schema_version", -1))
+    if version > SCHEMA_VERSION:
+        raise SessionFileError(
+            f"{path} uses session schema version {version}; this devmodel {__version__} reads up "
+            f"to version {SCHEMA_VERSION}: upgrade devmodel"
+        )
+    if version < 1:
+        raise SessionFileError(f"{path} has an invalid schema_version {version}")
+
+
+def _columns(group: h5py.Group, n: int | None = None) -> dict[str, np.ndarray]:
+    out = {}
+    for name, ds in group.items():
+        out[name] = ds[:n] if n is not None else ds[()]
+    return out
+
+
+def _load(path: Path, f: h5py.File, with_trace: bool) -> Session:
+    a = dict(f.attrs)
+    n_reads = int(f["reads"].attrs["n_rows"])
+    gt = None
+    if "ground_truth" in f:
+        g = f["ground_truth"]
+        gt = {
+            "model": g.attrs.get("model", ""),
+            "params": json.loads(g.attrs.get("params_json", "{}")),
+            "devices": {k: v[()] for k, v in g.items()},
+        }
+    trace = {}
+    if with_trace and "trace" in f:
+        trace = _columns(f["trace"], int(f["trace"].attrs["n_rows"]))
+    return Session(
+        path=path,
+        technology=str(a["technology"]),
+        g_max_us=float(a["g_max_us"]),
+        t0_s=float(a["t0_s"]),
+        status=str(a.get("status", "")),
+        status_reason=str(a.get("status_reason", "")),
+        levels_us=f["levels/target_us"][()] if "levels" in f else np.empty(0),
+        devices=_columns(f["devices"]) if "devices" in f else {},
+        reads=_columns(f["reads"], n_reads),
+        bursts=_columns(f["bursts"]) if "bursts" in f else {},
+        trace=trace,
+        chip=json.loads(f["chip"].attrs["json"]),
+        config=json.loads(f["config"].attrs["json"]),
+        provenance=dict(f["provenance"].attrs),
+        ground_truth=gt,
+        attrs=a,
+    )

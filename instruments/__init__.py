@@ -1,0 +1,1 @@
+"""pyvisa drivers for test-chip controllers and probe stations (see docs/chip-protocol.md)."""
