@@ -72,6 +72,7 @@ class SweepConfig:
             return cls(PCM_DEFAULT_LEVELS_US, devices_per_level, PCM_DEFAULT_SCHEDULE_S, **kw)
         burst = kw.pop("bursts", BurstConfig(devices_per_level=100, n_reads=64, interval_s=1.0,
                                              age_s=100.0))
+        kw.setdefault("age_tolerance", 0.05)  # t0 = 1 s: a 10 ms cohort would be needlessly thin
         return cls(RERAM_DEFAULT_LEVELS_US, devices_per_level, RERAM_DEFAULT_SCHEDULE_S,
                    bursts=burst, **kw)
 

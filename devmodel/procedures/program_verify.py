@@ -180,9 +180,10 @@ class _Loop:
     """Per-device bookkeeping shared by the PCM and ReRAM loops."""
 
     def __init__(self, chip: DeviceArray, addresses, targets, max_pulses: int,
-                 host: Host | None) -> None:
+                 host: Host | None, chunk: int = 4096) -> None:
         self.chip = chip
         self.host = host or _Waiter(chip)
+        self.chunk = chunk
         self.addr = np.asarray(addresses, dtype=np.int64)
         self.target = np.asarray(targets, dtype=float)
         n = self.addr.size
@@ -202,18 +203,32 @@ class _Loop:
         self.stop = np.full(n, -1, np.int8)
         self._trace: list[tuple] = []
 
-    def pulse(self, rows, kind, amp, width, compliance=None, trace_g=None, iteration=0):
-        t_end = self.chip.pulse(self.addr[rows], kind, amp, width, compliance)
+    def read(self, rows: np.ndarray, n_reads: int) -> np.ndarray:
+        """Verify reads in chunks, letting the host serve due schedule reads in between."""
+        out = np.empty((rows.size, n_reads))
+        for i in range(0, rows.size, self.chunk):
+            self.host.idle_until(self.chip.now_s())
+            out[i:i + self.chunk] = self.chip.read(self.addr[rows[i:i + self.chunk]], n_reads).g_us
+        return out
+
+    def pulse(self, rows, kind: PulseKind, amp, width, compliance=None, trace_g=None, iteration=0):
+        """One pulse of one kind per row (in chunks, serving the host in between)."""
+        m = rows.size
+        amp_a = np.broadcast_to(np.asarray(amp, dtype=float), m)
+        comp_a = None if compliance is None else np.broadcast_to(compliance, m)
+        t_end = np.empty(m)
+        for i in range(0, m, self.chunk):
+            sl = slice(i, i + self.chunk)
+            self.host.idle_until(self.chip.now_s())
+            t_end[sl] = self.chip.pulse(self.addr[rows[sl]], kind, amp_a[sl], width,
+                                        None if comp_a is None else comp_a[sl])
         self.pulses[rows] += 1
         self.t_last[rows] = t_end
         if trace_g is not None:
-            m = rows.size
-            comp = np.full(m, np.nan) if compliance is None else np.broadcast_to(compliance, m)
             self._trace.append((
                 rows.astype(np.int32), np.full(m, iteration, np.int32), trace_g,
-                np.broadcast_to(np.int8(kind), m) if np.ndim(kind) == 0 else kind.astype(np.int8),
-                np.broadcast_to(amp, m).astype(float), np.broadcast_to(width, m).astype(float),
-                comp.astype(float), t_end,
+                np.full(m, int(kind), np.int8), amp_a.copy(), np.full(m, float(width)),
+                np.full(m, np.nan) if comp_a is None else comp_a.astype(float), t_end,
             ))
 
     def done(self, rows: np.ndarray, reason: StopReason | None = None) -> None:
@@ -276,7 +291,7 @@ def program_verify_pcm(
         if act.size == 0:
             break
         lp.settle(cfg.verify_delay_s)
-        g = chip.read(lp.addr[act], cfg.n_verify_reads).g_us.mean(axis=1)
+        g = lp.read(act, cfg.n_verify_reads).mean(axis=1)
         lp.g_verify[act] = g
         lp.iterations[act] = it
         err = g - lp.target[act]
@@ -333,7 +348,7 @@ def program_verify_reram(
         if act.size == 0:
             break
         lp.settle(cfg.verify_delay_s)
-        reads = chip.read(lp.addr[act], cfg.n_verify_reads).g_us[:, cfg.discard_reads:]
+        reads = lp.read(act, cfg.n_verify_reads)[:, cfg.discard_reads:]
         g = reads.mean(axis=1)
         lp.g_verify[act] = g
         lp.iterations[act] = it

@@ -13,6 +13,7 @@ import json
 import platform
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,9 @@ from devmodel.errors import SessionFileError
 SCHEMA = "devmodel.session"
 SCHEMA_VERSION = 1
 _CHUNK_ROWS = 1 << 16
+#: Appended rows are buffered and written in blocks: at this many rows, or after this much wall time.
+_FLUSH_ROWS = 1 << 16
+_FLUSH_S = 2.0
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 #: Extendable tables: name → {column: (dtype, unit)}
@@ -96,6 +100,10 @@ class SessionWriter:
     Refuses an existing path unless ``overwrite``. The header (technology, g_max, t0, chip,
     configuration, provenance) is written at creation; tables grow with ``append``; ``finish``
     records the end time and status.
+
+    Appended rows are buffered and written in whole blocks (a partial gzip chunk rewritten on every
+    small append cost 10× the session itself); the buffer is written at least every
+    ``_FLUSH_S`` seconds of wall time and on ``flush``/``finish``/``close``.
     """
 
     def __init__(
@@ -148,6 +156,9 @@ class SessionWriter:
                 ds = g.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype,
                                       chunks=(_CHUNK_ROWS,), **_COMPRESSION)
                 ds.attrs["unit"] = unit
+        self._buffer: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in TABLES}
+        self._buffered = dict.fromkeys(TABLES, 0)
+        self._last_flush = time.monotonic()
         self.f.flush()
 
     def write_levels(self, targets_us: np.ndarray) -> None:
@@ -187,19 +198,35 @@ class SessionWriter:
         k = n.pop()
         if k == 0:
             return
-        g = self.f[table]
-        start = int(g.attrs["n_rows"])
-        for col in spec:
-            ds = g[col]
-            ds.resize((start + k,))
-            ds[start:] = np.asarray(columns[col]).ravel()
-        g.attrs["n_rows"] = start + k
+        self._buffer[table].append({c: np.asarray(columns[c]).ravel() for c in spec})
+        self._buffered[table] += k
+        if (self._buffered[table] >= _FLUSH_ROWS
+                or time.monotonic() - self._last_flush >= _FLUSH_S):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows to the file and flush it (rows are then on disk)."""
+        for table, parts in self._buffer.items():
+            if not parts:
+                continue
+            g = self.f[table]
+            start = int(g.attrs["n_rows"])
+            k = self._buffered[table]
+            for col in TABLES[table]:
+                ds = g[col]
+                ds.resize((start + k,))
+                ds[start:] = np.concatenate([p[col] for p in parts])
+            g.attrs["n_rows"] = start + k
+            parts.clear()
+            self._buffered[table] = 0
         self.f.flush()
+        self._last_flush = time.monotonic()
 
     def set_attr(self, key: str, value: Any) -> None:
         self.f.attrs[key] = value
 
     def finish(self, status: str = "complete", reason: str = "") -> None:
+        self.flush()
         self.f.attrs["status"] = status
         self.f.attrs["status_reason"] = reason
         self.f["provenance"].attrs["end_utc"] = _utc_now()
@@ -207,6 +234,7 @@ class SessionWriter:
 
     def close(self) -> None:
         if self.f.id.valid:
+            self.flush()
             self.f.close()
 
     def __enter__(self) -> SessionWriter:

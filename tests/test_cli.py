@@ -1,0 +1,85 @@
+"""The command line, run as a real subprocess: outputs, and one clear sentence for bad input."""
+
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+FAST = ["--devices", "20", "--schedule", "20,600", "--burst-devices", "2", "--burst-reads", "8",
+        "--burst-age", "100", "--quiet"]
+
+
+def devmodel(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "devmodel.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_characterize_then_info(tmp_path):
+    out = tmp_path / "s.h5"
+    r = devmodel("characterize", "--chip", "sim:pcm?devices=4096", "--seed", "2", *FAST,
+                 "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "converged" in r.stdout and "median spread" in r.stdout
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "complete" and f["devices/address"].shape == (260,)
+    r2 = devmodel("info", str(out))
+    assert r2.returncode == 0 and "spread at t0 = 20 s" in r2.stdout
+
+
+def test_reram_session(tmp_path):
+    out = tmp_path / "r.h5"
+    r = devmodel("characterize", "--chip", "sim:reram?devices=4096", "--devices", "20",
+                 "--schedule", "1,100", "--burst-devices", "0", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["technology"] == "reram" and f.attrs["g_max_us"] == 40.0
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--levels", "0,5"], "--levels: 0 µS is outside (0, g_max = 25 µS]"),
+    (["--levels", "5,26"], "--levels: 26 µS is outside"),
+    (["--levels", "5,abc"], "--levels: expected comma-separated numbers"),
+    (["--devices", "6000"], "the chip has 65536"),
+    (["--chip", "sim:flash"], "unknown simulated technology"),
+    (["--chip", "nonsense"], "has no scheme"),
+    (["--schedule", "20,10"], "--schedule: ages must be strictly increasing"),
+    (["--schedule", "-1,10"], "--schedule: ages must be positive"),
+])
+def test_bad_input_is_one_sentence_nonzero_exit_nothing_written(tmp_path, args, phrase):
+    out = tmp_path / "s.h5"
+    base = ["characterize", "--chip", "sim:pcm?devices=65536", "--devices", "10", "--quiet"]
+    if args[0] == "--chip":
+        base = ["characterize", "--devices", "10", "--quiet"]
+    r = devmodel(*base, *args, "--out", str(out))
+    assert r.returncode == 2
+    assert phrase in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "s.h5"
+    out.write_bytes(b"precious")
+    r = devmodel("characterize", "--chip", "sim:pcm?devices=4096", *FAST, "--out", str(out))
+    assert r.returncode == 2 and "already exists" in r.stderr
+    assert out.read_bytes() == b"precious"
+    r = devmodel("characterize", "--chip", "sim:pcm?devices=4096", *FAST, "--out", str(out),
+                 "--overwrite")
+    assert r.returncode == 0, r.stderr
+
+
+def test_info_on_a_foreign_file_fails_cleanly(tmp_path):
+    p = tmp_path / "x.h5"
+    p.write_text("hello")
+    r = devmodel("info", str(p))
+    assert r.returncode == 2 and "not a readable HDF5 file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_explains_the_commands():
+    r = devmodel("--help")
+    assert r.returncode == 0
+    for cmd in ("characterize", "info", "demo"):
+        assert cmd in r.stdout
+    r = devmodel("characterize", "--help")
+    assert "--schedule" in r.stdout and "sim:pcm" in r.stdout
