@@ -33,16 +33,30 @@ def parse_chip_url(url: str) -> tuple[str, str, dict[str, str]]:
     return scheme.lower(), target, opts
 
 
-def open_chip(url: str, seed: int | None = None) -> DeviceArray:
-    """Open the device array named by ``url``; ``seed`` applies when the URL names none."""
+def open_chip(url: str, seed: int | None = None, station: str | None = None) -> DeviceArray:
+    """Open the device array named by ``url``; ``seed`` applies when the URL names none.
+
+    ``station`` is a station file (instruments, backends, timeouts, safety limits) for ``visa://``.
+    """
     scheme, target, opts = parse_chip_url(url)
     if scheme == "sim":
         return _open_sim(url, target.lower(), opts, seed)
-    if scheme in ("visa", "replay", "emulate"):
+    if scheme == "visa":
+        return _open_visa(url, station)
+    if scheme in ("replay", "emulate"):
         raise ChipURLError(f"chip URL {url!r}: the {scheme} backend is not available in this build")
     raise ChipURLError(
         f"unknown chip URL scheme {scheme!r} in {url!r}; known: sim:pcm, sim:reram"
     )
+
+
+def _open_visa(url: str, station: str | None) -> DeviceArray:
+    """The only place devmodel imports ``instruments`` (DESIGN.md seam 1)."""
+    try:
+        from instruments.chip import open_visa_chip
+    except ImportError:
+        raise ChipURLError(f"chip URL {url!r}: the instruments package is not installed") from None
+    return open_visa_chip(url[len("visa://"):] if url.startswith("visa://") else url[5:], station)
 
 
 def _open_sim(url: str, tech: str, opts: dict[str, str], seed: int | None) -> DeviceArray:

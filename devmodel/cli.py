@@ -103,6 +103,8 @@ def main() -> None:
 @click.option("--burst-age", type=float, default=None, help="Age of the burst in s [PCM 1000].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the simulated chip (ignored if the URL sets one).")
+@click.option("--station", type=click.Path(dir_okay=False), default=None,
+              help="Station file (YAML) for visa:// chips: instruments, timeouts, safety limits.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Session file to write (HDF5).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
@@ -110,7 +112,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly
 def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads, burst_interval,
-                 burst_age, seed, out, overwrite, no_trace, quiet) -> None:
+                 burst_age, seed, station, out, overwrite, no_trace, quiet) -> None:
     """Program devices to target levels and record drift and read noise into a session file."""
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import BurstConfig, SweepConfig
@@ -121,7 +123,7 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
     out_path = Path(out)
     if out_path.exists() and not overwrite:
         raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
-    chip = open_chip(chip_url, seed)
+    chip = open_chip(chip_url, seed, station)
     cfg = SweepConfig.default(chip.info.technology, devices, record_trace=not no_trace)
     b = cfg.bursts
     cfg = type(cfg)(
@@ -206,6 +208,9 @@ def demo(out_dir, devices, quiet) -> None:
     click.echo(f"ground truth: mean ν above 5 µS = "
                f"{np.mean(gt['nu'][ok & (session.devices['target_us'] > 5)]):.4f}")
     click.echo(f"demo finished in {time.perf_counter() - start:.1f} s; files in {folder}")
+
+
+# -- commands defined elsewhere (one line each) -------------------------------------------------
 
 
 if __name__ == "__main__":
