@@ -138,8 +138,11 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
         ),
         record_trace=not no_trace,
     )
-    cfg.validate(chip.info.g_max_us, chip.info.n_devices)
-    summary = run_session(chip, chip_url, cfg, out_path, seed, overwrite, quiet)
+    try:
+        cfg.validate(chip.info.g_max_us, chip.info.n_devices)
+        summary = run_session(chip, chip_url, cfg, out_path, seed, overwrite, quiet)
+    finally:
+        chip.close()
     click.echo(format_summary(summarize(read_session(out_path, with_trace=False))))
     click.echo(f"chip time {summary.chip_time_s / 3600:.2f} h; written {out_path}")
 
