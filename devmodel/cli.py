@@ -214,6 +214,7 @@ def demo(out_dir, devices, quiet) -> None:
 
 
 # -- commands defined elsewhere (one line each) -------------------------------------------------
+from instruments.cli import serve_chip; main.add_command(serve_chip)  # noqa: E402, E702, I001
 
 
 if __name__ == "__main__":

@@ -1,0 +1,342 @@
+"""``ScpiChip``: the device-array protocol over the SCPI test-chip protocol (docs/chip-protocol.md).
+
+Each device-array call is one program message and one response: the address selection, the action
+and ``SYST:ERR?`` travel together (``CHIP:ADDR #…;:CHIP:READ? 1,0.0;:SYST:ERR?``), so a batch
+costs one round trip and its error check comes back with its data. Addresses and per-address pulse
+parameters go out as little-endian definite-length blocks; conductances and per-read chip times
+come back the same way. Every limit (the chip's declared ones, narrowed by the station file, and
+the station's address range) is checked before a byte is written.
+
+A reply that breaks the framing, a timeout or a closed connection leaves the stream out of step:
+the driver then refuses further commands until ``reconnect()`` (the reliability work's hook).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+
+from devmodel.array import ChipInfo, Limits, PulseCounter, PulseKind, ReadBatch, as_addresses, check_pulses
+from devmodel.errors import DevmodelError, LimitError
+from instruments.base import Identity, Instrument, InstrumentConnectionError, InstrumentError
+from instruments.scpi import (
+    ProtocolError,
+    array_block,
+    block_to_array,
+    parse_block_header,
+    parse_block_length,
+    parse_error,
+    split_units,
+)
+from instruments.station import DEFAULT_STATION, ChipLimits, InstrumentSpec, Station, load_station
+from instruments.transport import Transport, TransportError, VisaTransport
+
+PROTOCOL_NAME, PROTOCOL_VERSION = "DEVMODEL-CHIP", 1
+ERR = b";:SYST:ERR?"
+
+#: Geometry, capabilities and limits, asked in one message at connect: (query, field name).
+_INFO_QUERIES = (
+    ("SYST:PROT?", "protocol"), ("CHIP:TECH?", "technology"), ("CHIP:DEV?", "n_devices"),
+    ("CHIP:GMAX?", "g_max_us"), ("CHIP:UNIT?", "pulse_unit"), ("CHIP:RCYC?", "read_cycle_s"),
+    ("CHIP:CLOC:MODE?", "clock"), ("CHIP:LIM:AMPL?", "max_amplitude"),
+    ("CHIP:LIM:WIDT?", "max_width_ns"), ("CHIP:LIM:COMP?", "max_compliance_ua"),
+    ("CHIP:LIM:PULS?", "max_pulses_per_device"), ("CHIP:LIM:READ?", "max_reads_per_request"),
+)
+
+
+class ScpiChip(Instrument):
+    """A test chip behind a controller that speaks the devmodel chip protocol; a DeviceArray.
+
+    ``station_limits`` narrows the chip's declared limits (never widens them) and may restrict the
+    addresses that can be touched. ``models`` lists the ``*IDN?`` models accepted (regular
+    expressions); by default the simulated chips of ``devmodel serve-chip``.
+    """
+
+    models = ("SIM-PCM", "SIM-RERAM")
+
+    def __init__(self, transport: Transport, name: str = "chip", *,
+                 station_limits: ChipLimits | None = None, models: tuple[str, ...] | None = None,
+                 reset: bool = True, real_bits: int = 64) -> None:
+        if real_bits not in (32, 64):
+            raise DevmodelError(f"chip conductance format must be REAL,32 or REAL,64, not {real_bits}")
+        self.station_limits = station_limits or ChipLimits()
+        self.real_bytes = real_bits // 8
+        self._broken: str | None = None
+        self.info: ChipInfo
+        self.virtual_clock = True
+        super().__init__(transport, name, models=models, reset=reset)
+
+    # -- connection -----------------------------------------------------------------------------
+    def connect(self) -> None:
+        self._broken = None
+        super().connect()
+
+    def reset(self) -> None:
+        """``*CLS`` and ``*RST`` (formats and selection only: programmed states are not touched)."""
+        self._ascii(b"*CLS;*RST", "*RST", 0)
+
+    def on_connect(self) -> None:
+        self._ascii(f"FORM:BORD SWAP;:FORM:DATA REAL,{self.real_bytes * 8}".encode(), "FORMat", 0)
+        msg = ";:".join(q for q, _ in _INFO_QUERIES).encode()
+        values = dict(zip([f for _, f in _INFO_QUERIES], self._ascii(msg, "CHIP:LIMit?", len(_INFO_QUERIES)),
+                          strict=True))
+        self.info = self._chip_info(values)
+        self.virtual_clock = self.info.simulated
+        self.pulse_counter = PulseCounter(self.info.n_devices, self.info.limits.max_pulses_per_device)
+        if self.virtual_clock:
+            self.ground_truth = self._ground_truth  # only simulated chips have one (run_sweep looks)
+        else:
+            self.__dict__.pop("ground_truth", None)
+            self._t_host0 = time.monotonic()
+
+    def _chip_info(self, v: dict[str, str]) -> ChipInfo:
+        def num(key: str, cast=float, optional: bool = False):
+            text = v[key]
+            if optional and text.upper() == "NONE":
+                return None
+            try:
+                x = cast(text)
+            except ValueError:
+                raise InstrumentError(f"{self.label} gave {key} = {text[:40]!r}, not a number") from None
+            if not np.isfinite(x) or x <= 0:
+                raise InstrumentError(f"{self.label} gave {key} = {text[:40]!r}, not a positive number")
+            return x
+
+        proto = split_units(v["protocol"], ",")
+        if proto[0].strip().upper() != PROTOCOL_NAME or proto[-1].strip() != str(PROTOCOL_VERSION):
+            raise InstrumentError(f"{self.label} speaks protocol {v['protocol'][:40]!r}; this driver "
+                                  f"speaks {PROTOCOL_NAME},{PROTOCOL_VERSION}")
+        tech = v["technology"].strip().lower()
+        unit = {"UA": "uA", "V": "V"}.get(v["pulse_unit"].strip().upper())
+        if tech not in ("pcm", "reram") or unit is None:
+            raise InstrumentError(f"{self.label} declares technology {v['technology'][:20]!r} and pulse "
+                                  f"unit {v['pulse_unit'][:20]!r}; expected PCM|RERAM and UA|V")
+        declared = Limits(
+            max_amplitude=num("max_amplitude"), max_width_ns=num("max_width_ns"),
+            max_compliance_ua=num("max_compliance_ua", optional=True),
+            max_pulses_per_device=num("max_pulses_per_device", int, optional=True),
+            max_reads_per_request=num("max_reads_per_request", int),
+        )
+        return ChipInfo(
+            technology=tech, n_devices=num("n_devices", int), g_max_us=num("g_max_us"),
+            pulse_unit=unit, identity=str(self.identity or Identity("", "", "", "")),
+            limits=self.station_limits.combine(declared), simulated=v["clock"].strip().upper() == "VIRT",
+            read_cycle_s=num("read_cycle_s"),
+        )
+
+    # -- DeviceArray ----------------------------------------------------------------------------
+    def pulse(self, addresses: np.ndarray, kind: PulseKind | np.ndarray, amplitude: np.ndarray | float,
+              width_ns: np.ndarray | float, compliance_ua: np.ndarray | float | None = None) -> np.ndarray:
+        """Apply one pulse per address (``CHIP:PULSe?``); returns each pulse's end in chip seconds."""
+        try:
+            a = check_pulses(self.info, addresses, amplitude, width_ns, compliance_ua)
+            self._check_range(a)
+            k = np.asarray(kind)
+            if k.size and not np.all(np.isin(k, (PulseKind.SET, PulseKind.RESET))):
+                raise LimitError("pulse kind must be SET (0) or RESET (1)")
+            if a.size == 0:
+                return np.empty(0)
+            self.pulse_counter.charge(a)
+        except LimitError as e:
+            raise LimitError(f"{self.label}: {e}; nothing was sent") from None
+        m = a.size
+        params = [self._param(k, m, "<u1", kind=True), self._param(amplitude, m, "<f8"),
+                  self._param(width_ns, m, "<f8")]
+        if compliance_ua is not None:
+            params.append(self._param(compliance_ua, m, "<f8"))
+        (blk,) = self._blocks(self._select(a) + b";:CHIP:PULS? " + b",".join(params), "CHIP:PULSe?", 1)
+        return self._decode(blk, "<f8", m, "CHIP:PULSe?", "pulse end times")
+
+    def read(self, addresses: np.ndarray, n_reads: int = 1, interval_s: float = 0.0) -> ReadBatch:
+        """Read every address ``n_reads`` times (``CHIP:READ?``): conductances and per-read chip times."""
+        try:
+            a = as_addresses(addresses, self.info.n_devices)
+            self._check_range(a)
+        except LimitError as e:
+            raise LimitError(f"{self.label}: {e}; nothing was sent") from None
+        n_reads = int(n_reads)
+        lim = self.info.limits.max_reads_per_request
+        if not 1 <= n_reads <= lim:
+            raise DevmodelError(f"{self.label}: n_reads must be in 1..{lim}, got {n_reads}")
+        if not np.isfinite(interval_s) or interval_s < 0:
+            raise DevmodelError(f"{self.label}: read interval must be a finite number ≥ 0 s, "
+                                f"got {interval_s}")
+        m = a.size
+        msg = self._select(a) + f";:CHIP:READ? {n_reads},{float(interval_s)!r}".encode()
+        g, t = self._blocks(msg, "CHIP:READ?", 2)
+        n = m * n_reads
+        g_us = self._decode(g, f"<f{self.real_bytes}", n, "CHIP:READ?", "conductances")
+        t_s = self._decode(t, "<f8", n, "CHIP:READ?", "read times")
+        return ReadBatch(g_us=g_us.astype(float).reshape(m, n_reads), t_s=t_s.reshape(m, n_reads))
+
+    def now_s(self) -> float:
+        """Chip time: the controller's clock (``CHIP:CLOCk?``)."""
+        (text,) = self._ascii(b"CHIP:CLOC?", "CHIP:CLOCk?", 1)
+        try:
+            return float(text)
+        except ValueError:
+            raise InstrumentError(f"{self.label} answered CHIP:CLOCk? with {text[:40]!r}, not a time") \
+                from None
+
+    def wait(self, dt_s: float) -> None:
+        """Let ``dt_s`` pass: a virtual clock is advanced on the chip, a real one is slept host-side."""
+        if not np.isfinite(dt_s) or dt_s < 0:
+            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
+        if self.virtual_clock:
+            self._ascii(f"CHIP:CLOC:ADV {float(dt_s)!r}".encode(), "CHIP:CLOCk:ADVance", 0)
+        else:
+            time.sleep(dt_s)
+
+    def _ground_truth(self) -> dict:
+        """The simulated chip's parameters and per-device state (``SIMulation:TRUTh?``)."""
+        (blk,) = self._blocks(b"SIM:TRUT?", "SIMulation:TRUTh?", 1)
+        try:
+            with np.load(io.BytesIO(blk), allow_pickle=False) as z:
+                devices = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("devices/")}
+                return {"model": str(z["model"]), "params": json.loads(str(z["params_json"])),
+                        "devices": devices}
+        except (ValueError, KeyError, OSError) as e:
+            raise InstrumentError(f"{self.label} answered SIMulation:TRUTh? with an unreadable "
+                                  f"archive ({type(e).__name__})") from None
+
+    # -- encoding -------------------------------------------------------------------------------
+    def _check_range(self, a: np.ndarray) -> None:
+        rng = self.station_limits.address_range
+        if rng is not None and a.size and (a.min() < rng[0] or a.max() > rng[1]):
+            bad = a[(a < rng[0]) | (a > rng[1])][0]
+            raise LimitError(f"address {bad} is outside the station's address range {rng[0]}..{rng[1]}")
+
+    @staticmethod
+    def _select(a: np.ndarray) -> bytes:
+        """``CHIP:ADDR:RANG`` for a contiguous run (a few bytes), else a uint32 block."""
+        m = a.size
+        if m and a[-1] - a[0] == m - 1 and (m == 1 or np.all(np.diff(a) == 1)):
+            return f"CHIP:ADDR:RANG {int(a[0])},{m}".encode()
+        return b"CHIP:ADDR " + array_block(a, "<u4")
+
+    @staticmethod
+    def _param(x, m: int, dtype: str, kind: bool = False) -> bytes:
+        """One number for all addresses if it is one, else a block with a value per address."""
+        arr = np.asarray(x)
+        if arr.ndim and arr.size and np.all(arr == arr.flat[0]):
+            arr = arr.flat[0]
+        if np.ndim(arr) == 0:
+            if kind:
+                return b"RES" if int(arr) == PulseKind.RESET else b"SET"
+            return repr(float(arr)).encode()
+        return array_block(np.broadcast_to(arr, (m,)), dtype)
+
+    def _decode(self, payload: bytes, dtype: str, count: int, command: str, what: str) -> np.ndarray:
+        try:
+            return block_to_array(payload, dtype, count, what).copy()
+        except ProtocolError as e:
+            raise InstrumentError(f"{self.label} answered {command} badly: {e}") from None
+
+    # -- wire -----------------------------------------------------------------------------------
+    def _send(self, message: bytes, command: str) -> None:
+        if self._broken:
+            raise InstrumentConnectionError(f"{self.label} is out of step since {self._broken}; "
+                                            f"reconnect before sending {command}")
+        try:
+            self.transport.write(message)
+        except TransportError as e:
+            raise self._lost(e, command) from None
+
+    def _read(self, n: int, command: str) -> bytes:
+        try:
+            return self.transport.read_exact(n)
+        except TransportError as e:
+            raise self._lost(e, command) from None
+
+    def _line(self, command: str) -> str:
+        try:
+            return self.transport.read_line().decode("latin-1").strip()
+        except TransportError as e:
+            raise self._lost(e, command) from None
+
+    def _lost(self, e: TransportError, command: str) -> InstrumentError:
+        self._broken = f"{e.kind} during {command}"
+        return self._io_error(e, command)
+
+    def _malformed(self, command: str, detail: str) -> InstrumentError:
+        self._broken = f"a malformed answer to {command}"
+        return InstrumentError(f"{self.label} answered {command} with a malformed reply: {detail}")
+
+    def _error_unit(self, text: str, command: str) -> None:
+        """The trailing ``SYST:ERR?`` answer; a non-zero code drains the queue and raises."""
+        try:
+            code, msg = parse_error(text)
+        except ProtocolError:
+            raise self._malformed(command, f"expected an error reply, got {text[:60]!r}") from None
+        if code != 0:
+            self.raise_queue((code, msg), command)
+
+    def _ascii(self, message: bytes, command: str, n_values: int) -> list[str]:
+        """Send ``message;:SYST:ERR?`` and return the ``n_values`` ASCII answers before the error reply."""
+        self._send(message + ERR, command)
+        units = split_units(self._line(command))
+        self._error_unit(units[-1], command)
+        if len(units) != n_values + 1:
+            raise self._malformed(command, f"{len(units) - 1} answers, expected {n_values}")
+        return [u.strip() for u in units[:-1]]
+
+    def _blocks(self, message: bytes, command: str, n_blocks: int) -> list[bytes]:
+        """Send ``message;:SYST:ERR?`` and return the comma-separated blocks of its one answer."""
+        self._send(message + ERR, command)
+        head = self._read(1, command)
+        if head != b"#":
+            # a failed query has no answer: what is there is the error reply (or garbage)
+            self._error_unit((head + self._line(command).encode("latin-1")).decode("latin-1"), command)
+            raise self._malformed(command, "no data and no error")
+        out = []
+        for k in range(n_blocks):
+            try:
+                if k:
+                    sep = self._read(2, command)
+                    if sep != b",#":
+                        raise ProtocolError(f"expected ',#' between blocks, got {sep!r}")
+                nd = parse_block_header(b"#" + self._read(1, command))
+                length = parse_block_length(self._read(nd, command))
+            except ProtocolError as e:
+                raise self._malformed(command, str(e)) from None
+            out.append(self._read(length, command))
+        sep = self._read(1, command)
+        if sep != b";":
+            raise self._malformed(command, f"expected ';' after the data, got {sep!r} (wrong block length?)")
+        self._error_unit(self._line(command), command)
+        return out
+
+
+def open_visa_chip(resource: str, station: str | None = None) -> ScpiChip:
+    """Open the chip at VISA ``resource`` (from a ``visa://`` URL) with the station file's settings.
+
+    The station's ``instruments.chip`` entry gives backend, timeout, accepted models and
+    terminations; ``chip.limits`` narrows the chip's declared limits. Without a station file the
+    defaults apply (pyvisa-py, 10 s, the simulated chips' models). ``visa://probe-station`` builds
+    the SMU + pulse generator + switch matrix array of the station's ``probe_station`` section.
+    """
+    st: Station = load_station(station) if station else DEFAULT_STATION
+    if resource.strip().lower() == "probe-station":
+        from instruments.probe import open_probe_station
+
+        return open_probe_station(st)
+    spec = st.instruments.get("chip") or InstrumentSpec("chip", "scpi-chip")
+    if spec.driver != "scpi-chip":
+        st.instrument("chip", "scpi-chip")  # raises the one-sentence error
+    resource = resource.strip() or (spec.resource or "")
+    if not resource:
+        raise DevmodelError("visa:// URL names no resource and the station file gives none "
+                            "(instruments.chip.resource)")
+    try:
+        transport = VisaTransport(resource, st.backend_for(spec), spec.timeout_s,
+                                  spec.read_termination, spec.write_termination)
+    except TransportError as e:
+        raise InstrumentConnectionError(f"instrument chip ({resource}): {e.detail}") from None
+    try:
+        return ScpiChip(transport, "chip", station_limits=st.chip_limits, models=spec.models)
+    except BaseException:
+        transport.close()
+        raise
