@@ -120,7 +120,7 @@ def test_instrument_error_queue_reaches_the_user():
 def test_wrong_model_is_refused_with_a_clear_sentence():
     t = RecordingTransport(VisaTransport(*PULSER, timeout_s=2.0))
     with pytest.raises(InstrumentError, match=r"instrument smu \(TCPIP::192\.0\.2\.33::INSTR\) answered "
-                                              r"\*IDN\? with model '33522B' .*Keithley2450 drives MODEL 2450"):
+                                              r"\*IDN\? with model '33522B' .*drives MODEL 2450"):
         Keithley2450(t, "smu")
 
 
