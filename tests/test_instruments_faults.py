@@ -77,8 +77,8 @@ def connect(srv: ThreadedServer, timeout_s: float = 1.0) -> ScpiChip:
 def test_bad_answers_are_one_sentence_naming_instrument_and_command(mode, error, phrase):
     with ThreadedServer(FaultyServer(mode)) as srv:
         chip = connect(srv)
-        port = srv.server.port
-        with pytest.raises(error, match=rf"^instrument chip \(TCPIP::127\.0\.0\.1::{port}::SOCKET\) {phrase}") as e:
+        who = rf"^instrument chip \(TCPIP::127\.0\.0\.1::{srv.server.port}::SOCKET\) "
+        with pytest.raises(error, match=who + phrase) as e:
             chip.read(np.arange(10))
         assert "\n" not in str(e.value)
         if mode != "fewer_values":  # the stream is out of step: nothing more goes out until reconnect
@@ -92,7 +92,7 @@ def test_bad_answers_are_one_sentence_naming_instrument_and_command(mode, error,
 def test_wrong_idn_model_is_refused():
     with ThreadedServer(FaultyServer("idn", header="*IDN?")) as srv:
         with pytest.raises(InstrumentError, match=r"answered \*IDN\? with model 'TCC-9000' "
-                                                  r"\(ACME Instruments\); ScpiChip drives SIM-PCM, SIM-RERAM"):
+                                                  r"\(ACME Instruments\); ScpiChip drives SIM-PCM"):
             connect(srv)
 
 
