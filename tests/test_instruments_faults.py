@@ -109,9 +109,12 @@ def test_nothing_listening_is_one_sentence():
 
 def test_a_session_cut_mid_batch_stops_cleanly_with_nothing_half_written(tmp_path):
     out = tmp_path / "cut.h5"
+    station = tmp_path / "station.yaml"  # a short timeout: pyvisa-py sees a closed socket only then
+    station.write_text("station: 1\ninstruments:\n  chip: {driver: scpi-chip, timeout_s: 1}\n")
     with ThreadedServer(FaultyServer("close", after=40)) as srv:
         r = subprocess.run([sys.executable, "-m", "devmodel.cli", "characterize", "--chip",
-                            f"visa://{srv.resource}", "--devices", "20", "--schedule", "20,600",
+                            f"visa://{srv.resource}", "--station", str(station), "--devices", "20",
+                            "--schedule", "20,600",
                             "--burst-devices", "0", "--quiet", "--out", str(out)],
                            capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
