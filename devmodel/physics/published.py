@@ -91,7 +91,8 @@ class PcmStatModel:
         return np.sqrt(np.log((t_s + self.t_read_s) / (2.0 * self.t_read_s)))
 
     def total_sigma_t0_us(self, g_target_us: np.ndarray) -> np.ndarray:
-        """Spread at t0 including the accumulated 1/f part: sqrt(σ_prog² + (G·Q_s·4.18)²)."""
+        """Spread at t0 including the accumulated 1/f part: sqrt(σ_prog² + (G·Q_s·4.18)²)
+        (physics.md's approximation with Q_s at the target)."""
         g = np.asarray(g_target_us, dtype=float)
         rn = g * self.q_s(g / self.g_max_us) * self.sqrt_log_term(self.t0_s)
         return np.hypot(self.sigma_prog_us(g), rn)
@@ -110,7 +111,8 @@ class PcmStatModel:
         g_prog = np.maximum(g + self.sigma_prog_us(g) * rng.standard_normal(g.shape), 0.0)
         nu = np.abs(self.nu_mean(x) + self.nu_std(x) * rng.standard_normal(g.shape))
         g_drift = g_prog * (t / self.t0_s) ** (-nu)
-        sig = g_drift * self.q_s(x) * self.sqrt_log_term(t)
+        # Q_s at the programmed conductance, as aihwkit's PCMLikeNoiseModel does
+        sig = g_drift * self.q_s(g_prog / self.g_max_us) * self.sqrt_log_term(t)
         return g_drift + sig * rng.standard_normal((g.shape[0], t.shape[1]))
 
 

@@ -1,0 +1,90 @@
+"""ReRAM device model from a session (physics.md, "ReRAM"; seed 000_… supplement).
+
+At each snapshot time (the drift-schedule ages) the error G − G_T of every level has a spread
+σ(x, t) and a mean; the short-term read noise, measured from the back-to-back reads of the bursts
+(lag-1 differences / √2, robust), is removed in quadrature, and σ(x) is fitted as a polynomial of
+configurable degree (default 4, as the published table) with lmfit. The mean shift is one number per
+snapshot. Between snapshots the card is interpolated linearly in ln t (``DeviceModel.snapshot_coeffs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from devmodel.errors import DevmodelError
+from devmodel.fit.data import FitData, read_near, typical_ages
+from devmodel.fit.lmfits import fit_poly
+from devmodel.fit.stats import clipped_std, var_se
+from devmodel.model.card import DeviceModel, Snapshot
+from devmodel.stats import robust_sigma
+
+
+@dataclass(frozen=True)
+class ReramFitOptions:
+    degree: int = 4
+    snapshot_rel_tol: float = 0.1  # a read belongs to a snapshot within ±10 % of its age
+
+
+def read_noise_from_bursts(data: FitData) -> float | None:
+    """Robust σ of lag-1 differences of burst reads / √2 (None without bursts)."""
+    r = data.session.reads
+    sel = r["burst"] >= 0
+    if not sel.any():
+        return None
+    bid, t, g, dev = r["burst"][sel], r["t_s"][sel], r["g_us"][sel], r["device"][sel]
+    order = np.lexsort((t, bid))
+    bid, g, dev = bid[order], g[order], dev[order]
+    same = (bid[1:] == bid[:-1]) & data.use[dev[1:]]
+    diffs = np.diff(g)[same]
+    return float(robust_sigma(diffs) / np.sqrt(2)) if diffs.size > 10 else None
+
+
+def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel:
+    """Fit the ReRAM card: snapshots of σ(x) and mean shift, read noise."""
+    opts = opts or ReramFitOptions()
+    s = data.session
+    if data.levels_us.size < opts.degree + 2:
+        raise DevmodelError(
+            f"{s.path} has {data.levels_us.size} programmed levels; a degree-{opts.degree} σ(x) "
+            f"polynomial needs at least {opts.degree + 2}"
+        )
+    rn = read_noise_from_bursts(data)
+    ages = typical_ages(data.age_s[data.use[data.dev]], data.dev[data.use[data.dev]])
+    snapshots, quality = [], {}
+    x_all = data.levels_us / s.g_max_us
+    for age in ages:
+        g = read_near(data.dev, data.age_s, data.g_us, data.n_devices, age, opts.snapshot_rel_tol)
+        sig, se, mean, n = (np.full(data.levels_us.size, np.nan) for _ in range(4))
+        for j in range(data.levels_us.size):
+            err = (g - data.target_us)[data.use & (data.level == j) & np.isfinite(g)]
+            if err.size < 10:
+                continue
+            m, sd, _ = clipped_std(err)
+            kept = err[np.abs(err - m) <= 4.5 * sd]
+            var = sd**2 - (rn or 0.0) ** 2
+            sig[j] = np.sqrt(max(var, 0.0))
+            se[j] = var_se(kept) / (2 * max(sig[j], 0.05))
+            mean[j], n[j] = m, err.size
+        ok = np.isfinite(sig) & (sig > 0)
+        if ok.sum() < opts.degree + 2:
+            continue
+        fit = fit_poly(x_all[ok], sig[ok], se[ok], opts.degree)
+        shift = float(np.nansum(mean * n) / np.nansum(n))
+        snapshots.append(Snapshot(
+            t_s=float(age), poly_coeffs_us=[fit.values[f"c{i}"] for i in range(opts.degree + 1)],
+            mean_shift_us=shift,
+            poly_coeffs_stderr_us=[fit.stderr[f"c{i}"] for i in range(opts.degree + 1)]))
+        quality[f"{age:g}"] = fit.quality | {"mean_by_level_us": mean.tolist(), "n": n.tolist()}
+    if not snapshots:
+        raise DevmodelError(f"{s.path}: no read age has enough devices per level for a snapshot")
+    card = DeviceModel(technology="reram", g_max_us=s.g_max_us, t0_s=float(snapshots[0].t_s),
+                       snapshots=snapshots, read_noise_us=float(rn or 0.0))
+    card.fit_quality = {
+        "options": opts.__dict__, "snapshots": quality,
+        "read_noise_source": "bursts (lag-1 differences)" if rn is not None
+        else "none: no bursts in the session, read noise not removed",
+        "excluded_devices": data.excluded,
+    }
+    return card
