@@ -223,3 +223,19 @@ def test_binding_beyond_loopback_needs_a_flag_and_a_taken_port_is_one_sentence(s
 def test_unknown_instrument_on_the_port_is_refused(server):
     with pytest.raises(InstrumentError, match=r"answered \*IDN\? with model 'SIM-PCM'.*drives TCC-1"):
         ScpiChip(VisaTransport(server.resource, "@py", 5.0), models=("TCC-1",))
+
+
+def test_reram_chip_with_per_address_compliance():
+    with ServerProcess("--technology", "reram", "--seed", "4", "--devices", "512") as s:
+        remote = open_visa_chip(s.resource)
+        local = open_chip("sim:reram?devices=512&seed=4")
+        try:
+            assert remote.info.pulse_unit == "V" and remote.info.limits.max_compliance_ua == 200.0
+            a = np.array([9, 2, 40])
+            args = (a, PulseKind.SET, np.array([1.0, 1.2, 1.4]), 100.0, np.array([5.0, 10.0, 20.0]))
+            np.testing.assert_array_equal(remote.pulse(*args), local.pulse(*args))
+            np.testing.assert_array_equal(remote.read(a, 2).g_us, local.read(a, 2).g_us)
+            with pytest.raises(LimitError, match="compliance 250 µA exceeds the chip limit 200 µA"):
+                remote.pulse(a[:1], PulseKind.SET, 1.0, 100.0, 250.0)
+        finally:
+            remote.close()
