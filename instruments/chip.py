@@ -310,19 +310,21 @@ class ScpiChip(Instrument):
         return out
 
 
-def open_visa_chip(resource: str, station: str | None = None) -> ScpiChip:
+def open_visa_chip(resource: str, station: str | None = None, transport_factory=None) -> ScpiChip:
     """Open the chip at VISA ``resource`` (from a ``visa://`` URL) with the station file's settings.
 
     The station's ``instruments.chip`` entry gives backend, timeout, accepted models and
     terminations; ``chip.limits`` narrows the chip's declared limits. Without a station file the
     defaults apply (pyvisa-py, 10 s, the simulated chips' models). ``visa://probe-station`` builds
     the SMU + pulse generator + switch matrix array of the station's ``probe_station`` section.
+    ``transport_factory`` (same arguments as VisaTransport) lets a wrapping transport, such as a
+    recording or fault-injecting one, be slotted in.
     """
     st: Station = load_station(station) if station else DEFAULT_STATION
     if resource.strip().lower() == "probe-station":
         from instruments.probe import open_probe_station
 
-        return open_probe_station(st)
+        return open_probe_station(st, transport_factory)
     spec = st.instruments.get("chip") or InstrumentSpec("chip", "scpi-chip")
     if spec.driver != "scpi-chip":
         st.instrument("chip", "scpi-chip")  # raises the one-sentence error
@@ -331,8 +333,8 @@ def open_visa_chip(resource: str, station: str | None = None) -> ScpiChip:
         raise DevmodelError("visa:// URL names no resource and the station file gives none "
                             "(instruments.chip.resource)")
     try:
-        transport = VisaTransport(resource, st.backend_for(spec), spec.timeout_s,
-                                  spec.read_termination, spec.write_termination)
+        transport = (transport_factory or VisaTransport)(resource, st.backend_for(spec), spec.timeout_s,
+                                                         spec.read_termination, spec.write_termination)
     except TransportError as e:
         raise InstrumentConnectionError(f"instrument chip ({resource}): {e.detail}") from None
     try:

@@ -209,6 +209,7 @@ class Framer:
         self.skip = 0  # bytes of an oversized block still to discard
 
     def feed(self, data: bytes) -> list[Message]:
+        """Add received bytes; return the messages they complete (possibly none)."""
         out: list[Message] = []
         if self.skip:
             k = min(self.skip, len(data))
