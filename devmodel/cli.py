@@ -206,15 +206,186 @@ def demo(out_dir, devices, quiet) -> None:
     run_session(chip, url, cfg, session_path, 7, overwrite=True, quiet=quiet)
     session = read_session(session_path, with_trace=False)
     click.echo(format_summary(summarize(session)))
-    gt = session.ground_truth["devices"]
-    ok = gt["defect"] == 0
-    click.echo(f"ground truth: mean ν above 5 µS = "
-               f"{np.mean(gt['nu'][ok & (session.devices['target_us'] > 5)]):.4f}")
+    from devmodel.fit.session import fit_session
+
+    card = fit_session(session)
+    card_path = folder / "demo_pcm_model.json"
+    _write_atomically(card_path, card.to_json(), overwrite=True)
+    click.echo("\n" + format_card(card))
+    click.echo("\n" + _versus_ground_truth(session, card))
     click.echo(f"demo finished in {time.perf_counter() - start:.1f} s; files in {folder}")
+
+
+def _write_atomically(path: Path, text: str, overwrite: bool) -> None:
+    """Write ``text`` to ``path`` via a temporary file, so no half-written file is ever left."""
+    if path.exists() and not overwrite:
+        raise DevmodelError(f"{path} already exists; choose another --out or pass --overwrite")
+    if not path.parent.exists():
+        raise DevmodelError(f"the folder of {path} does not exist")
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def format_card(card) -> str:
+    """Fitted parameters with standard errors, as a scientist reads them."""
+    from devmodel.fit.session import card_scalars
+
+    boot = card.fit_quality.get("bootstrap", {}).get("intervals_95", {})
+    lines = [f"device model ({card.technology}, g_max {card.g_max_us:g} µS, t0 {card.t0_s:g} s) "
+             f"from {card.provenance.get('n_devices_used', '?')} devices"]
+    err = {}
+    if card.programming:
+        for i, e in enumerate(card.programming.poly_coeffs_stderr_us):
+            err[f"programming.c{i}"] = e
+    if card.drift:
+        for name in ("nu_mean", "nu_std"):
+            f = getattr(card.drift, name)
+            for k in ("a", "b", "lo", "hi"):
+                err[f"drift.{name}.{k}"] = f.stderr.get(k)
+    if card.read_noise:
+        for k, v in card.read_noise.stderr.items():
+            err[f"read_noise.{k}"] = v
+    for k, v in card_scalars(card).items():
+        e = err.get(k)
+        b = boot.get(k)
+        lines.append(f"  {k:28s} {v:12.6g}" + (f" ± {e:.3g}" if e else "")
+                     + (f"   95 % bootstrap [{b[0]:.4g}, {b[1]:.4g}]" if b else ""))
+    if card.drift:
+        fixed = card.drift.nu_mean.fixed + [f"σ_ν.{k}" for k in card.drift.nu_std.fixed]
+        if fixed:
+            lines.append(f"  held at the published value (not identifiable here): {fixed}")
+    excl = card.fit_quality.get("excluded_devices")
+    if excl:
+        lines.append(f"  excluded devices: {excl}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("session", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model card (JSON).")
+@click.option("--prog-degree", type=int, default=2, show_default=True,
+              help="Degree of the PCM σ_prog polynomial.")
+@click.option("--reram-degree", type=int, default=4, show_default=True,
+              help="Degree of the ReRAM σ(x) polynomials.")
+@click.option("--holdout-fraction", type=float, default=0.0, show_default=True,
+              help="Fraction of devices left out of the fit, for `devmodel validate`.")
+@click.option("--holdout-seed", type=int, default=0, show_default=True)
+@click.option("--bootstrap", type=int, default=0, show_default=True,
+              help="Device-resampled refits for 95 % percentile intervals (0: none).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing card.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def fit(session, out, prog_degree, reram_degree, holdout_fraction, holdout_seed, bootstrap,
+        overwrite, quiet) -> None:
+    """Fit a device model (model card JSON) to a session file."""
+    from devmodel.fit.pcm import PcmFitOptions
+    from devmodel.fit.reram import ReramFitOptions
+    from devmodel.fit.session import fit_session
+
+    out_path = Path(out)
+    if out_path.exists() and not overwrite:
+        raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
+    if not 0 <= holdout_fraction < 1:
+        raise DevmodelError("--holdout-fraction must be in [0, 1)")
+    if prog_degree < 0 or reram_degree < 0 or bootstrap < 0:
+        raise DevmodelError("--prog-degree, --reram-degree and --bootstrap must be ≥ 0")
+    bar = tqdm(total=bootstrap, desc="bootstrap", disable=quiet or not bootstrap or None,
+               file=sys.stderr, leave=False)
+    card = fit_session(session, PcmFitOptions(prog_degree=prog_degree),
+                       ReramFitOptions(degree=reram_degree), holdout_fraction, holdout_seed,
+                       bootstrap, progress=lambda i, n: bar.update(1))
+    bar.close()
+    _write_atomically(out_path, card.to_json(), overwrite)
+    click.echo(format_card(card))
+    click.echo(f"written {out_path}")
+
+
+@main.command()
+@click.argument("card", type=click.Path(dir_okay=False))
+@click.argument("session", type=click.Path(dir_okay=False))
+@click.option("--holdout-fraction", type=float, default=0.3, show_default=True,
+              help="Held-out fraction when the card was fitted on all devices of this session.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--max-ks", type=float, default=0.05, show_default=True,
+              help="Fail when a gated Kolmogorov–Smirnov statistic reaches this.")
+@click.option("--gate-ages", default=None,
+              help="Ages (s, comma-separated) whose KS decides pass/fail [default: all].")
+@_friendly
+def validate(card, session, holdout_fraction, seed, max_ks, gate_ages) -> None:
+    """Compare a card's predictions with held-out data; exit 1 if a threshold fails."""
+    from devmodel.fit.validate import format_report
+    from devmodel.fit.validate import validate as run_validation
+    from devmodel.model.card import DeviceModel
+
+    if not 0 < holdout_fraction < 1:
+        raise DevmodelError("--holdout-fraction must be in (0, 1)")
+    report = run_validation(DeviceModel.load(card), session, holdout_fraction, seed, max_ks,
+                            list(_floats("gate-ages", gate_ages)) if gate_ages else None)
+    click.echo(format_report(report))
+    if not report.passed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("card", type=click.Path(dir_okay=False))
+@click.argument("session", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the PNG figures and index.html.")
+@click.option("--no-validation", is_flag=True, help="Skip the validation table.")
+@_friendly
+def report(card, session, out, no_validation) -> None:
+    """Figures (PNG) and one HTML page for a card and its session."""
+    from devmodel.fit.validate import validate as run_validation
+    from devmodel.model.card import DeviceModel
+    from devmodel.report.figures import write_report
+
+    model = DeviceModel.load(card)
+    val = None if no_validation else run_validation(model, session)
+    page = write_report(model, session, out, val)
+    click.echo(f"written {page}")
+
+
+@main.command("import-table")
+@click.argument("table", type=click.Path(dir_okay=False))
+@click.option("--technology", type=click.Choice(["pcm", "reram"]), required=True)
+@click.option("--g-max-us", type=float, required=True, help="Conductance range of the targets.")
+@click.option("--t0-s", type=float, default=None, help="Reference age [PCM 20 s, ReRAM 1 s].")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Session file.")
+@click.option("--overwrite", is_flag=True)
+@_friendly
+def import_table_cmd(table, technology, g_max_us, t0_s, out, overwrite) -> None:
+    """Import a long-format CSV (device, target_us, time_s, g_us[, burst, converged])."""
+    from devmodel.report.summary import format_summary, summarize
+    from devmodel.store.session import read_session
+    from devmodel.store.table_import import import_table
+
+    path = import_table(table, out, technology, g_max_us, t0_s, overwrite)
+    click.echo(format_summary(summarize(read_session(path, with_trace=False))))
+    click.echo(f"written {path}")
 
 
 # -- commands defined elsewhere (one line each) -------------------------------------------------
 from instruments.cli import serve_chip; main.add_command(serve_chip)  # noqa: E402, E702, I001
+
+
+def _versus_ground_truth(session, card) -> str:
+    """Per level: the chip's true ν and Q_s statistics next to the fitted card's."""
+    gt = session.ground_truth["devices"]
+    d = session.devices
+    ok = (gt["defect"] == 0) & (d["converged"] == 1)
+    lines = ["fitted card vs the simulated chip's ground truth (converged, non-defective devices):",
+             "  target µS   ν mean true/fit    ν std true/fit     Q_s true/fit"]
+    for lv in session.levels_us:
+        m = ok & (d["target_us"] == lv)
+        if m.sum() < 10:
+            continue
+        x = lv / card.g_max_us
+        q_fit = card.read_noise.q_s(np.median(gt["g20_us"][m]) / card.g_max_us)
+        lines.append(f"  {lv:9.2f}   {gt['nu'][m].mean():.4f} / {card.drift.nu_mean(x):.4f}   "
+                     f"{gt['nu'][m].std():.4f} / {card.drift.nu_std(x):.4f}   "
+                     f"{np.mean(gt['q_s'][m]):.4f} / {float(q_fit):.4f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

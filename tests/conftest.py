@@ -21,3 +21,26 @@ def reram_session(tmp_path_factory):
     path = tmp_path_factory.mktemp("reram") / "reram.h5"
     return make_session(path, "sim:reram?devices=65536", 2000,
                         bursts=BurstConfig(devices_per_level=0), seed=11)
+
+
+@pytest.fixture(scope="session")
+def published_pcm_session(tmp_path_factory):
+    """Drawn from the published PCM statistical model (physics.md): 13 levels × 2000 devices, reads
+    at 20 s … 1 day, 256-read bursts at 1 s spacing on 100 devices per level at 1000 s."""
+    from devmodel.physics.statistical import synthesize_pcm_session
+
+    return synthesize_pcm_session(tmp_path_factory.mktemp("pub") / "pub.h5", seed=11)
+
+
+@pytest.fixture(scope="session")
+def published_pcm_card(published_pcm_session):
+    from devmodel.fit.session import fit_session
+
+    return fit_session(published_pcm_session)
+
+
+@pytest.fixture(scope="session")
+def pcm_session_10k(tmp_path_factory):
+    """The simulated PCM chip at the seed's size: 13 levels × 10,000 devices."""
+    path = tmp_path_factory.mktemp("pcm10k") / "pcm10k.h5"
+    return make_session(path, "sim:pcm?devices=262144", 10_000, seed=7)

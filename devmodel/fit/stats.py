@@ -32,33 +32,42 @@ class DeviceDrift:
 
 
 def fit_drift_per_device(dev: np.ndarray, age_s: np.ndarray, g_us: np.ndarray, n_devices: int,
-                         t0_s: float, iterations: int = 12, tol: float = 1e-7) -> DeviceDrift:
+                         t0_s: float, iterations: int = 12, tol: float = 1e-6) -> DeviceDrift:
     """Fit G = G(t0)·(age/t0)^−ν for every device, vectorised (no per-device optimiser): per-device
-    sums over the reads in any order (``np.bincount``); stops when no ν moves by more than ``tol``."""
+    sums over the reads in any order (``np.bincount``), starting from the closed-form log-space
+    least squares; each iteration touches only the reads of devices that have not converged
+    (|Δν| ≥ ``tol``), and steps are halved after four iterations so devices read at SNR ~ 1 settle."""
     x = np.log(age_s / t0_s)
     g = g_us
 
-    def dsum(v):
-        return np.bincount(dev, v, n_devices)
+    def dsum(v, d=dev):
+        return np.bincount(d, v, n_devices)
 
     n = dsum(np.ones_like(x))
     sx, sxx = dsum(x), dsum(x * x)
     det = n * sxx - sx * sx
     ok = det > 1e-12 * np.maximum(n * sxx, 1e-300)
     ln_a0 = np.log(np.maximum(dsum(np.maximum(g, 0.0)) / np.maximum(n, 1), 1e-6))
-    ln_a, nu = ln_a0.copy(), np.full(n.shape, 0.05)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for _ in range(iterations):
-            r = g * np.exp(nu[dev] * x - ln_a[dev]) - 1.0
-            sr, srx = dsum(r), dsum(r * x)
-            # OLS of r on (1, −x): Δα, Δν
-            d_a = np.where(ok, np.clip((sxx * sr - sx * srx) / det, -2.0, 2.0), 0.0)
-            d_nu = np.where(ok, np.clip(-(n * srx - sx * sr) / det, -0.3, 0.3), 0.0)
-            # bounded: devices read at SNR ~ 1 must not run away (their ν̂ is just noisy)
+        y = np.log(np.maximum(g, 0.01 * np.exp(ln_a0[dev])))  # floor at 1 % of the device mean
+        sy, sxy = dsum(y), dsum(x * y)
+        nu = np.where(ok, np.clip(-(n * sxy - sx * sy) / det, -1.0, 2.0), 0.05)
+        ln_a = np.where(ok, (sy + nu * sx) / np.maximum(n, 1), ln_a0)
+        rows = np.flatnonzero(ok[dev])  # reads of devices still iterating
+        for it in range(iterations):
+            d, xr = dev[rows], x[rows]
+            r = g[rows] * np.exp(nu[d] * xr - ln_a[d]) - 1.0
+            sr, srx = dsum(r, d), dsum(r * xr, d)
+            # OLS of the relative residual on (1, −x): Δα, Δν
+            step = 0.5 if it >= 4 else 1.0
+            d_a = step * np.where(ok, np.clip((sxx * sr - sx * srx) / det, -2.0, 2.0), 0.0)
+            d_nu = step * np.where(ok, np.clip(-(n * srx - sx * sr) / det, -0.3, 0.3), 0.0)
             ln_a = np.clip(ln_a + d_a, ln_a0 - 3.0, ln_a0 + 3.0)
             nu = np.clip(nu + d_nu, -1.0, 2.0)
-            if np.max(np.abs(d_nu), initial=0.0) < tol:
+            moving = np.abs(d_nu) >= tol
+            if not moving.any():
                 break
+            rows = rows[moving[dev[rows]]]
         rss = dsum((g * np.exp(nu[dev] * x - ln_a[dev]) - 1.0) ** 2)
     return DeviceDrift(np.where(ok, nu, np.nan), np.where(ok, np.exp(ln_a), np.nan), n, rss)
 

@@ -33,6 +33,7 @@ class ValidationRow:
     age_s: float
     n: int
     ks: float
+    p_value: float  # of the KS test: small means a real difference, not sampling noise
     spread_ratio: float
     mean_measured_us: float
     mean_predicted_us: float
@@ -110,9 +111,10 @@ def _compare(card, data: FitData, use, mode, max_ks, gate_ages_s, n_sim, min_dev
             sim_ref = sample_conductance(card, np.full(n_sim, lv), card.t0_s, rng)
             _, s_meas, _ = clipped_std(g[m])
             _, s_pred, _ = clipped_std(sim)
+            ks = stats.ks_2samp(g[m], sim)
             report.rows.append(ValidationRow(
                 g_us=float(lv), age_s=float(age), n=int(m.sum()),
-                ks=float(stats.ks_2samp(g[m], sim).statistic),
+                ks=float(ks.statistic), p_value=float(ks.pvalue),
                 spread_ratio=float(s_meas / s_pred) if s_pred > 0 else float("nan"),
                 mean_measured_us=float(np.mean(g[m])), mean_predicted_us=float(np.mean(sim)),
                 gated=bool(gated)))
@@ -128,10 +130,11 @@ def _compare(card, data: FitData, use, mode, max_ks, gate_ages_s, n_sim, min_dev
 
 def format_report(r: ValidationReport) -> str:
     lines = [f"validation: {r.mode}",
-             "  target µS    age s      n      KS   spread ratio   mean meas   mean pred"]
+             "  target µS    age s      n      KS  p(KS)  spread ratio   mean meas   mean pred"]
     for row in r.rows:
         flag = "" if not row.gated else (" ok" if row.ks < r.max_ks else " FAIL")
         lines.append(f"  {row.g_us:9.2f} {row.age_s:8.0f} {row.n:6d} {row.ks:7.4f} "
+                     f"{row.p_value:6.3f}"
                      f"{row.spread_ratio:14.3f} {row.mean_measured_us:11.3f} "
                      f"{row.mean_predicted_us:11.3f}{flag}")
     if r.drift_factor:
@@ -141,8 +144,10 @@ def format_report(r: ValidationReport) -> str:
     w = r.worst()
     verdict = "PASSED" if r.passed else "FAILED"
     if w is not None:
+        crit = 1.36 / np.sqrt(w.n)
         lines.append(f"{verdict}: largest gated KS = {w.ks:.4f} (level {w.g_us:g} µS, "
-                     f"age {w.age_s:.0f} s); threshold {r.max_ks:g}")
+                     f"age {w.age_s:.0f} s, p = {w.p_value:.3f}); threshold {r.max_ks:g} "
+                     f"(a correct model exceeds {crit:.3f} in 5 % of tests with {w.n} devices)")
     else:
         lines.append("no level had enough held-out devices to compare")
     return "\n".join(lines)
