@@ -53,21 +53,35 @@ def fit_drift_per_device(dev: np.ndarray, age_s: np.ndarray, g_us: np.ndarray, n
         sy, sxy = dsum(y), dsum(x * y)
         nu = np.where(ok, np.clip(-(n * sxy - sx * sy) / det, -1.0, 2.0), 0.05)
         ln_a = np.where(ok, (sy + nu * sx) / np.maximum(n, 1), ln_a0)
-        rows = np.flatnonzero(ok[dev])  # reads of devices still iterating
+        # iterate on the devices still moving only, renumbered 0..m-1 with their reads
+        act = np.flatnonzero(ok)
+        rows = np.flatnonzero(ok[dev])
+        pos = np.full(n_devices, -1)
+        pos[act] = np.arange(act.size)
+        dr = pos[dev[rows]]
+        nu_a, la_a, la0_a = nu[act], ln_a[act], ln_a0[act]
+        n_a, sx_a, sxx_a, det_a = n[act], sx[act], sxx[act], det[act]
         for it in range(iterations):
-            d, xr = dev[rows], x[rows]
-            r = g[rows] * np.exp(nu[d] * xr - ln_a[d]) - 1.0
-            sr, srx = dsum(r, d), dsum(r * xr, d)
+            xr = x[rows]
+            r = g[rows] * np.exp(nu_a[dr] * xr - la_a[dr]) - 1.0
+            m = act.size
+            sr, srx = np.bincount(dr, r, m), np.bincount(dr, r * xr, m)
             # OLS of the relative residual on (1, −x): Δα, Δν
             step = 0.5 if it >= 4 else 1.0
-            d_a = step * np.where(ok, np.clip((sxx * sr - sx * srx) / det, -2.0, 2.0), 0.0)
-            d_nu = step * np.where(ok, np.clip(-(n * srx - sx * sr) / det, -0.3, 0.3), 0.0)
-            ln_a = np.clip(ln_a + d_a, ln_a0 - 3.0, ln_a0 + 3.0)
-            nu = np.clip(nu + d_nu, -1.0, 2.0)
-            moving = np.abs(d_nu) >= tol
-            if not moving.any():
+            d_a = step * np.clip((sxx_a * sr - sx_a * srx) / det_a, -2.0, 2.0)
+            d_nu = step * np.clip(-(n_a * srx - sx_a * sr) / det_a, -0.3, 0.3)
+            la_a = np.clip(la_a + d_a, la0_a - 3.0, la0_a + 3.0)
+            nu_a = np.clip(nu_a + d_nu, -1.0, 2.0)
+            nu[act], ln_a[act] = nu_a, la_a
+            keep = np.abs(d_nu) >= tol
+            if not keep.any():
                 break
-            rows = rows[moving[dev[rows]]]
+            new_pos = np.cumsum(keep) - 1
+            on = keep[dr]
+            rows, dr = rows[on], new_pos[dr[on]]
+            act = act[keep]
+            nu_a, la_a, la0_a = nu_a[keep], la_a[keep], la0_a[keep]
+            n_a, sx_a, sxx_a, det_a = n_a[keep], sx_a[keep], sxx_a[keep], det_a[keep]
         rss = dsum((g * np.exp(nu[dev] * x - ln_a[dev]) - 1.0) ** 2)
     return DeviceDrift(np.where(ok, nu, np.nan), np.where(ok, np.exp(ln_a), np.nan), n, rss)
 
