@@ -365,6 +365,40 @@ def import_table_cmd(table, technology, g_max_us, t0_s, out, overwrite) -> None:
     click.echo(f"written {path}")
 
 
+@main.command()
+@click.argument("card", type=click.Path(dir_okay=False))
+@click.option("--to", "target", type=click.Choice(["aihwkit", "json", "summary"]), required=True,
+              help="aihwkit: a Python module building aihwkit noise models; json: the normalised "
+              "card; summary: the scalars simpler simulators take.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file [default: standard output].")
+@click.option("--g-max-us", type=float, default=None,
+              help="Conductance range of the target simulator (must match the card's).")
+@click.option("--overwrite", is_flag=True)
+@_friendly
+def export(card, target, out, g_max_us, overwrite) -> None:
+    """Export a model card to aihwkit, normalised JSON, or a scalar summary."""
+    import json
+
+    from devmodel.export.aihwkit import check_exportable, module_source
+    from devmodel.export.summary import summary
+    from devmodel.model.card import DeviceModel
+
+    model = DeviceModel.load(card)
+    check_exportable(model, g_max_us)
+    if target == "aihwkit":
+        text = module_source(model)
+    elif target == "json":
+        text = model.to_json() + "\n"
+    else:
+        text = json.dumps(summary(model), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        _write_atomically(Path(out), text, overwrite)
+        click.echo(f"written {out}")
+
+
 # -- commands defined elsewhere (one line each) -------------------------------------------------
 from instruments.cli import serve_chip; main.add_command(serve_chip)  # noqa: E402, E702, I001
 

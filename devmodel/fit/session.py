@@ -69,6 +69,7 @@ def fit_session(
         "n_devices": int(data.n_devices),
         "n_devices_used": int(data.use.sum()),
         "n_reads": int(session.reads["g_us"].size),
+        "age_range_s": [float(np.min(data.age_s)), float(np.max(data.age_s))],
         "holdout": {"fraction": holdout_fraction, "seed": holdout_seed,
                     "n_held_out": int(held.sum())},
         "toolkit_version": __version__,

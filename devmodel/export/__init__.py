@@ -1,0 +1,1 @@
+"""Exporters: a device model card → noise models for training and inference simulators."""

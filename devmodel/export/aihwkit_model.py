@@ -1,0 +1,75 @@
+"""A ``BaseNoiseModel`` of IBM aihwkit that carries a whole devmodel card (export issue, part 2).
+
+Importable only where aihwkit is installed (its pure-Python ``aihwkit.inference`` package suffices).
+aihwkit's own classes cannot express a fitted Q_s power law, ν in clipped-log form, the programming
+mean offset and drift–programming coupling, or ReRAM between snapshots; this class delegates the
+three hooks aihwkit calls to :class:`devmodel.export.native.NativeNoiseModel`, so it and the native
+model are the same model by construction, used through aihwkit's converters and ``apply_noise``.
+
+Time: aihwkit's ``t_inference`` counts from t0 for PCM (age = t_inference + t0) and from programming
+for ReRAM (the Wan2022 convention); ``apply_noise(w, 0)`` returns the programmed weights (aihwkit
+1.2.0's base class returns nothing there).
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
+    from aihwkit.inference.noise.base import BaseNoiseModel
+except ImportError as e:  # pragma: no cover - exercised where aihwkit is absent
+    raise ImportError(
+        "devmodel.export.aihwkit_model needs IBM aihwkit (1.0.0–1.2.0; its aihwkit.inference package "
+        "is pure Python): pip install aihwkit, or put its source distribution's src/ on sys.path"
+    ) from e
+
+from devmodel.errors import DevmodelError
+from devmodel.export.native import NativeNoiseModel
+from devmodel.model.card import DeviceModel
+
+
+class DevmodelNoiseModel(BaseNoiseModel):
+    """aihwkit noise model reproducing a devmodel card exactly."""
+
+    def __init__(self, card: DeviceModel, g_converter=None, generator: torch.Generator | None = None,
+                 extrapolate: bool = False) -> None:
+        g_converter = g_converter or SinglePairConductanceConverter(g_max=card.g_max_us)
+        if abs(float(g_converter.g_max) - card.g_max_us) > 1e-9 * card.g_max_us:
+            raise DevmodelError(
+                f"the card was fitted with g_max {card.g_max_us:g} µS but the aihwkit converter uses "
+                f"{float(g_converter.g_max):g} µS; use a converter with g_max={card.g_max_us:g}"
+            )
+        super().__init__(g_converter)
+        self.card = card
+        self.native = NativeNoiseModel(card, generator, extrapolate)
+        self._nu_pending: dict[int, torch.Tensor] = {}
+
+    def __str__(self) -> str:
+        return f"DevmodelNoiseModel({self.card.technology}, {self.card.provenance.get('source', '')})"
+
+    @torch.no_grad()
+    def apply_programming_noise_to_conductance(self, g_target: torch.Tensor) -> torch.Tensor:
+        if self.card.technology == "pcm" and self.card.programming.verify_age_s:
+            # coupled card: ν is drawn with the programming and handed to the next call
+            nu = self.native.drift_coefficients(g_target)
+            self._nu_pending[g_target.data_ptr()] = nu
+            return self.native.program(g_target, nu)
+        return self.native.program(g_target)
+
+    @torch.no_grad()
+    def generate_drift_coefficients(self, g_target: torch.Tensor) -> torch.Tensor:
+        nu = self._nu_pending.pop(g_target.data_ptr(), None)
+        return nu if nu is not None else self.native.drift_coefficients(g_target)
+
+    @torch.no_grad()
+    def apply_drift_noise_to_conductance(self, g_prog: torch.Tensor, drift_noise_param: torch.Tensor,
+                                         t_inference: float) -> torch.Tensor:
+        age = t_inference + self.card.t0_s if self.card.technology == "pcm" else t_inference
+        return self.native.at_time(g_prog, drift_noise_param, float(age))
+
+    @torch.no_grad()
+    def apply_noise(self, weights: torch.Tensor, t_inference: float) -> torch.Tensor:
+        if t_inference <= 0:
+            return self.apply_programming_noise(weights)[0]
+        return super().apply_noise(weights, t_inference)
