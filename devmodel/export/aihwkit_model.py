@@ -43,7 +43,8 @@ class DevmodelNoiseModel(BaseNoiseModel):
         super().__init__(g_converter)
         self.card = card
         self.native = NativeNoiseModel(card, generator, extrapolate)
-        self._nu_pending: dict[int, torch.Tensor] = {}
+        # aihwkit calls programming then drift coefficients with the same target tensor
+        self._nu_pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __str__(self) -> str:
         return f"DevmodelNoiseModel({self.card.technology}, {self.card.provenance.get('source', '')})"
@@ -53,14 +54,16 @@ class DevmodelNoiseModel(BaseNoiseModel):
         if self.card.technology == "pcm" and self.card.programming.verify_age_s:
             # coupled card: ν is drawn with the programming and handed to the next call
             nu = self.native.drift_coefficients(g_target)
-            self._nu_pending[g_target.data_ptr()] = nu
+            self._nu_pending = (g_target, nu)
             return self.native.program(g_target, nu)
         return self.native.program(g_target)
 
     @torch.no_grad()
     def generate_drift_coefficients(self, g_target: torch.Tensor) -> torch.Tensor:
-        nu = self._nu_pending.pop(g_target.data_ptr(), None)
-        return nu if nu is not None else self.native.drift_coefficients(g_target)
+        pending, self._nu_pending = self._nu_pending, None
+        if pending is not None and pending[0] is g_target:
+            return pending[1]
+        return self.native.drift_coefficients(g_target)
 
     @torch.no_grad()
     def apply_drift_noise_to_conductance(self, g_prog: torch.Tensor, drift_noise_param: torch.Tensor,
