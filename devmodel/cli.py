@@ -105,62 +105,186 @@ def main() -> None:
               help="Seed of the simulated chip (ignored if the URL sets one).")
 @click.option("--station", type=click.Path(dir_okay=False), default=None,
               help="Station file (YAML) for visa:// chips: instruments, timeouts, safety limits.")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Session file to write (HDF5).")
+@click.option("--out", "out", type=click.Path(dir_okay=False),
+              help="Session file to write (HDF5); required unless --resume.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--no-trace", is_flag=True, help="Do not record the pulse-level verify trace.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--resume", "resume", type=click.Path(dir_okay=False), default=None,
+              help="Continue the session in this file where its last commit left it (after a crash, "
+              "a kill or a stop on an instrument fault); its configuration is taken from the file.")
+@click.option("--downtime", type=click.Choice(["wall", "paused"]), default="wall", show_default=True,
+              help="On --resume of a simulated chip: advance its clock by the wall time it was down "
+              "(wall), or not at all (paused: the resumed session equals an uninterrupted one).")
+@click.option("--durability", type=click.Choice(["full", "process", "off"]), default="full",
+              show_default=True, help="full: commits survive power loss (fsync); process: they survive "
+              "the death of the process; off: a plain file that cannot be resumed.")
+@click.option("--checkpoint-interval", type=click.FloatRange(0.0, 3600.0), default=2.0,
+              show_default=True, help="Seconds of wall time between commits of the session file.")
+@click.option("--faults", default=None,
+              help="Rehearse instrument faults on a visa:// chip, e.g. "
+              "timeout=0.01,drop=0.005,garble=0.002,short=0.002,slow=0.01,seed=1 (fractions of commands).")
+@click.option("--retries", type=click.IntRange(0, 100), default=None,
+              help="Attempts after a failed instrument command (visa:// chips) [station file, or 0].")
 @_friendly
 def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads, burst_interval,
-                 burst_age, seed, station, out, overwrite, no_trace, quiet) -> None:
-    """Program devices to target levels and record drift and read noise into a session file."""
+                 burst_age, seed, station, out, overwrite, no_trace, quiet, resume, downtime, durability,
+                 checkpoint_interval, faults, retries) -> None:
+    """Program devices to target levels and record drift and read noise into a session file.
+
+    \b
+    The file is committed atomically every --checkpoint-interval seconds; after a crash, a kill or a
+    stop on an instrument fault, `devmodel characterize --resume session.h5` continues it with no
+    record lost or repeated (docs/reliability.md).
+    """
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import BurstConfig, SweepConfig
     from devmodel.report.summary import format_summary, summarize
     from devmodel.store.session import read_session
 
-    levels_t, schedule_t = _floats("levels", levels), _floats("schedule", schedule)
-    out_path = Path(out)
-    if out_path.exists() and not overwrite:
-        raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
-    chip = open_chip(chip_url, seed, station)
-    cfg = SweepConfig.default(chip.info.technology, devices, record_trace=not no_trace)
-    b = cfg.bursts
-    cfg = type(cfg)(
-        levels_us=levels_t or cfg.levels_us,
-        devices_per_level=devices,
-        schedule_s=schedule_t or cfg.schedule_s,
-        bursts=BurstConfig(
-            devices_per_level=b.devices_per_level if burst_devices is None else burst_devices,
-            n_reads=b.n_reads if burst_reads is None else burst_reads,
-            interval_s=b.interval_s if burst_interval is None else burst_interval,
-            age_s=b.age_s if burst_age is None else burst_age,
-        ),
-        record_trace=not no_trace,
-    )
-    try:
-        cfg.validate(chip.info.g_max_us, chip.info.n_devices)
-        summary = run_session(chip, chip_url, cfg, out_path, seed, overwrite, quiet)
-    finally:
-        chip.close()
+    if resume is not None:
+        out_path, summary = _resume(resume, out, chip_url, station, downtime, durability,
+                                    checkpoint_interval, quiet, overwrite, faults, retries)
+    else:
+        chip_url = _with_visa_options(chip_url, faults, retries)
+        if out is None:
+            raise DevmodelError("--out is required (the session file to write), or --resume FILE")
+        levels_t, schedule_t = _floats("levels", levels), _floats("schedule", schedule)
+        out_path = Path(out)
+        if out_path.exists() and not overwrite:
+            raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite"
+                                + (" (or continue it with --resume)" if _has_sidecar(out_path) else ""))
+        chip = open_chip(chip_url, seed, station)
+        cfg = SweepConfig.default(chip.info.technology, devices, record_trace=not no_trace)
+        b = cfg.bursts
+        cfg = type(cfg)(
+            levels_us=levels_t or cfg.levels_us,
+            devices_per_level=devices,
+            schedule_s=schedule_t or cfg.schedule_s,
+            bursts=BurstConfig(
+                devices_per_level=b.devices_per_level if burst_devices is None else burst_devices,
+                n_reads=b.n_reads if burst_reads is None else burst_reads,
+                interval_s=b.interval_s if burst_interval is None else burst_interval,
+                age_s=b.age_s if burst_age is None else burst_age,
+            ),
+            record_trace=not no_trace,
+        )
+        try:
+            cfg.validate(chip.info.g_max_us, chip.info.n_devices)
+            summary = run_session(chip, chip_url, cfg, out_path, seed, overwrite, quiet, durability,
+                                  checkpoint_interval)
+        finally:
+            chip.close()
     click.echo(format_summary(summarize(read_session(out_path, with_trace=False))))
     click.echo(f"chip time {summary.chip_time_s / 3600:.2f} h; written {out_path}")
 
 
-def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quiet: bool):
-    """Create the session file and run the sweep into it (shared by characterize and demo)."""
+def _has_sidecar(path: Path) -> bool:
+    from devmodel.store.durable import sidecar
+
+    return sidecar(path).is_dir()
+
+
+def _with_visa_options(url: str, faults: str | None, retries: int | None) -> str:
+    """``--faults``/``--retries`` travel in a visa:// URL's options (so a resume repeats them)."""
+    if faults is None and retries is None:
+        return url
+    if not url.lower().startswith("visa:"):
+        raise DevmodelError("--faults and --retries apply to visa:// chips (start `devmodel serve-chip` "
+                            "to rehearse faults with a simulated chip)")
+    from urllib.parse import urlencode
+
+    opts = {k: v for k, v in (("faults", faults), ("retries", retries)) if v is not None}
+    return url + ("&" if "?" in url else "?") + urlencode(opts)
+
+
+def _explicit(name: str) -> bool:
+    src = click.get_current_context().get_parameter_source(name)
+    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _resume(path, out, chip_url, station, downtime, durability, checkpoint_interval, quiet, overwrite,
+            faults, retries):
+    """Continue a session from its last commit (``characterize --resume``)."""
+    from devmodel.chips import open_chip
+    from devmodel.procedures.characterize import run_sweep
+    from devmodel.procedures.resume import configs_from_file, restore_chip
+    from devmodel.store.durable import DurableSessionWriter, inspect_resumable
+
+    path = Path(path)
+    if out is not None and Path(out).resolve() != path.resolve():
+        raise DevmodelError(f"--out {out} differs from --resume {path}; a resumed session stays in its file")
+    if overwrite:
+        raise DevmodelError("--overwrite and --resume contradict each other")
+    if durability == "off":
+        raise DevmodelError("--durability off cannot resume a session (it writes no resume data)")
+    for name in ("devices", "levels", "schedule", "burst_devices", "burst_reads", "burst_interval",
+                 "burst_age", "seed", "no_trace"):
+        if _explicit(name):
+            raise DevmodelError(f"--{name.replace('_', '-')} cannot be given with --resume: the session "
+                                f"continues with the configuration recorded in {path}")
+    info = inspect_resumable(path)
+    cfg, verify = configs_from_file(info)
+    url = chip_url if _explicit("chip_url") else info["chip"].get("url", "")
+    if not url:
+        raise DevmodelError(f"{path} records no chip URL; name the chip with --chip")
+    url = _with_visa_options(url, faults, retries)
+    chip = open_chip(url, info["seed"] if info["seed"] >= 0 else None, station)
+    try:
+        recorded = info["chip"]
+        for key in ("technology", "n_devices"):
+            if key in recorded and recorded[key] != getattr(chip.info, key):
+                raise DevmodelError(f"--resume {path}: the chip has {key} {getattr(chip.info, key)!r} but "
+                                    f"the session was recorded on one with {recorded[key]!r}")
+        writer, state = DurableSessionWriter.reopen(path, commit_interval_s=checkpoint_interval,
+                                                    fsync=durability == "full")
+        with writer:
+            if state is not None:
+                t_stop, t_resume, down_s = restore_chip(chip, state, downtime)
+            else:  # stopped before its first commit: start again from the header
+                t_stop, t_resume, down_s = float("nan"), chip.now_s(), float("nan")
+            reason = info["status_reason"] if info["status"] == "failed" and info["status_reason"] else (
+                "the session process stopped without closing the file (killed, crashed or lost power)")
+            writer.record_gap(reason, t_stop, t_resume, down_s, info["commit_utc"])
+            writer.set_attr("status", "running")
+            writer.set_attr("status_reason", "")
+            writer.commit_now()
+            bars = _Bars(not quiet)
+            try:
+                summary = run_sweep(chip, cfg, writer, verify, bars, state)
+            finally:
+                bars.close()
+            writer.finish("complete")
+    finally:
+        chip.close()
+    return path, summary
+
+
+def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quiet: bool,
+                durability: str = "full", checkpoint_interval_s: float = 2.0):
+    """Create the session file and run the sweep into it (shared by characterize and demo).
+
+    ``durability`` "full" or "process" writes a crash-safe, resumable file (commits every
+    ``checkpoint_interval_s``, fsynced for "full"); "off" the plain incremental file.
+    """
     from devmodel.procedures.characterize import config_dict, run_sweep
     from devmodel.procedures.program_verify import PcmVerifyConfig, ReramVerifyConfig
+    from devmodel.store.durable import DurableSessionWriter
     from devmodel.store.session import SessionWriter
 
     verify = PcmVerifyConfig() if chip.info.technology == "pcm" else ReramVerifyConfig()
     t0_s = 20.0 if chip.info.technology == "pcm" else 1.0
     chip_meta = dict(chip.info.to_dict(), url=chip_url)
     bars = _Bars(not quiet)
-    with SessionWriter(out_path, technology=chip.info.technology, g_max_us=chip.info.g_max_us,
-                       t0_s=t0_s, chip=chip_meta, config=config_dict(cfg, verify),
-                       seed=getattr(chip, "seed", seed), command=shlex.join(sys.argv),
-                       overwrite=overwrite) as w:
+    kw = dict(technology=chip.info.technology, g_max_us=chip.info.g_max_us, t0_s=t0_s, chip=chip_meta,
+              config=config_dict(cfg, verify), seed=getattr(chip, "seed", seed),
+              command=shlex.join(sys.argv), overwrite=overwrite)
+    if durability == "off":
+        writer = SessionWriter(out_path, **kw)
+    else:
+        writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
+                                      fsync=durability == "full", **kw)
+    with writer as w:
         try:
             summary = run_sweep(chip, cfg, w, verify, bars)
         finally:
@@ -397,6 +521,106 @@ def export(card, target, out, g_max_us, overwrite) -> None:
     else:
         _write_atomically(Path(out), text, overwrite)
         click.echo(f"written {out}")
+
+
+def _load_network(name: str, epochs: int, seed: int, quiet: bool):
+    """A digits network trained in floating point here, or a saved torch module (path.pt)."""
+    import torch
+
+    from devmodel.sim.data import digits
+    from devmodel.sim.networks import NETWORKS, train_fp
+
+    data = digits(seed=seed, image=True)
+    if name in NETWORKS:
+        net = train_fp(NETWORKS[name](), data, epochs=epochs, seed=seed, progress=not quiet)
+        return net, data
+    path = Path(name)
+    if not path.exists():
+        raise DevmodelError(f"--network: {name!r} is neither {', '.join(NETWORKS)} nor a file")
+    try:
+        net = torch.load(path, weights_only=False)  # a whole module saved with torch.save
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file
+        raise DevmodelError(f"--network: {path} is not a saved torch module ({e})") from None
+    if not isinstance(net, torch.nn.Module):
+        raise DevmodelError(f"--network: {path} holds a {type(net).__name__}, not a torch module")
+    return net.eval(), data
+
+
+@main.command()
+@click.option("--card", required=True, type=click.Path(dir_okay=False), help="Model card (JSON).")
+@click.option("--network", default="digits-cnn", show_default=True,
+              help="digits-mlp, digits-cnn (trained here on scikit-learn's digits), or path.pt "
+              "(a torch module saved with torch.save, evaluated on digits).")
+@click.option("--times", default="1,3600,86400,31536000", show_default=True,
+              help="Inference times (s, after t0 for PCM), comma-separated.")
+@click.option("--trials", type=int, default=25, show_default=True,
+              help="Programming trials (each programs every device anew).")
+@click.option("--crossbar", type=click.Choice(["standard", "ideal-periphery", "ideal"]),
+              default="standard", show_default=True,
+              help="standard: the seed's crossbar model; ideal-periphery: device noise only; "
+              "ideal: no non-ideality.")
+@click.option("--scales", type=click.Choice(["column", "tile"]), default="column", show_default=True)
+@click.option("--no-drift-compensation", is_flag=True, help="Turn global drift compensation off.")
+@click.option("--extrapolate", is_flag=True,
+              help="Allow times outside the ages the card was fitted on (with a warning).")
+@click.option("--epochs", type=int, default=30, show_default=True,
+              help="Floating-point training epochs for the digits networks.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Save accuracy vs time as a PNG.")
+@click.option("--quiet", is_flag=True)
+@_friendly
+def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensation, extrapolate,
+             epochs, seed, plot, quiet) -> None:
+    """Accuracy of a network programmed onto the characterised chip, over time (mean ± SEM)."""
+    from devmodel.export.native import ExtrapolationError
+    from devmodel.model.card import DeviceModel
+    from devmodel.sim import CrossbarConfig, accuracy, convert, evaluate_over_time
+
+    model = DeviceModel.load(card)
+    times_s = list(_floats("times", times))
+    if not times_s or any(t <= 0 for t in times_s):
+        raise DevmodelError("--times: inference times must be positive seconds")
+    if trials < 1:
+        raise DevmodelError("--trials must be at least 1")
+    cfg = {"standard": CrossbarConfig.standard(), "ideal-periphery": CrossbarConfig(),
+           "ideal": CrossbarConfig.ideal()}[crossbar]
+    cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
+                    and not no_drift_compensation)
+    net, data = _load_network(network, epochs, seed, quiet)
+    fp = accuracy(net, data.x_test, data.y_test)
+    anet = convert(net, model, cfg, extrapolate)
+    bar = tqdm(total=trials, desc="trials", disable=quiet or None, file=sys.stderr, leave=False)
+    try:
+        acc = evaluate_over_time(anet, data.x_test, data.y_test, times_s, trials, seed,
+                                 calibration=data.x_train, progress=lambda i, n: bar.update(1))
+    except ExtrapolationError as e:
+        raise DevmodelError(f"{e} (pass --extrapolate)") from None
+    finally:
+        bar.close()
+    mean, sem = acc.mean(0), acc.std(0, ddof=1) / np.sqrt(trials) if trials > 1 else 0 * acc[0]
+    click.echo(f"network {network} on {card} ({model.technology}), crossbar {crossbar}, "
+               f"{scales} scales, drift compensation {'on' if cfg.drift_compensation else 'off'}, "
+               f"{trials} trials; floating point {100 * fp:.2f} %")
+    click.echo("        time s   accuracy %    ± SEM")
+    for t, m, e in zip(times_s, mean, sem, strict=True):
+        click.echo(f"  {t:12g}   {100 * m:10.2f}   {100 * e:6.2f}")
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.errorbar(times_s, 100 * mean, 100 * sem, marker="o", capsize=3)
+        ax.axhline(100 * fp, ls="--", color="gray", label="floating point")
+        ax.set_xscale("log")
+        ax.set_xlabel("time after programming (s)")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(plot, dpi=120)
+        click.echo(f"written {plot}")
 
 
 # -- commands defined elsewhere (one line each) -------------------------------------------------

@@ -1,0 +1,260 @@
+"""Analog ``Linear`` and ``Conv2d`` layers on tiled crossbars (analog-inference issue).
+
+A layer's weight matrix (outputs × inputs; a convolution's kernels flattened into columns, seeds
+000_…/003_…) is split into tiles of at most ``tile_rows`` inputs — whole input channels for a
+convolution, so each tile is itself a convolution over a channel group — and the digital partial
+sums of the tiles are added. Each tile maps its weights onto conductances with a digital output
+scale per column (max |w| of that column in the tile) or one per tile, on a differential pair
+G⁺ − G⁻ (the unused device at g_min) read as one column, or on two columns digitised separately and
+subtracted (003_…). One matrix-vector product, in the normalised units of ``CrossbarConfig``:
+
+    x → clip to the static input range, DAC → y = x·Wᵀ + w_noise·‖x‖·z + out_noise·z
+      → clip to ±out_bound, ADC → × input range × output scale → Σ tiles → × α (drift comp.) + bias
+
+The short-term weight noise is re-drawn at every product; it is applied as its exact equivalent on
+the outputs, N(0, w_noise²·Σ x²), instead of perturbing every weight. Quantisers use a straight-
+through gradient so the same layers serve hardware-aware training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from devmodel.sim.config import CrossbarConfig
+
+
+def quantize(x: torch.Tensor, bits: int, bound: float) -> torch.Tensor:
+    """Symmetric uniform quantisation of ``x`` (already within ±bound) to 2^bits − 1 levels, with a
+    straight-through gradient."""
+    steps = 2 ** (bits - 1) - 1
+    q = torch.round(x * (steps / bound)) * (bound / steps)
+    return x + (q - x).detach()
+
+
+class AnalogLayer(nn.Module):
+    """Common tiling, programming, time and periphery of the analog layers."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, config: CrossbarConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.register_buffer("input_range", torch.tensor(1.0, dtype=weight.dtype))
+        self.in_tiles = self._input_tiles()
+        self.out_tiles = self._chunks(weight.shape[0], config.tile_cols)
+        self.alpha = 1.0
+        self.generator: torch.Generator | None = None
+        self._w: list[tuple[torch.Tensor, ...]] = []  # per input tile: effective normalised weights
+        self._scale: list[torch.Tensor] = []  # per input tile: digital output scale per output
+        self._prog: list[tuple] = []  # per input tile: programmed state (G⁺, ν⁺, G⁻, ν⁻)
+        self._ref = 1.0  # Σ|y_cal| at t0, for drift compensation
+        self.set_ideal()
+
+    # -- tiling -------------------------------------------------------------------------------
+    @staticmethod
+    def _chunks(n: int, size: int | None) -> list[slice]:
+        size = size or n
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _input_tiles(self) -> list[slice]:
+        return self._chunks(self.weight.shape[1], self.config.tile_rows)
+
+    @property
+    def n_devices(self) -> int:
+        return 2 * self.weight.numel()
+
+    def _tile_weight(self, k: int) -> torch.Tensor:
+        return self.weight[:, self.in_tiles[k]]
+
+    def _scales(self, wk: torch.Tensor) -> torch.Tensor:
+        """Digital output scale per output for one input tile: column max or tile max."""
+        col = wk.abs().reshape(wk.shape[0], -1).amax(dim=1)
+        if self.config.scales == "tile":
+            col = torch.cat([col[s].amax().expand(s.stop - s.start) for s in self.out_tiles])
+        return torch.where(col > 0, col, torch.ones_like(col))
+
+    def _bshape(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-output vector shaped to broadcast against this layer's outputs."""
+        return v
+
+    # -- programming and time -----------------------------------------------------------------
+    def set_ideal(self) -> None:
+        """Effective weights = the digital weights (no devices)."""
+        self._w, self._scale = [], []
+        for k in range(len(self.in_tiles)):
+            wk = self._tile_weight(k)
+            s = self._scales(wk)
+            wn = wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))
+            self._scale.append(s)
+            self._w.append((wn.clamp_min(0), (-wn).clamp_min(0)) if self._two else (wn,))
+        self.alpha = 1.0
+
+    @property
+    def _two(self) -> bool:
+        return self.config.differential == "two_columns"
+
+    def program(self, native, g_min_us: float, age_t0_s: float | None) -> None:
+        """Program every tile's devices with the card's native noise model (once per trial)."""
+        g_max = native.g_max_us
+        self._prog = []
+        for k in range(len(self.in_tiles)):
+            wk = self._tile_weight(k)
+            s = self._scales(wk)
+            wn = wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))
+            span = g_max - g_min_us
+            gp = g_min_us + span * wn.clamp_min(0)
+            gm = g_min_us + span * (-wn).clamp_min(0)
+            nup, num = native.drift_coefficients(gp), native.drift_coefficients(gm)
+            self._prog.append((native.program(gp, nup), nup, native.program(gm, num), num))
+        self._span = g_max - g_min_us
+        # drift compensation (seed 001_…): the summed current of all columns for a constant input
+        # is Σ G over the devices; its value at t0 is the reference
+        self._ref = None
+        if age_t0_s is not None:
+            self.set_time(native, age_t0_s)
+            self._ref = self._current
+
+    def set_time(self, native, age_s: float) -> None:
+        """Effective weights at ``age_s`` after programming (drift and accumulated 1/f noise)."""
+        self._w = []
+        self._current = 0.0
+        for k, (gp, nup, gm, num) in enumerate(self._prog):
+            gp_t, gm_t = native.at_time(gp, nup, age_s), native.at_time(gm, num, age_s)
+            self._current += float(gp_t.sum() + gm_t.sum())
+            if self._two:
+                self._w.append((gp_t / self._span, gm_t / self._span))
+            else:
+                self._w.append(((gp_t - gm_t) / self._span,))
+            self._scale[k] = self._scales(self._tile_weight(k))
+        self.alpha = 1.0
+        if self.config.drift_compensation and self._ref is not None:
+            self.alpha = self._ref / max(self._current, 1e-30)
+
+    # -- forward ------------------------------------------------------------------------------
+    def _mvm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _sq_norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Σ x² over each output's inputs (for the weight-noise equivalent)."""
+        raise NotImplementedError
+
+    def _periphery(self, y: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Noise, output clipping and ADC on one tile's outputs. Weight noise and output noise are
+        independent Gaussians: one draw with their summed variance, w²·Σx² + o², serves both."""
+        c = self.config
+        fast = not torch.is_grad_enabled()  # inference: in place, no straight-through copies
+        if c.w_noise or c.out_noise:
+            var = c.out_noise**2
+            if c.w_noise:
+                var = self._sq_norm(x, w).clamp_min_(0).mul_(c.w_noise**2).add_(var)
+                std = var.sqrt_()
+            else:
+                std = c.out_noise
+            noise = torch.empty_like(y).normal_(generator=self.generator)
+            y = y.addcmul_(noise, std) if fast and torch.is_tensor(std) else \
+                (y.add_(noise.mul_(std)) if fast else y + noise * std)
+        if c.out_bound is not None:
+            y = y.clamp_(-c.out_bound, c.out_bound) if fast else y.clamp(-c.out_bound, c.out_bound)
+            if c.adc_bits:
+                y = _quantize_(y, c.adc_bits, c.out_bound) if fast else quantize(
+                    y, c.adc_bits, c.out_bound)
+        return y
+
+    def _tile_input(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        fast = not torch.is_grad_enabled()
+        r = self.input_range
+        out = None
+        for k in range(len(self.in_tiles)):
+            xk = self._tile_input(x, k) / r
+            if c.dac_bits:
+                xk = _quantize_(xk.clamp_(-1.0, 1.0), c.dac_bits, 1.0) if fast else quantize(
+                    xk.clamp(-1.0, 1.0), c.dac_bits, 1.0)
+            w = self._w[k]
+            if self._two:
+                y = self._periphery(self._mvm(xk, w[0]), xk, w[0]) - \
+                    self._periphery(self._mvm(xk, w[1]), xk, w[1])
+            else:
+                y = self._periphery(self._mvm(xk, w[0]), xk, w[0])
+            factor = self._bshape(self._scale[k] * (r * self.alpha))
+            if out is None:
+                out = y.mul_(factor) if fast else y * factor
+            else:
+                out = out.addcmul_(y, factor) if fast else out + y * factor
+        if self.bias is not None:
+            out = out.add_(self._bshape(self.bias)) if fast else out + self._bshape(self.bias)
+        return out
+
+
+def _quantize_(x: torch.Tensor, bits: int, bound: float) -> torch.Tensor:
+    """In-place ``quantize`` for inference."""
+    steps = 2 ** (bits - 1) - 1
+    return x.mul_(steps / bound).round_().mul_(bound / steps)
+
+
+class AnalogLinear(AnalogLayer):
+    """``nn.Linear`` on analog tiles."""
+
+    @classmethod
+    def from_digital(cls, m: nn.Linear, config: CrossbarConfig) -> AnalogLinear:
+        return cls(m.weight, m.bias, config)
+
+    def _tile_input(self, x, k):
+        return x[..., self.in_tiles[k]]
+
+    def _mvm(self, x, w):
+        return x @ w.T
+
+    def _sq_norm(self, x, w):
+        return (x * x).sum(dim=-1, keepdim=True)
+
+
+class AnalogConv2d(AnalogLayer):
+    """``nn.Conv2d`` on analog tiles: kernels flattened into crossbar columns, tiles holding whole
+    input channels (each tile is a convolution over a channel group)."""
+
+    def __init__(self, weight, bias, config, stride=1, padding=0, dilation=1):
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        super().__init__(weight, bias, config)
+
+    @classmethod
+    def from_digital(cls, m: nn.Conv2d, config: CrossbarConfig) -> AnalogConv2d:
+        if m.groups != 1 or m.padding_mode != "zeros":
+            raise ValueError("analog Conv2d supports groups=1 and zero padding")
+        return cls(m.weight, m.bias, config, m.stride, m.padding, m.dilation)
+
+    def _input_tiles(self) -> list[slice]:
+        _, c_in, kh, kw = self.weight.shape
+        rows = self.config.tile_rows
+        per_tile = c_in if rows is None else max(1, rows // (kh * kw))
+        return self._chunks(c_in, per_tile)
+
+    def _bshape(self, v):
+        return v.reshape(1, -1, 1, 1)
+
+    def _tile_input(self, x, k):
+        return x[:, self.in_tiles[k]]
+
+    def _mvm(self, x, w):
+        return F.conv2d(x, w, None, self.stride, self.padding, self.dilation)
+
+    def _sq_norm(self, x, w):
+        ones = torch.ones((1,) + tuple(w.shape[1:]), dtype=x.dtype, device=x.device)
+        return F.conv2d(x * x, ones, None, self.stride, self.padding, self.dilation)
+
+
+def tile_count(layer: AnalogLayer) -> int:
+    return len(layer.in_tiles) * len(layer.out_tiles)
+
+
+def describe(layer: AnalogLayer) -> str:
+    rows = layer.weight[0].numel()
+    return (f"{type(layer).__name__}: {layer.weight.shape[0]} outputs × {rows} inputs on "
+            f"{tile_count(layer)} tile(s), {layer.n_devices:,} devices, input range "
+            f"{float(layer.input_range):.3g}")
+

@@ -1,0 +1,96 @@
+"""Networks: small ones for digits (tests, demo) and the seeds' ResNet-32 for CIFAR-10."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from devmodel.sim.data import Split
+
+
+def digits_mlp() -> nn.Module:
+    """64 → 128 → 10 multilayer perceptron."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def digits_cnn() -> nn.Module:
+    """A small CNN for 8×8 digits, with batch norms as in the seeds' ResNets (their statistics are
+    what a global conductance drift upsets)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+    )
+
+
+class _Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short = None
+        if stride != 1 or c_in != c_out:
+            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                       nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.short is None else self.short(x)))
+
+
+class ResNet32(nn.Module):
+    """ResNet-32 for CIFAR-10 (seed 001_…, Fig. 1: 3 stages of 5 basic blocks, 16/32/64 channels;
+    here with 1×1 projection shortcuts)."""
+
+    def __init__(self, n_classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        layers, c = [], width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            for b in range(5):
+                layers.append(_Block(c, c_out, 2 if (b == 0 and stage > 0) else 1))
+                c = c_out
+        self.blocks = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, n_classes)
+
+    def forward(self, x):
+        out = self.blocks(torch.relu(self.bn(self.conv(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+
+
+NETWORKS = {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn}
+
+
+def train_fp(net: nn.Module, data: Split, epochs: int = 30, lr: float = 3e-3, batch: int = 64,
+             seed: int = 0, progress: bool = False) -> nn.Module:
+    """Floating-point training (Adam, cross entropy), deterministic in ``seed``: it runs on one
+    thread, since multithreaded reductions make the same seed give slightly different networks."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(net, data, epochs, lr, batch, seed, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(net, data, epochs, lr, batch, seed, progress) -> nn.Module:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    n = data.x_train.shape[0]
+    for _ in tqdm(range(epochs), desc="fp training", disable=not progress, leave=False):
+        net.train()
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            loss_fn(net(data.x_train[idx]), data.y_train[idx]).backward()
+            opt.step()
+    net.eval()
+    return net
