@@ -9,6 +9,7 @@ reads of one device follow each other before the next device is read. Reads with
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,59 @@ class SimulatedChip:
             g = self._read(a, t[:, 0], n_reads, cyc) if m else np.empty((0, n_reads))
         self.clock.advance((t[-1, -1] + cyc - start) if m else 0.0)
         return ReadBatch(g_us=g, t_s=t)
+
+    # -- persistence (resumable sessions, docs/reliability.md) ------------------------------------
+    #: Per-device arrays that pulses or reads change (the rest is drawn from the seed at construction).
+    _STATE_ARRAYS: tuple[str, ...] = ()
+
+    def fingerprint(self) -> str:
+        """Identity, size, limits and physics parameters: a saved state only fits the chip it came from."""
+        physics = getattr(self, "physics", None)
+        params = physics.to_dict() if physics is not None else {}
+        return json.dumps({"identity": self.info.identity, "n_devices": self.info.n_devices,
+                           "limits": self.info.limits.to_dict(), "params": params},
+                          sort_keys=True, default=list)
+
+    def save_state(self, addresses: np.ndarray) -> dict[str, np.ndarray]:
+        """Everything that evolves on the chip, for ``addresses`` (the devices a session touches).
+
+        The clock, the generator state and the per-device dynamic arrays; what the constructor draws
+        from the seed (thresholds, defects, curve scales) is rebuilt by constructing the same chip, so
+        a snapshot costs bytes per session device rather than per chip device.
+        """
+        a = as_addresses(addresses, self.info.n_devices)
+        out = {
+            "fingerprint": np.array(self.fingerprint()),
+            "clock_s": np.array(self.clock.now_s()),
+            "rng": np.array(json.dumps(self.rng.bit_generator.state)),
+            "addresses": a,
+        }
+        for name in self._STATE_ARRAYS:
+            out[f"dev/{name}"] = getattr(self, name)[a]
+        if self.pulse_counter.count is not None:
+            out["pulse_count"] = self.pulse_counter.count[a]
+        out.update(self._save_extra(a))
+        return out
+
+    def restore_state(self, state: dict[str, np.ndarray]) -> None:
+        """Put the chip back into a state from :meth:`save_state` (same seed, size and physics)."""
+        if str(state["fingerprint"][()]) != self.fingerprint():
+            raise DevmodelError(f"the saved chip state belongs to another chip than {self.info.identity} "
+                                f"(seed, size, limits or physics parameters differ)")
+        a = as_addresses(state["addresses"], self.info.n_devices)
+        self.clock.t_s = float(state["clock_s"][()])
+        self.rng.bit_generator.state = json.loads(str(state["rng"][()]))
+        for name in self._STATE_ARRAYS:
+            getattr(self, name)[a] = state[f"dev/{name}"]
+        if self.pulse_counter.count is not None and "pulse_count" in state:
+            self.pulse_counter.count[a] = state["pulse_count"]
+        self._restore_extra(a, state)
+
+    def _save_extra(self, a: np.ndarray) -> dict[str, np.ndarray]:
+        return {}
+
+    def _restore_extra(self, a: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        pass
 
     # -- physics hooks -------------------------------------------------------------------------
     def _pulse(self, a, kind, amp, width_ns, compliance_ua, t_end) -> None:

@@ -74,6 +74,19 @@ class FlickerBank:
         self.lump_t = np.zeros(n)  # when it was drawn
         self.xsum = np.zeros(n)  # sum of the individual components (excluding the lump)
 
+    #: Per-device state arrays (rows of a snapshot, see save_rows).
+    _ROW_ARRAYS = ("x", "tu", "t_last", "t_reset", "lump_lo", "lump_hi", "lump", "lump_var", "lump_t",
+                   "xsum")
+
+    def save_rows(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The 1/f state of devices ``idx`` (copies), for a chip snapshot."""
+        return {name: getattr(self, name)[idx] for name in self._ROW_ARRAYS}
+
+    def restore_rows(self, idx: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        """Put back the state of devices ``idx`` saved by :meth:`save_rows`."""
+        for name in self._ROW_ARRAYS:
+            getattr(self, name)[idx] = rows[name]
+
     @property
     def n_components(self) -> int:
         return self.lam.size

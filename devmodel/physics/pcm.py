@@ -70,6 +70,8 @@ class PcmPhysics:
 class SimulatedPCM(SimulatedChip):
     """Vectorised PCM chip implementing the device-array protocol (pulse amplitudes in µA)."""
 
+    _STATE_ARRAYS = ("g20", "nu", "q_s", "t_pulse")
+
     def __init__(
         self,
         n_devices: int = 1 << 20,
@@ -157,6 +159,12 @@ class SimulatedPCM(SimulatedChip):
         g = g_drift * (1.0 + self.q_s[a][:, None] * eta)
         g += p.white_noise_us * self.rng.standard_normal(g.shape)
         return quantise(g, p.adc_lsb_us)
+
+    def _save_extra(self, a: np.ndarray) -> dict[str, np.ndarray]:
+        return {f"bank/{k}": v for k, v in self.bank.save_rows(a).items()}
+
+    def _restore_extra(self, a: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        self.bank.restore_rows(a, {k[5:]: v for k, v in state.items() if k.startswith("bank/")})
 
     def ground_truth(self) -> dict:
         return {

@@ -87,6 +87,8 @@ def _ramp(t_s: np.ndarray, t_a: float, t_b: float) -> np.ndarray:
 class SimulatedReRAM(SimulatedChip):
     """Vectorised ReRAM chip implementing the device-array protocol (pulse amplitudes in V)."""
 
+    _STATE_ARRAYS = ("g_prog", "t_pulse", "delta", "t_delta")
+
     def __init__(
         self,
         n_devices: int = 1 << 20,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -25,12 +26,12 @@ import numpy as np
 from devmodel.array import DeviceArray
 from devmodel.errors import DevmodelError
 from devmodel.procedures.program_verify import (
+    PcmVerify,
     PcmVerifyConfig,
+    ReramVerify,
     ReramVerifyConfig,
     StopReason,
     VerifyResult,
-    program_verify_pcm,
-    program_verify_reram,
 )
 from devmodel.store.session import SessionWriter
 
@@ -127,46 +128,115 @@ def run_sweep(
     writer: SessionWriter,
     verify: PcmVerifyConfig | ReramVerifyConfig | None = None,
     progress: Progress | None = None,
+    state: dict[str, np.ndarray] | None = None,
 ) -> SessionSummary:
     """Run a whole characterisation session on ``chip``, writing it to ``writer`` as it goes.
 
     Devices that finish programming early are read at their schedule ages while the others are
-    still being programmed (the verify loop hands its idle time to the scheduler).
+    still being programmed (the verify loop hands its idle time to the scheduler). With a durable
+    writer the session commits at safe points; ``state`` (from such a commit) continues it.
     """
-    info = chip.info
-    cfg.validate(info.g_max_us, info.n_devices)
-    levels = np.asarray(cfg.levels_us, dtype=float)
-    k, n = levels.size, cfg.devices_per_level
-    rows = np.arange(k * n)
-    level = rows % k  # interleaved, so every level spans the array
-    addr = cfg.first_address + rows
-    target = levels[level]
-    writer.write_levels(levels)
-    sched = Scheduler(chip, writer, addr, cfg, progress)
+    runner = SweepRunner(chip, cfg, writer, verify, progress)
+    if state is not None:
+        runner.load_state(state)
+    return runner.run()
 
-    def pv_progress(it: int, active: int, done: int) -> None:
-        if progress:
-            progress("program-verify", rows.size - active, rows.size)
 
-    program = program_verify_pcm if info.technology == "pcm" else program_verify_reram
-    res = program(chip, addr, target, verify, pv_progress, cfg.record_trace, sched)
-    _write_programming(writer, res, level)
-    truth = getattr(chip, "ground_truth", None)
-    if callable(truth):
-        writer.write_ground_truth(truth(), addr)
-    burst_rows = _burst_rows(level, k, cfg.bursts.devices_per_level)
-    if burst_rows.size:
-        sched.add_burst(burst_rows)
-    sched.run_all()
-    writer.set_attr("late_reads", sched.late)
-    return SessionSummary(
-        n_devices=rows.size,
-        converged_fraction=res.converged_fraction(),
-        n_reads=sched.n_reads,
-        n_bursts=int(burst_rows.size),
-        late_reads=sched.late,
-        chip_time_s=chip.now_s(),
-    )
+class SweepRunner:
+    """A session as a resumable state machine: start → program (P&V with the schedule running in its
+    idle time) → schedule (the remaining reads and bursts) → done.
+
+    Safe points (where a durable writer may commit rows together with :meth:`state_dict`): the top of
+    every verify iteration and every schedule event. Everything the session does between two safe
+    points depends only on the state at the first and the chip's answers, so a resumed run repeats it.
+    """
+
+    PHASES = ("start", "program", "schedule", "done")
+
+    def __init__(self, chip: DeviceArray, cfg: SweepConfig, writer: SessionWriter,
+                 verify: PcmVerifyConfig | ReramVerifyConfig | None = None,
+                 progress: Progress | None = None) -> None:
+        info = chip.info
+        cfg.validate(info.g_max_us, info.n_devices)
+        self.chip, self.cfg, self.writer, self.progress = chip, cfg, writer, progress
+        self.levels = np.asarray(cfg.levels_us, dtype=float)
+        k, n = self.levels.size, cfg.devices_per_level
+        self.rows = np.arange(k * n)
+        self.level = self.rows % k  # interleaved, so every level spans the array
+        self.addr = cfg.first_address + self.rows
+        self.target = self.levels[self.level]
+        self.sched = Scheduler(chip, writer, self.addr, cfg, progress)
+        verify_cls = PcmVerify if info.technology == "pcm" else ReramVerify
+        self.pv = verify_cls(chip, self.addr, self.target, verify, self._pv_progress, cfg.record_trace,
+                             self.sched)
+        self.phase = "start"
+        self.converged_fraction = float("nan")
+        self.n_bursts = 0
+
+    def _pv_progress(self, it: int, active: int, done: int) -> None:
+        if self.progress:
+            self.progress("program-verify", self.rows.size - active, self.rows.size)
+
+    def run(self) -> SessionSummary:
+        if self.phase == "start":
+            self.writer.write_levels(self.levels)
+            self.phase = "program"
+        if self.phase == "program":
+            res = self.pv.run(checkpoint=self.safe_point)
+            _write_programming(self.writer, res, self.level)
+            truth = getattr(self.chip, "ground_truth", None)
+            if callable(truth):
+                self.writer.write_ground_truth(truth(), self.addr)
+            burst_rows = _burst_rows(self.level, self.levels.size, self.cfg.bursts.devices_per_level)
+            if burst_rows.size:
+                self.sched.add_burst(burst_rows)
+            self.converged_fraction = res.converged_fraction()
+            self.n_bursts = int(burst_rows.size)
+            self.phase = "schedule"
+        if self.phase == "schedule":
+            self.sched.run_all(checkpoint=self.safe_point)
+            self.writer.set_attr("late_reads", self.sched.late)
+            self.phase = "done"
+        return SessionSummary(
+            n_devices=self.rows.size,
+            converged_fraction=self.converged_fraction,
+            n_reads=self.sched.n_reads,
+            n_bursts=self.n_bursts,
+            late_reads=self.sched.late,
+            chip_time_s=self.chip.now_s(),
+        )
+
+    def safe_point(self) -> None:
+        """Let a durable writer commit here (it decides whether a commit is due)."""
+        checkpoint = getattr(self.writer, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint(self.state_dict)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue from here: sweep, verify loop, scheduler and, for a simulated
+        chip, the chip itself (its programmed states live on the chip)."""
+        out = {"sweep/phase": np.array(self.PHASES.index(self.phase)),
+               "sweep/converged_fraction": np.array(self.converged_fraction),
+               "sweep/n_bursts": np.array(self.n_bursts),
+               "sweep/t_chip_s": np.array(self.chip.now_s()),
+               "sweep/wall_s": np.array(time.time())}
+        if self.phase == "program":  # the loop's state (with its trace) is only needed until it ends
+            out.update({f"pv/{k}": v for k, v in self.pv.state_dict().items()})
+        out.update({f"sched/{k}": v for k, v in self.sched.state_dict().items()})
+        save = getattr(self.chip, "save_state", None)
+        if callable(save):
+            out.update({f"chip/{k}": v for k, v in save(self.addr).items()})
+        return out
+
+    def load_state(self, d: dict[str, np.ndarray]) -> None:
+        """Continue from a :meth:`state_dict` (the chip is restored separately, see
+        :func:`devmodel.procedures.resume.restore_chip`)."""
+        self.phase = self.PHASES[int(d["sweep/phase"])]
+        self.converged_fraction = float(d["sweep/converged_fraction"])
+        self.n_bursts = int(d["sweep/n_bursts"])
+        if self.phase == "program":
+            self.pv.load_state({k[3:]: v for k, v in d.items() if k.startswith("pv/")})
+        self.sched.load_state({k[6:]: v for k, v in d.items() if k.startswith("sched/")})
 
 
 class Scheduler:
@@ -219,9 +289,34 @@ class Scheduler:
         t = np.nanmedian(self.t_last[rows]) + self.cfg.bursts.age_s
         self._push(t, "burst", rows, self.cfg.bursts.age_s)
 
-    def run_all(self) -> None:
+    def run_all(self, checkpoint: Callable[[], None] | None = None) -> None:
         while self._heap:
+            if checkpoint is not None:
+                checkpoint()
             self._run(heapq.heappop(self._heap))
+
+    _KINDS = ("read", "burst")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Pending events (time, order, kind, rows, age), counters and each device's last pulse."""
+        h = self._heap
+        return {
+            "t": np.array([e[0] for e in h], float), "seq": np.array([e[1] for e in h], np.int64),
+            "kind": np.array([self._KINDS.index(e[2]) for e in h], np.int8),
+            "age": np.array([e[4] for e in h], float),
+            "n_rows": np.array([e[3].size for e in h], np.int64),
+            "rows": np.concatenate([e[3] for e in h]).astype(np.int64) if h else np.empty(0, np.int64),
+            "counters": np.array([self._seq, self.late, self.n_reads, self.n_events, self.n_done], np.int64),
+            "t_last": self.t_last.copy(),
+        }
+
+    def load_state(self, d: dict[str, np.ndarray]) -> None:
+        rows = np.split(d["rows"], np.cumsum(d["n_rows"])[:-1]) if d["n_rows"].size else []
+        self._heap = [(float(t), int(q), self._KINDS[int(k)], r, float(a))
+                      for t, q, k, r, a in zip(d["t"], d["seq"], d["kind"], rows, d["age"], strict=True)]
+        heapq.heapify(self._heap)  # (time, seq) is unique: the pop order does not depend on the layout
+        self._seq, self.late, self.n_reads, self.n_events, self.n_done = (int(v) for v in d["counters"])
+        self.t_last[:] = d["t_last"]
 
     # -- internals -----------------------------------------------------------------------------
     def _push(self, t: float, kind: str, rows: np.ndarray, age: float) -> None:

@@ -241,6 +241,23 @@ class _Loop:
         if delay_s > 0:
             self.host.idle_until(self.chip.now_s() + delay_s)
 
+    _STATE = ("converged", "iterations", "pulses", "g_verify", "t_last", "stop")
+    _TRACE = ("row", "iteration", "g_before_us", "kind", "amplitude", "width_ns", "compliance_ua", "t_s")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Per-device bookkeeping and the trace so far (a checkpoint of the loop)."""
+        out = {name: getattr(self, name).copy() for name in self._STATE}
+        if self._trace:
+            cols = [np.concatenate(c) for c in zip(*self._trace, strict=True)]
+            self._trace = [tuple(cols)]  # one block from now on: later checkpoints concatenate less
+            out.update({f"trace/{k}": c for k, c in zip(self._TRACE, cols, strict=True)})
+        return out
+
+    def load_state(self, d: dict[str, np.ndarray]) -> None:
+        for name in self._STATE:
+            getattr(self, name)[:] = d[name]
+        self._trace = [tuple(d[f"trace/{k}"] for k in self._TRACE)] if "trace/row" in d else []
+
     def finish(self, record_trace: bool, config) -> VerifyResult:
         trace = PulseTrace.empty()
         if record_trace and self._trace:
@@ -261,6 +278,187 @@ class _Loop:
         )
 
 
+class VerifyRun:
+    """Program-and-verify as an explicit state machine, resumable at the top of every iteration.
+
+    ``run(checkpoint)`` calls ``checkpoint()`` there (a session commits its rows and this object's
+    :meth:`state_dict` at those points); :meth:`load_state` continues from such a state, making the
+    same chip calls the uninterrupted loop would have made (the loop is deterministic given the chip's
+    answers).
+    """
+
+    config_cls: type = PcmVerifyConfig
+
+    def __init__(self, chip: DeviceArray, addresses: np.ndarray, targets_us: np.ndarray,
+                 config=None, progress: Progress | None = None, record_trace: bool = True,
+                 host: Host | None = None) -> None:
+        self.chip = chip
+        self.cfg = cfg = config or self.config_cls()
+        cfg.validate()
+        self.lp = _Loop(chip, addresses, targets_us, cfg.max_pulses_per_device, host)
+        self.progress = progress
+        self.record_trace = record_trace
+        self.stage = 0  # 0 initialise, 1 iterate, 2 done
+        self.it = 1
+        self.t_start = np.nan
+        self.act = np.empty(0, np.int64)
+
+    def run(self, checkpoint: Callable[[], None] | None = None) -> VerifyResult:
+        if self.stage == 0:
+            self.t_start = self.chip.now_s()
+            self._initialise()
+            self.stage = 1
+        while self.stage == 1:
+            if checkpoint is not None:
+                checkpoint()
+            if not self._iteration():
+                self.stage = 2
+        return self.lp.finish(self.record_trace, self.cfg)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        out = {"stage": np.array(self.stage), "it": np.array(self.it), "t_start": np.array(self.t_start),
+               "act": self.act.copy()}
+        out.update({f"loop/{k}": v for k, v in self.lp.state_dict().items()})
+        out.update(self._extra_state())
+        return out
+
+    def load_state(self, d: dict[str, np.ndarray]) -> None:
+        self.stage, self.it = int(d["stage"]), int(d["it"])
+        self.t_start = float(d["t_start"])
+        self.act = np.asarray(d["act"], dtype=np.int64)
+        self.lp.load_state({k[5:]: v for k, v in d.items() if k.startswith("loop/")})
+        self._load_extra(d)
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _load_extra(self, d: dict[str, np.ndarray]) -> None:
+        pass
+
+    def _initialise(self) -> None:
+        raise NotImplementedError
+
+    def _iteration(self) -> bool:
+        raise NotImplementedError
+
+    def _verify(self, reads: np.ndarray):
+        """Record the verify reading of the active devices; finish those in tolerance."""
+        lp, cfg, act, it = self.lp, self.cfg, self.act, self.it
+        g = reads.mean(axis=1)
+        lp.g_verify[act] = g
+        lp.iterations[act] = it
+        err = g - lp.target[act]
+        ok = np.abs(err) <= cfg.tolerance_us
+        lp.converged[act[ok]] = True
+        lp.done(act[ok], StopReason.CONVERGED)
+        act, err, g = act[~ok], err[~ok], g[~ok]
+        if self.progress:
+            self.progress(it, act.size, int(lp.converged.sum()))
+        if it == cfg.max_iterations:
+            lp.done(act, StopReason.MAX_ITERATIONS)
+            self.act = act[:0]
+            return None
+        return _enforce_bounds(lp, act, err, g, self.chip.now_s() - self.t_start, cfg)
+
+
+class PcmVerify(VerifyRun):
+    """The seed's PCM iterative programming (see PcmVerifyConfig), resumable."""
+
+    config_cls = PcmVerifyConfig
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.amp = np.full(self.lp.addr.size, self.cfg.start_amplitude_ua)
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {"amp": self.amp.copy()}
+
+    def _load_extra(self, d: dict[str, np.ndarray]) -> None:
+        self.amp[:] = d["amp"]
+
+    def _initialise(self) -> None:
+        lp, cfg = self.lp, self.cfg
+        rows = np.arange(lp.addr.size)
+        zero = lp.target == 0
+        if zero.any():
+            lp.pulse(rows[zero], PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
+            lp.converged[zero] = True
+            lp.done(rows[zero], StopReason.RESET_ONLY)
+        self.act = rows[~zero]
+        if self.act.size:
+            lp.pulse(self.act, PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
+            for amp in cfg.init_set_ua:
+                lp.pulse(self.act, PulseKind.SET, amp, cfg.init_set_width_ns)
+
+    def _iteration(self) -> bool:
+        lp, cfg = self.lp, self.cfg
+        if self.act.size == 0 or self.it > cfg.max_iterations:
+            return False
+        lp.settle(cfg.verify_delay_s)
+        step = self._verify(lp.read(self.act, cfg.n_verify_reads))
+        if step is None:
+            return False
+        act, err, g = step
+        new_amp = np.clip(self.amp[act] + cfg.gain_ua_per_us * err, cfg.amplitude_min_ua,
+                          cfg.amplitude_max_ua)
+        self.amp[act] = new_amp
+        lp.pulse(act, PulseKind.RESET, new_amp, cfg.pulse_width_ns, trace_g=g, iteration=self.it)
+        self.act = act
+        self.it += 1
+        return True
+
+
+class ReramVerify(VerifyRun):
+    """NeuRRAM-style incremental write-verify (see ReramVerifyConfig), resumable."""
+
+    config_cls = ReramVerifyConfig
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        n, cfg = self.lp.addr.size, self.cfg
+        self.volts = np.zeros(n)
+        self.last_kind = np.full(n, -1, np.int8)
+        self.compliance = np.clip(cfg.compliance_ua_per_us * self.lp.target, cfg.compliance_min_ua,
+                                  cfg.compliance_max_ua)
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {"volts": self.volts.copy(), "last_kind": self.last_kind.copy()}
+
+    def _load_extra(self, d: dict[str, np.ndarray]) -> None:
+        self.volts[:] = d["volts"]
+        self.last_kind[:] = d["last_kind"]
+
+    def _initialise(self) -> None:
+        self.act = np.arange(self.lp.addr.size)
+        if self.act.size:
+            self.lp.pulse(self.act, PulseKind.RESET, self.cfg.init_reset_v, self.cfg.pulse_width_ns)
+
+    def _iteration(self) -> bool:
+        lp, cfg = self.lp, self.cfg
+        if self.act.size == 0 or self.it > cfg.max_iterations:
+            return False
+        lp.settle(cfg.verify_delay_s)
+        step = self._verify(lp.read(self.act, cfg.n_verify_reads)[:, cfg.discard_reads:])
+        if step is None:
+            return False
+        act, err, g = step
+        kind = np.where(err > 0, PulseKind.RESET, PulseKind.SET).astype(np.int8)
+        start = np.where(kind == PulseKind.RESET, cfg.reset_start_v, cfg.set_start_v)
+        cap = np.where(kind == PulseKind.RESET, cfg.reset_max_v, cfg.set_max_v)
+        same = self.last_kind[act] == kind
+        v = np.where(same, np.minimum(self.volts[act] + cfg.step_v, cap), start)
+        self.volts[act] = v
+        self.last_kind[act] = kind
+        for k in (PulseKind.SET, PulseKind.RESET):
+            sel = kind == k
+            if sel.any():
+                comp = self.compliance[act[sel]] if k == PulseKind.SET else None
+                lp.pulse(act[sel], k, v[sel], cfg.pulse_width_ns, comp, trace_g=g[sel], iteration=self.it)
+        self.act = act
+        self.it += 1
+        return True
+
+
 def program_verify_pcm(
     chip: DeviceArray,
     addresses: np.ndarray,
@@ -271,55 +469,7 @@ def program_verify_pcm(
     host: Host | None = None,
 ) -> VerifyResult:
     """Program PCM devices to ``targets_us`` with the seed's iterative scheme (see PcmVerifyConfig)."""
-    cfg = config or PcmVerifyConfig()
-    cfg.validate()
-    lp = _Loop(chip, addresses, targets_us, cfg.max_pulses_per_device, host)
-    t_start = chip.now_s()
-    rows = np.arange(lp.addr.size)
-    zero = lp.target == 0
-    if zero.any():
-        lp.pulse(rows[zero], PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
-        lp.converged[zero] = True
-        lp.done(rows[zero], StopReason.RESET_ONLY)
-    act = rows[~zero]
-    if act.size:
-        lp.pulse(act, PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
-        for amp in cfg.init_set_ua:
-            lp.pulse(act, PulseKind.SET, amp, cfg.init_set_width_ns)
-    amp = np.full(lp.addr.size, cfg.start_amplitude_ua)
-    for it in range(1, cfg.max_iterations + 1):
-        if act.size == 0:
-            break
-        lp.settle(cfg.verify_delay_s)
-        g = lp.read(act, cfg.n_verify_reads).mean(axis=1)
-        lp.g_verify[act] = g
-        lp.iterations[act] = it
-        err = g - lp.target[act]
-        ok = np.abs(err) <= cfg.tolerance_us
-        lp.converged[act[ok]] = True
-        lp.done(act[ok], StopReason.CONVERGED)
-        act, err, g = act[~ok], err[~ok], g[~ok]
-        if progress:
-            progress(it, act.size, int(lp.converged.sum()))
-        if it == cfg.max_iterations:
-            lp.done(act, StopReason.MAX_ITERATIONS)
-            break
-        act, err, g = _enforce_bounds(lp, act, err, g, chip.now_s() - t_start, cfg)
-        new_amp = np.clip(amp[act] + cfg.gain_ua_per_us * err, cfg.amplitude_min_ua,
-                          cfg.amplitude_max_ua)
-        amp[act] = new_amp
-        lp.pulse(act, PulseKind.RESET, new_amp, cfg.pulse_width_ns, trace_g=g, iteration=it)
-    return lp.finish(record_trace, cfg)
-
-
-def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, cfg):
-    """Stop devices out of pulse budget or out of chip time; return the rest."""
-    if elapsed_s > cfg.max_duration_s:
-        lp.done(act, StopReason.TIME_LIMIT)
-        return act[:0], err[:0], g[:0]
-    spent = lp.pulses[act] >= cfg.max_pulses_per_device
-    lp.done(act[spent], StopReason.PULSE_LIMIT)
-    return act[~spent], err[~spent], g[~spent]
+    return PcmVerify(chip, addresses, targets_us, config, progress, record_trace, host).run()
 
 
 def program_verify_reram(
@@ -332,48 +482,14 @@ def program_verify_reram(
     host: Host | None = None,
 ) -> VerifyResult:
     """NeuRRAM-style incremental write-verify of ReRAM devices (see ReramVerifyConfig)."""
-    cfg = config or ReramVerifyConfig()
-    cfg.validate()
-    lp = _Loop(chip, addresses, targets_us, cfg.max_pulses_per_device, host)
-    t_start = chip.now_s()
-    n = lp.addr.size
-    act = np.arange(n)
-    volts = np.zeros(n)
-    last_kind = np.full(n, -1, np.int8)
-    compliance = np.clip(cfg.compliance_ua_per_us * lp.target, cfg.compliance_min_ua,
-                         cfg.compliance_max_ua)
-    if n:
-        lp.pulse(act, PulseKind.RESET, cfg.init_reset_v, cfg.pulse_width_ns)
-    for it in range(1, cfg.max_iterations + 1):
-        if act.size == 0:
-            break
-        lp.settle(cfg.verify_delay_s)
-        reads = lp.read(act, cfg.n_verify_reads)[:, cfg.discard_reads:]
-        g = reads.mean(axis=1)
-        lp.g_verify[act] = g
-        lp.iterations[act] = it
-        err = g - lp.target[act]
-        ok = np.abs(err) <= cfg.tolerance_us
-        lp.converged[act[ok]] = True
-        lp.done(act[ok], StopReason.CONVERGED)
-        act, err, g = act[~ok], err[~ok], g[~ok]
-        if progress:
-            progress(it, act.size, int(lp.converged.sum()))
-        if it == cfg.max_iterations:
-            lp.done(act, StopReason.MAX_ITERATIONS)
-            break
-        act, err, g = _enforce_bounds(lp, act, err, g, chip.now_s() - t_start, cfg)
-        kind = np.where(err > 0, PulseKind.RESET, PulseKind.SET).astype(np.int8)
-        start = np.where(kind == PulseKind.RESET, cfg.reset_start_v, cfg.set_start_v)
-        cap = np.where(kind == PulseKind.RESET, cfg.reset_max_v, cfg.set_max_v)
-        same = last_kind[act] == kind
-        v = np.where(same, np.minimum(volts[act] + cfg.step_v, cap), start)
-        volts[act] = v
-        last_kind[act] = kind
-        for k in (PulseKind.SET, PulseKind.RESET):
-            sel = kind == k
-            if sel.any():
-                comp = compliance[act[sel]] if k == PulseKind.SET else None
-                lp.pulse(act[sel], k, v[sel], cfg.pulse_width_ns, comp, trace_g=g[sel],
-                         iteration=it)
-    return lp.finish(record_trace, cfg)
+    return ReramVerify(chip, addresses, targets_us, config, progress, record_trace, host).run()
+
+
+def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, cfg):
+    """Stop devices out of pulse budget or out of chip time; return the rest."""
+    if elapsed_s > cfg.max_duration_s:
+        lp.done(act, StopReason.TIME_LIMIT)
+        return act[:0], err[:0], g[:0]
+    spent = lp.pulses[act] >= cfg.max_pulses_per_device
+    lp.done(act[spent], StopReason.PULSE_LIMIT)
+    return act[~spent], err[~spent], g[~spent]

@@ -1,0 +1,71 @@
+"""Continuing a session after a crash, a kill or a stop on an instrument fault (docs/reliability.md).
+
+The session file's last commit holds everything up to a safe point of the procedure, and its sidecar
+the state at that point (:class:`devmodel.procedures.characterize.SweepRunner`). What happened on
+the chip between that commit and the stop is handled by the kind of chip:
+
+* a **simulated chip** runs inside the session's process, so it stopped with it: it is rebuilt from
+  its seed and put back into its saved state (clock, generator, per-device programming and 1/f
+  state), then its virtual clock is moved by the *downtime rule*: ``wall`` advances it by the wall
+  time between the last commit and now (programmed states drift on while nobody runs the chip, as
+  on hardware); ``paused`` does not (the simulated chip stood still with the process: a resumed
+  session is then value for value the session that was never interrupted);
+* a **chip behind an instrument** kept its state and, with a real clock, its time. Schedule reads
+  whose time passed during the downtime are taken at once and counted as late; their ages are
+  measured from each device's last pulse as always. A virtual-clock controller (``serve-chip``) is
+  advanced under the ``wall`` rule by whatever of the downtime its clock has not already seen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+
+import numpy as np
+
+from devmodel.array import DeviceArray
+from devmodel.errors import DevmodelError
+from devmodel.procedures.characterize import BurstConfig, SweepConfig
+from devmodel.procedures.program_verify import PcmVerifyConfig, ReramVerifyConfig
+
+DOWNTIME_RULES = ("wall", "paused")
+
+
+def configs_from_file(info: dict) -> tuple[SweepConfig, PcmVerifyConfig | ReramVerifyConfig]:
+    """The sweep and verify configurations recorded in a session file's ``/config``."""
+    try:
+        sweep = dict(info["config"]["sweep"])
+        sweep["bursts"] = BurstConfig(**sweep["bursts"])
+        for key in ("levels_us", "schedule_s"):
+            sweep[key] = tuple(float(v) for v in sweep[key])
+        cfg = SweepConfig(**sweep)
+        vcls = PcmVerifyConfig if info["technology"] == "pcm" else ReramVerifyConfig
+        vd = dict(info["config"]["verify"] or {})
+        for f in fields(vcls):
+            if isinstance(f.default, tuple) and f.name in vd:
+                vd[f.name] = tuple(vd[f.name])
+        return cfg, vcls(**vd)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DevmodelError(f"the session's /config cannot be read back ({type(e).__name__}: {e})") from None
+
+
+def restore_chip(chip: DeviceArray, state: dict[str, np.ndarray], rule: str = "wall"
+                 ) -> tuple[float, float, float]:
+    """Bring ``chip`` to where the session's last commit left it; returns (chip time at the commit,
+    chip time now, wall seconds since the commit)."""
+    if rule not in DOWNTIME_RULES:
+        raise DevmodelError(f"--downtime must be one of {', '.join(DOWNTIME_RULES)}, not {rule!r}")
+    downtime_s = max(0.0, time.time() - float(state["sweep/wall_s"]))
+    t_stop = float(state["sweep/t_chip_s"])
+    restore = getattr(chip, "restore_state", None)
+    chip_state = {k[5:]: v for k, v in state.items() if k.startswith("chip/")}
+    if callable(restore) and chip_state:
+        restore(chip_state)
+        if rule == "wall":
+            chip.wait(downtime_s)
+    elif rule == "wall" and getattr(chip.info, "simulated", False):
+        # a virtual clock behind an instrument moved only by the commands it ran since the commit
+        now = chip.now_s()
+        if t_stop + downtime_s > now:
+            chip.wait(t_stop + downtime_s - now)
+    return t_stop, chip.now_s(), downtime_s

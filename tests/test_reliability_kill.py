@@ -1,0 +1,129 @@
+"""Acceptance (reliability issue, part 1): a real `devmodel characterize` process on the simulated chip
+is killed with SIGKILL at random moments, more than 20 times across one session, and resumed each
+time. After every kill plain h5py opens the file and every table holds whole commits only; the final
+file holds exactly the records of an uninterrupted run with the same seed (paused downtime: value for
+value), and says where each gap was and why."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from devmodel.store.durable import sidecar
+from devmodel.store.session import read_session
+
+MIN_KILLS = 20
+SESSION = ["--chip", "sim:pcm?devices=8192", "--seed", "5", "--devices", "300", "--burst-devices", "5",
+           "--burst-reads", "64", "--quiet"]
+# a commit at every safe point (~400 in this session): progress per kill is counted in commits, so the
+# number of kills a session allows does not depend on the machine's speed
+FAST_COMMITS = ["--checkpoint-interval", "0", "--durability", "process"]
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "devmodel.cli", "characterize", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def check_readable(path: Path) -> tuple[int, str]:
+    """Plain h5py opens the file and reads every dataset; extendable tables hold whole commits."""
+    with h5py.File(path, "r") as f:
+        for table in ("reads", "trace"):
+            n = int(f[table].attrs["n_rows"])
+            for ds in f[table].values():
+                assert ds.shape == (n,)
+                ds[()]
+        f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
+        return int(f["reads"].attrs["n_rows"]), str(f.attrs["status"])
+
+
+def committed_seq(path: Path) -> int:
+    """The state commit the file names (0 before the first; -1 if there is no file yet)."""
+    if not path.exists():
+        return -1
+    with h5py.File(path, "r") as f:
+        return int(f["resume"].attrs["seq"])
+
+
+def wait_for_commits(proc: subprocess.Popen, path: Path, seq: int, k: int, limit_s: float = 20.0) -> None:
+    """Until the running process has committed its state ``k`` more times (bounded)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s and proc.poll() is None:
+        if committed_seq(path) >= seq + k:
+            return
+        time.sleep(0.002)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "ref.h5"
+    proc = start(*SESSION, *FAST_COMMITS, "--out", str(out))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return read_session(out)
+
+
+def test_sigkill_many_times_then_resume_gives_the_uninterrupted_session(tmp_path, reference):
+    rng = random.Random(20261123)
+    path = tmp_path / "killed.h5"
+    kills, runs, reads_seen = 0, 0, []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if runs == 0 or not path.exists():  # killed before the file first appeared: start again
+            args = [*SESSION, *FAST_COMMITS, "--out", str(path), "--overwrite"]
+        else:
+            args = ["--resume", str(path), "--downtime", "paused", "--quiet", *FAST_COMMITS]
+        seq = max(committed_seq(path), 0) if runs else 0
+        proc = start(*args)
+        runs += 1
+        if kills < MIN_KILLS + 2:
+            if rng.random() < 0.25:  # anywhere, start-up and resume included
+                delay = rng.uniform(0.0, 0.6)
+            else:  # during the work: a few commits in, anywhere within a commit cycle
+                wait_for_commits(proc, path, seq, rng.randint(1, 4))
+                delay = rng.uniform(0.0, 0.02)
+            try:
+                proc.wait(delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate(timeout=30)
+                kills += 1
+                if path.exists():
+                    n, status = check_readable(path)
+                    reads_seen.append(n)
+                    if status == "complete":  # killed after its last commit: nothing left to do
+                        break
+                continue
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        break
+    assert kills >= MIN_KILLS, f"only {kills} kills before the session completed"
+    assert max(reads_seen) > 0 and len(set(reads_seen)) > 5  # kills landed all along the session
+    assert not sidecar(path).exists()  # a complete session keeps no resume data
+
+    s = read_session(path)
+    assert s.status == "complete"
+    for table in ("devices", "reads", "trace", "bursts"):
+        a, b = getattr(s, table), getattr(reference, table)
+        assert a.keys() == b.keys()
+        for col in a:
+            np.testing.assert_array_equal(a[col], b[col], err_msg=f"{table}/{col}")
+    for name, arr in reference.ground_truth["devices"].items():
+        np.testing.assert_array_equal(s.ground_truth["devices"][name], arr, err_msg=name)
+    np.testing.assert_array_equal(np.bincount(s.reads["device"]), np.bincount(reference.reads["device"]))
+    with h5py.File(path) as f:
+        gaps = {k: f["gaps"][k][()] for k in f["gaps"]}
+        assert int(f["resume"].attrs["resumes"]) == gaps["reason"].size >= 1
+    assert all(b"killed, crashed or lost power" in r for r in gaps["reason"])
+    assert np.all(np.diff(gaps["reads_row"]) >= 0) and gaps["reads_row"].max() <= s.reads["g_us"].size
+    print(f"\n{kills} SIGKILLs over {runs} runs; {gaps['reason'].size} resumes recorded; "
+          f"{s.reads['g_us'].size} reads, {s.trace['device'].size} trace rows, all equal to the "
+          f"uninterrupted run")
