@@ -136,58 +136,87 @@ class AnalogLayer(nn.Module):
     def _mvm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _sq_norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Σ x² over each output's inputs (for the weight-noise equivalent)."""
+    def _sum_inputs(self, x_sq: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Σ over each output's inputs of ``x_sq`` (given x², this is the weight-noise norm)."""
         raise NotImplementedError
 
     def _periphery(self, y: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Noise, output clipping and ADC on one tile's outputs. Weight noise and output noise are
-        independent Gaussians: one draw with their summed variance, w²·Σx² + o², serves both."""
+        """Noise, output clipping and ADC on one tile's outputs (differentiable path). Weight noise
+        and output noise are independent Gaussians: one draw with their summed variance
+        w²·Σx² + o² serves both."""
         c = self.config
-        fast = not torch.is_grad_enabled()  # inference: in place, no straight-through copies
         if c.w_noise or c.out_noise:
-            var = c.out_noise**2
+            std = c.out_noise
             if c.w_noise:
-                var = self._sq_norm(x, w).clamp_min_(0).mul_(c.w_noise**2).add_(var)
-                std = var.sqrt_()
-            else:
-                std = c.out_noise
+                std = (self._sum_inputs(x * x, w).clamp_min(0) * c.w_noise**2
+                       + c.out_noise**2).sqrt()
             noise = torch.empty_like(y).normal_(generator=self.generator)
-            y = y.addcmul_(noise, std) if fast and torch.is_tensor(std) else \
-                (y.add_(noise.mul_(std)) if fast else y + noise * std)
+            y = y + noise * std
         if c.out_bound is not None:
-            y = y.clamp_(-c.out_bound, c.out_bound) if fast else y.clamp(-c.out_bound, c.out_bound)
+            y = y.clamp(-c.out_bound, c.out_bound)
             if c.adc_bits:
-                y = _quantize_(y, c.adc_bits, c.out_bound) if fast else quantize(
-                    y, c.adc_bits, c.out_bound)
+                y = quantize(y, c.adc_bits, c.out_bound)
         return y
 
     def _tile_input(self, x: torch.Tensor, k: int) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() and not self._two:
+            return self._forward_inference(x)
         c = self.config
-        fast = not torch.is_grad_enabled()
         r = self.input_range
         out = None
         for k in range(len(self.in_tiles)):
             xk = self._tile_input(x, k) / r
             if c.dac_bits:
-                xk = _quantize_(xk.clamp_(-1.0, 1.0), c.dac_bits, 1.0) if fast else quantize(
-                    xk.clamp(-1.0, 1.0), c.dac_bits, 1.0)
+                xk = quantize(xk.clamp(-1.0, 1.0), c.dac_bits, 1.0)
             w = self._w[k]
             if self._two:
                 y = self._periphery(self._mvm(xk, w[0]), xk, w[0]) - \
                     self._periphery(self._mvm(xk, w[1]), xk, w[1])
             else:
                 y = self._periphery(self._mvm(xk, w[0]), xk, w[0])
-            factor = self._bshape(self._scale[k] * (r * self.alpha))
-            if out is None:
-                out = y.mul_(factor) if fast else y * factor
-            else:
-                out = out.addcmul_(y, factor) if fast else out + y * factor
+            y = y * self._bshape(self._scale[k] * (r * self.alpha))
+            out = y if out is None else out + y
         if self.bias is not None:
-            out = out.add_(self._bshape(self.bias)) if fast else out + self._bshape(self.bias)
+            out = out + self._bshape(self.bias)
+        return out
+
+    @torch.no_grad()
+    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The same arithmetic, fused and in place: the DAC codes (integers) go through the
+        crossbar and 1/steps joins the digital output factor, as does the ADC's step."""
+        c = self.config
+        r = float(self.input_range)
+        s_in = 2 ** (c.dac_bits - 1) - 1 if c.dac_bits else 1
+        s_out = 2 ** (c.adc_bits - 1) - 1 if (c.adc_bits and c.out_bound is not None) else None
+        out = None
+        for k in range(len(self.in_tiles)):
+            xk = self._tile_input(x, k) * (s_in / r)  # x in units of one DAC step
+            if c.dac_bits:
+                xk.clamp_(-s_in, s_in).round_()
+            w = self._w[k][0]
+            y = self._mvm(xk, w)  # in units of 1/s_in
+            if c.w_noise or c.out_noise:
+                if c.w_noise:
+                    std = self._sum_inputs(xk.square_(), w).clamp_min_(0)
+                    std = std.mul_((c.w_noise / s_in) ** 2).add_((c.out_noise / s_in) ** 2).sqrt_()
+                else:
+                    std = c.out_noise / s_in
+                noise = torch.empty_like(y).normal_(generator=self.generator)
+                y = y.addcmul_(noise, std) if torch.is_tensor(std) else y.add_(noise.mul_(std))
+            gain = r / s_in
+            if c.out_bound is not None:
+                bound = c.out_bound * s_in
+                y.clamp_(-bound, bound)
+                if s_out:
+                    y.mul_(s_out / bound).round_()  # ADC codes
+                    gain = r / s_in * bound / s_out
+            factor = self._bshape(self._scale[k] * (gain * self.alpha))
+            out = y.mul_(factor) if out is None else out.addcmul_(y, factor)
+        if self.bias is not None:
+            out.add_(self._bshape(self.bias))
         return out
 
 
@@ -210,8 +239,8 @@ class AnalogLinear(AnalogLayer):
     def _mvm(self, x, w):
         return x @ w.T
 
-    def _sq_norm(self, x, w):
-        return (x * x).sum(dim=-1, keepdim=True)
+    def _sum_inputs(self, x_sq, w):
+        return x_sq.sum(dim=-1, keepdim=True)
 
 
 class AnalogConv2d(AnalogLayer):
@@ -243,9 +272,16 @@ class AnalogConv2d(AnalogLayer):
     def _mvm(self, x, w):
         return F.conv2d(x, w, None, self.stride, self.padding, self.dilation)
 
-    def _sq_norm(self, x, w):
-        ones = torch.ones((1,) + tuple(w.shape[1:]), dtype=x.dtype, device=x.device)
-        return F.conv2d(x * x, ones, None, self.stride, self.padding, self.dilation)
+    def _sum_inputs(self, x_sq, w):
+        """Σ x² over each output's receptive field: channels summed first, then a box filter (a
+        one-output-channel convolution is nearly as slow as the layer's own in oneDNN)."""
+        kh, kw = w.shape[2:]
+        per_pixel = x_sq.sum(dim=1, keepdim=True)
+        if self.dilation in (1, (1, 1)):
+            return F.avg_pool2d(per_pixel, (kh, kw), self.stride, self.padding,
+                                count_include_pad=True) * (kh * kw)
+        ones = torch.ones((1, 1, kh, kw), dtype=x_sq.dtype, device=x_sq.device)
+        return F.conv2d(per_pixel, ones, None, self.stride, self.padding, self.dilation)
 
 
 def tile_count(layer: AnalogLayer) -> int:
