@@ -44,9 +44,10 @@ def open_chip(url: str, seed: int | None = None, station: str | None = None) -> 
     if scheme == "visa":
         return _open_visa(url, station)
     if scheme in ("replay", "emulate"):
-        raise ChipURLError(f"chip URL {url!r}: the {scheme} backend is not available in this build")
+        return _open_record(url, scheme, target, opts, seed)
     raise ChipURLError(
-        f"unknown chip URL scheme {scheme!r} in {url!r}; known: sim:pcm, sim:reram"
+        f"unknown chip URL scheme {scheme!r} in {url!r}; known: sim:pcm, sim:reram, "
+        f"replay:<session.h5>, emulate:<session.h5>"
     )
 
 
@@ -56,7 +57,32 @@ def _open_visa(url: str, station: str | None) -> DeviceArray:
         from instruments.chip import open_visa_chip
     except ImportError:
         raise ChipURLError(f"chip URL {url!r}: the instruments package is not installed") from None
-    return open_visa_chip(url[len("visa://"):] if url.startswith("visa://") else url[5:], station)
+    resource = url[len("visa://"):] if url.startswith("visa://") else url[5:]
+    # VISA resource strings hold no '?': what follows one are this toolkit's options (reliability)
+    resource, _, query = resource.partition("?")
+    try:
+        opts = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        raise ChipURLError(f"chip URL {url!r} has a malformed option list after '?'") from None
+    unknown = sorted(set(opts) - {"faults", "retries"})
+    if unknown:
+        raise ChipURLError(f"chip URL {url!r} sets unknown option {unknown[0]!r}; visa:// URLs take "
+                           f"faults and retries")
+    return open_visa_chip(resource, station, faults=opts.get("faults"), retry=opts.get("retries"))
+
+
+def _open_record(url: str, scheme: str, target: str, opts: dict[str, str],
+                 seed: int | None) -> DeviceArray:
+    """``replay:<session.h5>`` (recorded reads) and ``emulate:<session.h5>`` (pulse response)."""
+    if not target:
+        raise ChipURLError(f"chip URL {url!r} names no session file; try {scheme}:session.h5")
+    if scheme == "replay":
+        from devmodel.replay.backend import open_replay
+
+        return open_replay(target, opts)
+    from devmodel.replay.emulator import open_emulator
+
+    return open_emulator(target, opts, seed)
 
 
 def _open_sim(url: str, tech: str, opts: dict[str, str], seed: int | None) -> DeviceArray:

@@ -1,0 +1,199 @@
+"""Procedures re-run offline: the drift schedule and bursts against ``replay:``, program-and-verify
+against ``emulate:``.
+
+:func:`replay_schedule` drives the very :class:`~devmodel.procedures.characterize.Scheduler` of a
+live session. The scheduler learns when each device finished programming in the groups the verify
+loop reported them (devices that converged in the same iteration, then those stopped by a limit in
+that iteration; reconstructed from the recorded iteration counts and stop reasons), so its cohorts,
+events and read requests are those of the recording, and the new session's reads table equals the
+recorded one row for row (and the fitted model is bit-for-bit the same).
+
+:func:`emulate_program_verify` runs the recorded program-and-verify algorithm — or a retuned one —
+on the recorded devices and targets of ``emulate:``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from devmodel.array import DeviceArray
+from devmodel.errors import DevmodelError, SessionFileError
+from devmodel.procedures.characterize import BurstConfig, Scheduler, SweepConfig
+from devmodel.procedures.program_verify import (
+    PcmVerifyConfig,
+    ReramVerifyConfig,
+    StopReason,
+    VerifyResult,
+    program_verify_pcm,
+    program_verify_reram,
+)
+from devmodel.store.session import Session, SessionWriter
+
+SCHEDULE_PROCEDURES = ("drift", "bursts")
+
+
+def finish_groups(iterations: np.ndarray, stop_reason: np.ndarray) -> list[np.ndarray]:
+    """Device rows in the groups and order the verify loop handed them to its host: per iteration,
+    first the devices that converged (or, at iteration 0, got their single RESET), then those stopped
+    by the iteration or a pulse/time limit."""
+    limited = ~np.isin(stop_reason, (StopReason.CONVERGED, StopReason.RESET_ONLY))
+    rows = np.arange(iterations.size)
+    order = np.lexsort((rows, limited, iterations))
+    key = iterations[order] * 2 + limited[order]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    return np.split(order, cuts)
+
+
+def sweep_config(session: Session) -> SweepConfig:
+    """The recorded level sweep (schedule, bursts, age tolerance) from the session's /config."""
+    sweep = (session.config or {}).get("sweep")
+    if not isinstance(sweep, dict) or "schedule_s" not in sweep:
+        raise SessionFileError(f"{session.path} records no sweep configuration (/config 'sweep')")
+    b = sweep.get("bursts") or {}
+    fields = {f.name for f in dataclasses.fields(BurstConfig)}
+    bursts = BurstConfig(**{k: v for k, v in b.items() if k in fields})
+    return SweepConfig(
+        levels_us=tuple(sweep.get("levels_us", session.levels_us.tolist())),
+        devices_per_level=int(sweep.get("devices_per_level", 1)),
+        schedule_s=tuple(float(a) for a in sweep["schedule_s"]),
+        bursts=bursts,
+        first_address=int(sweep.get("first_address", 0)),
+        age_tolerance=float(sweep.get("age_tolerance", 0.01)),
+        record_trace=bool(sweep.get("record_trace", True)),
+    )
+
+
+@dataclass
+class ReplaySummary:
+    """What a replayed schedule did."""
+
+    n_reads: int
+    n_bursts: int
+    late_reads: int
+    chip_time_s: float
+
+
+def replay_schedule(chip: DeviceArray, session: Session, writer: SessionWriter,
+                    procedures: tuple[str, ...] = SCHEDULE_PROCEDURES,
+                    schedule_s: tuple[float, ...] | None = None,
+                    progress: Callable[[str, int, int], None] | None = None) -> ReplaySummary:
+    """Re-run the recorded drift schedule and/or bursts of ``session`` on ``chip`` (usually
+    ``replay:`` of the same file) into ``writer``; the programming part (devices, trace, ground
+    truth) is copied from the record. ``schedule_s`` replaces the recorded ages (then reads the
+    record does not hold need an interpolation policy)."""
+    unknown = set(procedures) - set(SCHEDULE_PROCEDURES)
+    if unknown or not procedures:
+        raise DevmodelError(f"--procedure: replay runs {' and '.join(SCHEDULE_PROCEDURES)}, not "
+                            f"{', '.join(sorted(unknown)) or 'nothing'}")
+    cfg = sweep_config(session)
+    if schedule_s is not None:
+        cfg = dataclasses.replace(cfg, schedule_s=tuple(schedule_s))
+    if "drift" not in procedures:
+        cfg = dataclasses.replace(cfg, schedule_s=())
+    d = session.devices
+    copy_programming(session, writer)
+    sched = Scheduler(chip, writer, np.asarray(d["address"], np.int64), cfg, progress)
+    t_last = np.asarray(d["t_last_pulse_s"], float)
+    if cfg.schedule_s:
+        for rows in finish_groups(np.asarray(d["iterations"]), np.asarray(d["stop_reason"])):
+            sched.finished(rows, t_last[rows])
+    else:
+        sched.t_last[:] = t_last
+    n_bursts = 0
+    if "bursts" in procedures and session.bursts and session.bursts["device"].size:
+        burst_rows = np.asarray(session.bursts["device"], np.int64)[np.argsort(session.bursts["burst"])]
+        sched.add_burst(burst_rows)
+        n_bursts = int(burst_rows.size)
+    sched.run_all()
+    writer.set_attr("late_reads", sched.late)
+    return ReplaySummary(sched.n_reads, n_bursts, sched.late, chip.now_s())
+
+
+def copy_programming(session: Session, writer: SessionWriter) -> None:
+    """Levels, devices, verify trace and ground truth of ``session`` into ``writer`` unchanged."""
+    writer.write_levels(session.levels_us)
+    d = session.devices
+    writer.write_devices({k: d[k] for k in d}, {int(r): r.name.lower() for r in StopReason})
+    if "verify_config" in session.attrs:
+        writer.set_attr("verify_config", session.attrs["verify_config"])
+    if session.trace and session.trace.get("device") is not None and session.trace["device"].size:
+        writer.append("trace", session.trace)
+    if session.ground_truth is not None:
+        gt = session.ground_truth
+        writer.write_ground_truth({"model": gt["model"], "params": gt["params"],
+                                   "devices": gt["devices"]}, np.arange(session.n_devices))
+
+
+def verify_config_of(session: Session | dict, technology: str,
+                     overrides: dict[str, str] | None = None) -> PcmVerifyConfig | ReramVerifyConfig:
+    """The recorded program-and-verify configuration, with ``overrides`` (field → text) applied."""
+    raw = session if isinstance(session, dict) else session.attrs.get("verify_config")
+    cls = PcmVerifyConfig if technology == "pcm" else ReramVerifyConfig
+    if raw is None:
+        where = getattr(session, "path", "the session")
+        raise SessionFileError(f"{where} records no verify_config, which program-and-verify needs")
+    rec = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in rec.items() if k in names}
+    for key, text in (overrides or {}).items():
+        if key not in names:
+            raise DevmodelError(f"--set: {cls.__name__} has no field {key!r}; known: "
+                                f"{', '.join(sorted(names))}")
+        default = getattr(cls(), key)
+        try:
+            if isinstance(default, tuple):
+                kw[key] = tuple(float(v) for v in text.split(",") if v.strip())
+            elif isinstance(default, int):
+                kw[key] = int(text)
+            else:
+                kw[key] = float(text)
+        except ValueError:
+            raise DevmodelError(f"--set {key}={text!r}: expected a number") from None
+    cfg = cls(**kw)
+    cfg.validate()
+    return cfg
+
+
+def emulate_program_verify(chip: DeviceArray, addresses: np.ndarray, targets_us: np.ndarray,
+                           config: PcmVerifyConfig | ReramVerifyConfig,
+                           record_trace: bool = False) -> VerifyResult:
+    """Run program-and-verify with ``config`` on ``chip`` (an ``emulate:`` chip, or any chip)."""
+    program = program_verify_pcm if chip.info.technology == "pcm" else program_verify_reram
+    return program(chip, np.asarray(addresses, np.int64), np.asarray(targets_us, float), config,
+                   None, record_trace)
+
+
+@dataclass
+class ConvergenceStats:
+    """Convergence statistics of a program-and-verify run (devices with a non-zero target)."""
+
+    n_devices: int
+    converged_fraction: float
+    median_iterations: float
+    mean_iterations: float
+    p90_iterations: float
+    mean_pulses: float
+
+    @classmethod
+    def of(cls, target_us: np.ndarray, converged: np.ndarray, iterations: np.ndarray,
+           pulses: np.ndarray) -> ConvergenceStats:
+        sel = np.asarray(target_us) > 0
+        it = np.asarray(iterations)[sel]
+        return cls(int(sel.sum()), float(np.asarray(converged, bool)[sel].mean()),
+                   float(np.median(it)), float(it.mean()), float(np.percentile(it, 90)),
+                   float(np.asarray(pulses)[sel].mean()))
+
+
+def recorded_stats(session: Session) -> ConvergenceStats:
+    d = session.devices
+    return ConvergenceStats.of(d["target_us"], d["converged"], d["iterations"], d["pulses"])
+
+
+def path_of(session: Session | str | Path) -> Path:
+    return session.path if isinstance(session, Session) else Path(session)
