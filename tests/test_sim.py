@@ -59,20 +59,25 @@ def test_tiles_split_inputs_into_whole_channels_and_sum_partial_sums():
     assert len(lin.in_tiles) == 4 and len(lin.out_tiles) == 2
 
 
-def test_short_term_weight_noise_has_the_variance_of_per_weight_noise():
-    """Output-referred equivalent: Var y = w_noise²·Σx² per output, re-drawn at every product."""
+@pytest.mark.parametrize("dac_bits", [None, 8])
+@pytest.mark.parametrize("grad", [False, True])
+def test_short_term_weight_and_output_noise_have_their_variance(dac_bits, grad):
+    """Output-referred equivalent: Var y = w_noise²·Σ(x/r)² + out_noise² per output (normalised
+    units), re-drawn at every product; the same in the inference and the training path."""
     lin = nn.Linear(50, 1000, bias=False)
     nn.init.uniform_(lin.weight, -1, 1)
-    cfg = CrossbarConfig(device_noise=False, w_noise=0.05)
+    cfg = CrossbarConfig(device_noise=False, w_noise=0.05, out_noise=0.04, dac_bits=dac_bits)
     a = convert(nn.Sequential(lin), None, cfg)
-    a.program(0)
     x = torch.rand(1, 50)
-    with torch.no_grad():
-        ys = torch.stack([a(x) for _ in range(200)])
-        ref = lin(x)
-    scale = a.layers[0]._scale[0]  # per output: max |w| of its row
-    var = ((ys - ref) / scale).var(dim=0).mean()
-    assert float(var) == pytest.approx(0.05**2 * float((x**2).sum()), rel=0.05)
+    a.calibrate(torch.rand(256, 50))
+    a.program(0)
+    with torch.set_grad_enabled(grad):
+        ys = torch.stack([a(x) for _ in range(200)]).detach()
+    m = a.layers[0]
+    r = float(m.input_range)
+    var = ((ys - ys.mean(0)) / (m._scale[0] * r)).var(dim=0).mean()
+    expected = 0.05**2 * float(((x / r) ** 2).sum()) + 0.04**2
+    assert float(var) == pytest.approx(expected, rel=0.05)
     assert not torch.equal(ys[0], ys[1])
 
 

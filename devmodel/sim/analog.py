@@ -45,6 +45,11 @@ class AnalogNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def reads_per_inference(self) -> int:
+        """Device reads for one input sample: Σ over layers of devices × reads per product (× the
+        output positions of a convolution are not counted: one read per device per product)."""
+        return sum(m.n_devices * m.reads_per_mvm for m in self.layers)
+
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor, batch: int = 512, max_samples: int = 512) -> None:
         """Static input range per layer: the configured percentile of |input| over ``x``, enlarged
@@ -59,6 +64,7 @@ class AnalogNet(nn.Module):
                  for m in self.layers]
         saved = self.config
         quiet = self.config.with_(w_noise=0.0, out_noise=0.0, dac_bits=None, adc_bits=None,
+                                  bit_serial=False,
                                   out_bound=None)
         for m in self.layers:
             m.config = quiet

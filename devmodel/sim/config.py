@@ -33,12 +33,15 @@ class CrossbarConfig:
     output_percentile: float = 99.9  # ... enlarged until this percentile of |y| fits out_bound
     device_noise: bool = True  # programming noise, drift and 1/f noise from the card
     drift_compensation: bool = False  # global drift compensation per layer (seed 001_…)
+    bit_serial: bool = False  # seed 004_…: each input bit read separately (needs dac_bits)
 
     def __post_init__(self) -> None:
         if self.scales not in ("column", "tile"):
             raise ValueError(f"scales must be 'column' or 'tile', not {self.scales!r}")
         if self.differential not in ("pair", "two_columns"):
             raise ValueError(f"differential must be 'pair' or 'two_columns', not {self.differential!r}")
+        if self.bit_serial and not self.dac_bits:
+            raise ValueError("bit_serial needs dac_bits (the input code to decompose)")
         for name in ("tile_rows", "tile_cols", "dac_bits", "adc_bits"):
             v = getattr(self, name)
             if v is not None and v < 1:

@@ -161,7 +161,44 @@ class AnalogLayer(nn.Module):
     def _tile_input(self, x: torch.Tensor, k: int) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def reads_per_mvm(self) -> int:
+        """Reads of every device per matrix-vector product (bit-serial: one per input bit)."""
+        return self.config.dac_bits - 1 if self.config.bit_serial else 1
+
+    def _forward_bit_serial(self, x: torch.Tensor) -> torch.Tensor:
+        """Seed 004_…: the input code x = Σ_p 2^p δ_p (sign apart) is applied one bit plane at a
+        time; every read has its own noise, bound and ADC, and the outputs are summed with weights
+        2^p. Output variance from read noise: w²·Σ_p 4^p Σ δ_p² instead of w²·(Σ_p 2^p δ_p)²."""
+        c = self.config
+        r = self.input_range
+        s_in = 2 ** (c.dac_bits - 1) - 1
+        out = None
+        for k in range(len(self.in_tiles)):
+            xk = quantize((self._tile_input(x, k) / r).clamp(-1.0, 1.0), c.dac_bits, 1.0)
+            code = torch.round(xk.detach() * s_in)
+            sign, mag = torch.sign(code), code.abs()
+            w = self._w[k]
+            y = 0
+            for p in range(c.dac_bits - 1):
+                plane = sign * torch.remainder(torch.floor(mag / 2**p), 2)
+                if not plane.any():
+                    continue
+                yp = sum(self._periphery(self._mvm(plane, wi), plane, wi) * (1 if j == 0 else -1)
+                         for j, wi in enumerate(w))
+                y = y + yp * (2**p / s_in)
+            if torch.is_grad_enabled():  # straight-through: gradients as for the unsplit product
+                lin = sum(self._mvm(xk, wi) * (1 if j == 0 else -1) for j, wi in enumerate(w))
+                y = y + lin - lin.detach()
+            y = y * self._bshape(self._scale[k] * (r * self.alpha))
+            out = y if out is None else out + y
+        if self.bias is not None:
+            out = out + self._bshape(self.bias)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.bit_serial:
+            return self._forward_bit_serial(x)
         if not torch.is_grad_enabled() and not self._two:
             return self._forward_inference(x)
         c = self.config
@@ -198,12 +235,12 @@ class AnalogLayer(nn.Module):
                 xk.clamp_(-s_in, s_in).round_()
             w = self._w[k][0]
             y = self._mvm(xk, w)  # in units of 1/s_in
-            if c.w_noise or c.out_noise:
+            if c.w_noise or c.out_noise:  # in code units: normalised noise × s_in
                 if c.w_noise:
                     std = self._sum_inputs(xk.square_(), w).clamp_min_(0)
-                    std = std.mul_((c.w_noise / s_in) ** 2).add_((c.out_noise / s_in) ** 2).sqrt_()
+                    std = std.mul_(c.w_noise**2).add_((c.out_noise * s_in) ** 2).sqrt_()
                 else:
-                    std = c.out_noise / s_in
+                    std = c.out_noise * s_in
                 noise = torch.empty_like(y).normal_(generator=self.generator)
                 y = y.addcmul_(noise, std) if torch.is_tensor(std) else y.add_(noise.mul_(std))
             gain = r / s_in

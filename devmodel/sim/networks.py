@@ -14,6 +14,21 @@ def digits_mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
+def digits_mlp_small() -> nn.Module:
+    """64 → 16 → 10: little redundancy, so device noise costs measurable accuracy (used to show what
+    hardware-aware training buys)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def digits_cnn_small() -> nn.Module:
+    """A 4/8-channel CNN with batch norms, sensitive to device noise like digits_mlp_small."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(8 * 4 * 4, 10),
+    )
+
+
 def digits_cnn() -> nn.Module:
     """A small CNN for 8×8 digits, with batch norms as in the seeds' ResNets (their statistics are
     what a global conductance drift upsets)."""
@@ -63,7 +78,8 @@ class ResNet32(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
 
 
-NETWORKS = {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn}
+NETWORKS = {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn,
+            "digits-mlp-small": digits_mlp_small, "digits-cnn-small": digits_cnn_small}
 
 
 def train_fp(net: nn.Module, data: Split, epochs: int = 30, lr: float = 3e-3, batch: int = 64,
