@@ -7,6 +7,7 @@ and nothing half-written.
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 import sys
 import tempfile
@@ -254,10 +255,30 @@ def _resume(path, out, chip_url, station, downtime, durability, checkpoint_inter
                 summary = run_sweep(chip, cfg, writer, verify, bars, state)
             finally:
                 bars.close()
+            _instrument_record(writer, chip)
             writer.finish("complete")
     finally:
         chip.close()
     return path, summary
+
+
+def _instrument_record(writer, chip) -> None:
+    """Faults met and recovered on an instrument: into the session's attributes and one stderr line."""
+    retries = getattr(chip, "n_retries", None)
+    if retries is None:
+        return
+    injected = dict(getattr(chip.transport, "injected", {}) or {})
+    stats = {"instrument_retries": int(retries), "instrument_reconnects": int(chip.n_reconnects),
+             "instrument_recovered": int(chip.n_recovered)}
+    for key, value in stats.items():
+        writer.set_attr(key, value)
+    if injected:
+        writer.set_attr("faults_injected", json.dumps(injected, sort_keys=True))
+    if retries or injected:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(injected.items())) or "none injected"
+        click.echo(f"instrument: {retries} operations retried after faults ({kinds}); "
+                   f"{chip.n_reconnects} reconnects; {chip.n_recovered} commands found by the chip "
+                   f"clock to have run although their answer was lost", err=True)
 
 
 def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quiet: bool,
@@ -289,6 +310,7 @@ def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quie
             summary = run_sweep(chip, cfg, w, verify, bars)
         finally:
             bars.close()
+        _instrument_record(w, chip)
         w.finish("complete")
     return summary
 
@@ -625,6 +647,7 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
 
 # -- commands defined elsewhere (one line each) -------------------------------------------------
 from instruments.cli import serve_chip; main.add_command(serve_chip)  # noqa: E402, E702, I001
+from devmodel.replay.cli import replay; main.add_command(replay)  # noqa: E402, E702, I001
 
 
 def _versus_ground_truth(session, card) -> str:

@@ -204,7 +204,7 @@ class ReplayChip:
         ages = t_sorted[start[row]:start[row + 1]] - self._t_last[row]
         shown = ", ".join(f"{x:.4g}" for x in np.unique(np.round(ages, 3))[:8])
         more = "…" if np.unique(np.round(ages, 3)).size > 8 else ""
-        what = f"{n} consecutive reads" if n > 1 else "a read"
+        what = f"{n} consecutive reads" if n > 1 else "read"
         raise ReplayError(
             f"{self.path} holds no {what} of the device at address {address} within "
             f"{100 * self.window:g} % of age {age_s:.6g} s (recorded ages {shown}{more} s); choose an "

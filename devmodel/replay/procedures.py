@@ -86,33 +86,61 @@ def replay_schedule(chip: DeviceArray, session: Session, writer: SessionWriter,
     """Re-run the recorded drift schedule and/or bursts of ``session`` on ``chip`` (usually
     ``replay:`` of the same file) into ``writer``; the programming part (devices, trace, ground
     truth) is copied from the record. ``schedule_s`` replaces the recorded ages (then reads the
-    record does not hold need an interpolation policy)."""
+    record does not hold need an interpolation policy).
+
+    Both procedures always run, as they did in the recording, so the chip is busy when it was busy
+    (a schedule read the recording took late because a burst was running is asked for late again);
+    only the reads of the chosen procedures are written.
+    """
     unknown = set(procedures) - set(SCHEDULE_PROCEDURES)
     if unknown or not procedures:
         raise DevmodelError(f"--procedure: replay runs {' and '.join(SCHEDULE_PROCEDURES)}, not "
                             f"{', '.join(sorted(unknown)) or 'nothing'}")
+    has_bursts = bool(session.bursts) and session.bursts["device"].size > 0
+    if procedures == ("bursts",) and not has_bursts:
+        raise DevmodelError(f"{session.path} records no read-noise bursts to replay")
     cfg = sweep_config(session)
     if schedule_s is not None:
         cfg = dataclasses.replace(cfg, schedule_s=tuple(schedule_s))
-    if "drift" not in procedures:
-        cfg = dataclasses.replace(cfg, schedule_s=())
     d = session.devices
     copy_programming(session, writer)
-    sched = Scheduler(chip, writer, np.asarray(d["address"], np.int64), cfg, progress)
+    out = _Selected(writer, "drift" in procedures, "bursts" in procedures)
+    sched = Scheduler(chip, out, np.asarray(d["address"], np.int64), cfg, progress)
     t_last = np.asarray(d["t_last_pulse_s"], float)
     if cfg.schedule_s:
         for rows in finish_groups(np.asarray(d["iterations"]), np.asarray(d["stop_reason"])):
             sched.finished(rows, t_last[rows])
     else:
         sched.t_last[:] = t_last
-    n_bursts = 0
-    if "bursts" in procedures and session.bursts and session.bursts["device"].size:
-        burst_rows = np.asarray(session.bursts["device"], np.int64)[np.argsort(session.bursts["burst"])]
-        sched.add_burst(burst_rows)
-        n_bursts = int(burst_rows.size)
+    if has_bursts:
+        sched.add_burst(np.asarray(session.bursts["device"], np.int64)[np.argsort(session.bursts["burst"])])
     sched.run_all()
-    writer.set_attr("late_reads", sched.late)
-    return ReplaySummary(sched.n_reads, n_bursts, sched.late, chip.now_s())
+    late = sched.late if out.keep_drift else 0  # the scheduler counts late schedule reads only
+    writer.set_attr("late_reads", late)
+    return ReplaySummary(out.n_reads, out.n_bursts, late, chip.now_s())
+
+
+class _Selected:
+    """The session writer, passing on only the reads of the chosen procedures."""
+
+    def __init__(self, writer: SessionWriter, keep_drift: bool, keep_bursts: bool) -> None:
+        self.writer, self.keep_drift, self.keep_bursts = writer, keep_drift, keep_bursts
+        self.n_reads = self.n_bursts = 0
+
+    def append(self, table: str, columns: dict[str, np.ndarray]) -> None:
+        burst = np.asarray(columns["burst"])
+        keep = self.keep_bursts if burst.size and burst[0] >= 0 else self.keep_drift
+        if keep:
+            self.writer.append(table, columns)
+            self.n_reads += burst.size
+
+    def write_bursts(self, columns: dict[str, np.ndarray]) -> None:
+        if self.keep_bursts:
+            self.writer.write_bursts(columns)
+            self.n_bursts += int(np.asarray(columns["burst"]).size)
+
+    def __getattr__(self, name: str):
+        return getattr(self.writer, name)
 
 
 def copy_programming(session: Session, writer: SessionWriter) -> None:
