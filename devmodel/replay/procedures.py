@@ -88,9 +88,10 @@ def replay_schedule(chip: DeviceArray, session: Session, writer: SessionWriter,
     truth) is copied from the record. ``schedule_s`` replaces the recorded ages (then reads the
     record does not hold need an interpolation policy).
 
-    Both procedures always run, as they did in the recording, so the chip is busy when it was busy
-    (a schedule read the recording took late because a burst was running is asked for late again);
-    only the reads of the chosen procedures are written.
+    With the recorded schedule both procedures run, as they did in the recording, so the chip is busy
+    when it was busy (a schedule read the recording took late because a burst was running is asked
+    for late again); only the reads of the chosen procedures are written. With a new schedule only
+    the chosen procedures run.
     """
     unknown = set(procedures) - set(SCHEDULE_PROCEDURES)
     if unknown or not procedures:
@@ -100,8 +101,9 @@ def replay_schedule(chip: DeviceArray, session: Session, writer: SessionWriter,
     if procedures == ("bursts",) and not has_bursts:
         raise DevmodelError(f"{session.path} records no read-noise bursts to replay")
     cfg = sweep_config(session)
-    if schedule_s is not None:
-        cfg = dataclasses.replace(cfg, schedule_s=tuple(schedule_s))
+    if schedule_s is not None:  # a new schedule is a new procedure: nothing else runs beside it
+        cfg = dataclasses.replace(cfg, schedule_s=tuple(schedule_s) if "drift" in procedures else ())
+        has_bursts = has_bursts and "bursts" in procedures
     d = session.devices
     copy_programming(session, writer)
     out = _Selected(writer, "drift" in procedures, "bursts" in procedures)
