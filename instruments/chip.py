@@ -8,7 +8,12 @@ come back the same way. Every limit (the chip's declared ones, narrowed by the s
 the station's address range) is checked before a byte is written.
 
 A reply that breaks the framing, a timeout or a closed connection leaves the stream out of step:
-the driver then refuses further commands until ``reconnect()`` (the reliability work's hook).
+the driver then refuses further commands until ``reconnect()``. With a :class:`RetryPolicy` the driver
+does that itself: it backs off, reconnects and tries again, up to a budget of attempts per operation.
+Reads, clock queries and the ground truth are safe to repeat; a pulse batch or a clock advance is not,
+so before sending one the driver notes the chip clock, and after a failure it asks the clock again: a
+virtual clock that has not moved means the command never ran (it is sent again), one that moved means
+it ran and only its answer was lost (docs/reliability.md, docs/chip-protocol.md).
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from devmodel.array import ChipInfo, Limits, PulseCounter, PulseKind, ReadBatch, as_addresses, check_pulses
 from devmodel.errors import DevmodelError, LimitError
 from instruments.base import Identity, Instrument, InstrumentConnectionError, InstrumentError
+from instruments.faults import FaultSpec, FaultyTransport
 from instruments.scpi import (
     ProtocolError,
     array_block,
@@ -47,6 +55,46 @@ _INFO_QUERIES = (
 )
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How ScpiChip recovers from transport faults: up to ``attempts`` further tries per operation, each
+    after a reconnect and a back-off of ``backoff_s``·2^k (at most ``max_backoff_s``, jittered by a
+    generator seeded with ``seed``). ``attempts=0`` turns recovery off (the first fault is final)."""
+
+    attempts: int = 5
+    backoff_s: float = 0.02
+    max_backoff_s: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.attempts, int) and 0 <= self.attempts <= 1000):
+            raise DevmodelError(f"retry attempts must be an integer in 0..1000, not {self.attempts!r}")
+        if not (np.isfinite(self.backoff_s) and np.isfinite(self.max_backoff_s)
+                and 0 <= self.backoff_s <= self.max_backoff_s <= 600):
+            raise DevmodelError("retry back-off must satisfy 0 ≤ backoff_s ≤ max_backoff_s ≤ 600 s")
+
+    @classmethod
+    def parse(cls, value, where: str = "retries") -> RetryPolicy | None:
+        """An attempt count (``5``) or a station file mapping (``{attempts: 5, backoff_s: 0.05}``)."""
+        if value is None:
+            return None
+        if isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - {"attempts", "backoff_s", "max_backoff_s", "seed"}
+            if unknown:
+                raise DevmodelError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+            return cls(**value)
+        try:
+            n = int(str(value))
+        except ValueError:
+            raise DevmodelError(f"{where}={value!r} is not a number of attempts") from None
+        return cls(attempts=n)
+
+
+NO_RETRY = RetryPolicy(attempts=0)
+
+
 class ScpiChip(Instrument):
     """A test chip behind a controller that speaks the devmodel chip protocol; a DeviceArray.
 
@@ -59,7 +107,8 @@ class ScpiChip(Instrument):
 
     def __init__(self, transport: Transport, name: str = "chip", *,
                  station_limits: ChipLimits | None = None, models: tuple[str, ...] | None = None,
-                 reset: bool = True, real_bits: int = 64) -> None:
+                 reset: bool = True, real_bits: int = 64, retry: RetryPolicy | None = None,
+                 connect: bool = True) -> None:
         if real_bits not in (32, 64):
             raise DevmodelError(f"chip conductance format must be REAL,32 or REAL,64, not {real_bits}")
         self.station_limits = station_limits or ChipLimits()
@@ -67,7 +116,14 @@ class ScpiChip(Instrument):
         self._broken: str | None = None
         self.info: ChipInfo
         self.virtual_clock = True
-        super().__init__(transport, name, models=models, reset=reset)
+        self.retry = retry or NO_RETRY
+        self._retry_rng = np.random.default_rng(self.retry.seed)
+        self.n_retries = 0  # operations tried again after a fault
+        self.n_reconnects = 0
+        self.n_recovered = 0  # non-idempotent commands found (by the clock) to have run after all
+        super().__init__(transport, name, models=models, reset=reset, connect=False)
+        if connect:
+            self.connect_with_retry()
 
     # -- connection -----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -83,14 +139,80 @@ class ScpiChip(Instrument):
         msg = ";:".join(q for q, _ in _INFO_QUERIES).encode()
         values = dict(zip([f for _, f in _INFO_QUERIES], self._ascii(msg, "CHIP:LIMit?", len(_INFO_QUERIES)),
                           strict=True))
-        self.info = self._chip_info(values)
+        info = self._chip_info(values)
+        previous = getattr(self, "info", None)
+        if previous is not None and (previous.technology, previous.n_devices, previous.identity) != (
+                info.technology, info.n_devices, info.identity):
+            # a garbled *IDN? answer looks the same: asked again (within the retry budget) it clears up
+            raise InstrumentError(f"{self.label} is another chip after reconnecting ({info.identity[:60]}, "
+                                  f"{info.n_devices} devices; was {previous.identity}, "
+                                  f"{previous.n_devices})")
+        self.info = info
         self.virtual_clock = self.info.simulated
-        self.pulse_counter = PulseCounter(self.info.n_devices, self.info.limits.max_pulses_per_device)
+        if previous is None:  # a reconnect keeps the pulses already counted against the limits
+            self.pulse_counter = PulseCounter(self.info.n_devices, self.info.limits.max_pulses_per_device)
         if self.virtual_clock:
             self.ground_truth = self._ground_truth  # only simulated chips have one (run_sweep looks)
         else:
             self.__dict__.pop("ground_truth", None)
-            self._t_host0 = time.monotonic()
+            if previous is None:
+                self._t_host0 = time.monotonic()
+
+    # -- recovery -------------------------------------------------------------------------------
+    def raise_queue(self, first: tuple[int, str], context: str) -> None:
+        """The chip reported an error: final, whatever the retry policy (the chip refused)."""
+        try:
+            super().raise_queue(first, context)
+        except InstrumentError as e:
+            e.reported = True
+            raise
+
+    def connect_with_retry(self) -> None:
+        """Connect, retrying transport faults within the retry policy."""
+        self._retrying("*IDN?", self.connect, reconnect=False)
+
+    def _backoff(self, attempt: int) -> None:
+        r = self.retry
+        jitter = 0.5 + self._retry_rng.random()  # spread reconnects so clients do not retry in lockstep
+        time.sleep(min(r.max_backoff_s, r.backoff_s * 2.0 ** (attempt - 1)) * jitter)
+
+    def _retrying(self, command: str, once: Callable[[], object], *, t_before: float | None = None,
+                  applied: Callable[[float], object] | None = None, reconnect: bool = True):
+        """``once()``, tried again after faults within the retry policy.
+
+        With ``t_before`` (the chip clock before a command that must not run twice) a retry first asks
+        the clock: if it moved, the command ran and ``applied(t_now)`` stands in for its lost answer.
+        """
+        attempt = 0
+        while True:
+            try:
+                if attempt:
+                    self._backoff(attempt)
+                    if reconnect:
+                        self.n_reconnects += 1
+                        self.reconnect()
+                    else:
+                        self.transport.reopen()
+                    if t_before is not None:
+                        t_now = self._clock_once()
+                        if t_now != t_before:
+                            self.n_recovered += 1
+                            return applied(t_now)
+                return once()
+            except InstrumentError as e:
+                if getattr(e, "reported", False) or self.retry.attempts == 0:
+                    raise
+                if attempt >= self.retry.attempts:
+                    detail = str(e).replace(self.label, "").strip(" :;")
+                    raise type(e)(f"{self.label} gave up on {command} after {attempt + 1} attempts "
+                                  f"(the last: {detail})") from None
+                attempt += 1
+                self.n_retries += 1
+            except TransportError as e:  # reopen() itself failed
+                if self.retry.attempts == 0 or attempt >= self.retry.attempts:
+                    raise self._io_error(e, command) from None
+                attempt += 1
+                self.n_retries += 1
 
     def _chip_info(self, v: dict[str, str]) -> ChipInfo:
         def num(key: str, cast=float, optional: bool = False):
@@ -147,8 +269,32 @@ class ScpiChip(Instrument):
                   self._param(width_ns, m, "<f8")]
         if compliance_ua is not None:
             params.append(self._param(compliance_ua, m, "<f8"))
-        (blk,) = self._blocks(self._select(a) + b";:CHIP:PULS? " + b",".join(params), "CHIP:PULSe?", 1)
-        return self._decode(blk, "<f8", m, "CHIP:PULSe?", "pulse end times")
+        msg = self._select(a) + b";:CHIP:PULS? " + b",".join(params)
+
+        def once() -> np.ndarray:
+            (blk,) = self._blocks(msg, "CHIP:PULSe?", 1)
+            return self._decode(blk, "<f8", m, "CHIP:PULSe?", "pulse end times")
+
+        if not self.retry.attempts:
+            return once()
+        if not self.virtual_clock:
+            try:
+                return once()
+            except InstrumentError as e:
+                if getattr(e, "reported", False):
+                    raise
+                raise InstrumentError(f"{self.label} lost the answer to CHIP:PULSe? and, its clock being "
+                                      f"real time, cannot tell whether the batch ran; not retried") from None
+        t_before = self._retrying("CHIP:CLOCk?", self._clock_once)
+
+        def ran(t_now: float) -> np.ndarray:
+            # the batch ran and only its answer was lost: the chip clock stands at the end of its last
+            # pulse; earlier ends are spread by each pulse's width plus one read cycle of overhead
+            # (exact on the last pulse, off by µs at most on the others)
+            cost = np.broadcast_to(np.asarray(width_ns, dtype=float), (m,)) * 1e-9 + self.info.read_cycle_s
+            return t_before + (t_now - t_before) * np.cumsum(cost) / cost.sum()
+
+        return self._retrying("CHIP:PULSe?", once, t_before=t_before, applied=ran)
 
     def read(self, addresses: np.ndarray, n_reads: int = 1, interval_s: float = 0.0) -> ReadBatch:
         """Read every address ``n_reads`` times (``CHIP:READ?``): conductances and per-read chip times."""
@@ -166,14 +312,22 @@ class ScpiChip(Instrument):
                                 f"got {interval_s}")
         m = a.size
         msg = self._select(a) + f";:CHIP:READ? {n_reads},{float(interval_s)!r}".encode()
-        g, t = self._blocks(msg, "CHIP:READ?", 2)
-        n = m * n_reads
-        g_us = self._decode(g, f"<f{self.real_bytes}", n, "CHIP:READ?", "conductances")
-        t_s = self._decode(t, "<f8", n, "CHIP:READ?", "read times")
-        return ReadBatch(g_us=g_us.astype(float).reshape(m, n_reads), t_s=t_s.reshape(m, n_reads))
+
+        def once() -> ReadBatch:
+            g, t = self._blocks(msg, "CHIP:READ?", 2)
+            n = m * n_reads
+            g_us = self._decode(g, f"<f{self.real_bytes}", n, "CHIP:READ?", "conductances")
+            t_s = self._decode(t, "<f8", n, "CHIP:READ?", "read times")
+            return ReadBatch(g_us=g_us.astype(float).reshape(m, n_reads), t_s=t_s.reshape(m, n_reads))
+
+        # reads are safe to repeat: a read whose answer was lost moved only the clock
+        return self._retrying("CHIP:READ?", once) if self.retry.attempts else once()
 
     def now_s(self) -> float:
         """Chip time: the controller's clock (``CHIP:CLOCk?``)."""
+        return self._retrying("CHIP:CLOCk?", self._clock_once) if self.retry.attempts else self._clock_once()
+
+    def _clock_once(self) -> float:
         (text,) = self._ascii(b"CHIP:CLOC?", "CHIP:CLOCk?", 1)
         try:
             return float(text)
@@ -185,14 +339,25 @@ class ScpiChip(Instrument):
         """Let ``dt_s`` pass: a virtual clock is advanced on the chip, a real one is slept host-side."""
         if not np.isfinite(dt_s) or dt_s < 0:
             raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
-        if self.virtual_clock:
-            self._ascii(f"CHIP:CLOC:ADV {float(dt_s)!r}".encode(), "CHIP:CLOCk:ADVance", 0)
-        else:
+        if not self.virtual_clock:
             time.sleep(dt_s)
+            return
+        msg = f"CHIP:CLOC:ADV {float(dt_s)!r}".encode()
+        if not self.retry.attempts:
+            self._ascii(msg, "CHIP:CLOCk:ADVance", 0)
+            return
+        # advancing twice would wait twice: a moved clock after a fault means it was done
+        t_before = self._retrying("CHIP:CLOCk?", self._clock_once)
+        self._retrying("CHIP:CLOCk:ADVance", lambda: self._ascii(msg, "CHIP:CLOCk:ADVance", 0),
+                       t_before=t_before, applied=lambda t_now: None)
 
     def _ground_truth(self) -> dict:
         """The simulated chip's parameters and per-device state (``SIMulation:TRUTh?``)."""
-        (blk,) = self._blocks(b"SIM:TRUT?", "SIMulation:TRUTh?", 1)
+        if self.retry.attempts:
+            (blk,) = self._retrying("SIMulation:TRUTh?", lambda: self._blocks(b"SIM:TRUT?",
+                                                                              "SIMulation:TRUTh?", 1))
+        else:
+            (blk,) = self._blocks(b"SIM:TRUT?", "SIMulation:TRUTh?", 1)
         try:
             with np.load(io.BytesIO(blk), allow_pickle=False) as z:
                 devices = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("devices/")}
@@ -310,15 +475,18 @@ class ScpiChip(Instrument):
         return out
 
 
-def open_visa_chip(resource: str, station: str | None = None, transport_factory=None) -> ScpiChip:
+def open_visa_chip(resource: str, station: str | None = None, transport_factory=None, *,
+                   faults: FaultSpec | str | dict | None = None,
+                   retry: RetryPolicy | int | str | dict | None = None) -> ScpiChip:
     """Open the chip at VISA ``resource`` (from a ``visa://`` URL) with the station file's settings.
 
-    The station's ``instruments.chip`` entry gives backend, timeout, accepted models and
-    terminations; ``chip.limits`` narrows the chip's declared limits. Without a station file the
-    defaults apply (pyvisa-py, 10 s, the simulated chips' models). ``visa://probe-station`` builds
-    the SMU + pulse generator + switch matrix array of the station's ``probe_station`` section.
-    ``transport_factory`` (same arguments as VisaTransport) lets a wrapping transport, such as a
-    recording or fault-injecting one, be slotted in.
+    The station's ``instruments.chip`` entry gives backend, timeout, accepted models, terminations,
+    the retry policy (``retries``) and, for rehearsals, injected faults (``faults``); ``chip.limits``
+    narrows the chip's declared limits. Without a station file the defaults apply (pyvisa-py, 10 s,
+    the simulated chips' models, no retries, no faults). ``faults``/``retry`` given here win over the
+    station's. ``visa://probe-station`` builds the SMU + pulse generator + switch matrix array of the
+    station's ``probe_station`` section. ``transport_factory`` (same arguments as VisaTransport) lets a
+    wrapping transport, such as a recording one, be slotted in.
     """
     st: Station = load_station(station) if station else DEFAULT_STATION
     if resource.strip().lower() == "probe-station":
@@ -332,13 +500,18 @@ def open_visa_chip(resource: str, station: str | None = None, transport_factory=
     if not resource:
         raise DevmodelError("visa:// URL names no resource and the station file gives none "
                             "(instruments.chip.resource)")
+    fault_spec = faults if isinstance(faults, FaultSpec) else FaultSpec.parse(
+        faults if faults is not None else spec.faults, "faults")
+    policy = RetryPolicy.parse(retry if retry is not None else spec.retries, "retries")
     try:
         transport = (transport_factory or VisaTransport)(resource, st.backend_for(spec), spec.timeout_s,
                                                          spec.read_termination, spec.write_termination)
     except TransportError as e:
         raise InstrumentConnectionError(f"instrument chip ({resource}): {e.detail}") from None
+    if fault_spec is not None:
+        transport = FaultyTransport(transport, fault_spec)
     try:
-        return ScpiChip(transport, "chip", station_limits=st.chip_limits, models=spec.models)
+        return ScpiChip(transport, "chip", station_limits=st.chip_limits, models=spec.models, retry=policy)
     except BaseException:
         transport.close()
         raise

@@ -36,6 +36,8 @@ class InstrumentSpec:
     models: tuple[str, ...] | None = None
     reset: bool = False
     limits: dict[str, tuple] = field(default_factory=dict)
+    retries: dict | None = None  # RetryPolicy fields (chip only): attempts, backoff_s, max_backoff_s, seed
+    faults: dict | None = None  # injected faults for rehearsals (chip only), see instruments.faults
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def _build(path: Path, data: dict[str, Any]) -> Station:
             write_termination=d.get("write_termination", "\n"),
             models=tuple(d["models"]) if "models" in d else None, reset=bool(d.get("reset", False)),
             limits={k: tuple(v) for k, v in (d.get("limits") or {}).items()},
+            retries=d.get("retries"), faults=d.get("faults"),
         )
     lim = ((data.get("chip") or {}).get("limits")) or {}
     rng = lim.get("address_range")
