@@ -68,6 +68,8 @@ class ReplayChip:
         self._cycle_s, self._overhead_s, _ = self.record.timing()
         self._row_of = self.record.address_rows(self.info.n_devices)
         self._t_last = self.record.t_last_pulse_s
+        for arr in (dev, r["t_s"], r["g_us"]):
+            arr.flags.writeable = False  # answers are views of these: nobody may change the record
         self._dev, self._t, self._g = dev, r["t_s"], r["g_us"]
         self._cursor = 0  # next file row of a replay in the recorded order
         self._index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -130,16 +132,23 @@ class ReplayChip:
         return (age > 0) & (np.abs(t_rec - t_nom) <= self.window * age)
 
     def _serve_sequential(self, rows, n, t_nom):
-        """The record's next rows, if they are this request's answer (a replay in recorded order)."""
-        c, k = self._cursor, rows.size * n
+        """The record's next rows, if they are this request's answer (a replay in recorded order).
+        Answers are read-only views of the record (no copy on the hot path)."""
+        c, m = self._cursor, rows.size
+        k = m * n
         dev = self._dev[c:c + k]
-        if dev.size != k or not np.array_equal(dev, rows if n == 1 else np.repeat(rows, n)):
+        if dev.size != k or not (dev.reshape(m, n) == rows[:, None]).all():
             return None, None
-        t = self._t[c:c + k].reshape(rows.size, n)
-        if not self._in_window(rows, t, t_nom).all():
+        t = self._t[c:c + k].reshape(m, n)
+        # the window, in few passes: |t − t_nom| ≤ w·(t_nom − t_last) for every read, ages > 0
+        lag = t - t_nom
+        np.abs(lag, out=lag)
+        slack = t_nom - self._t_last[rows][:, None]
+        slack *= self.window
+        if not ((lag <= slack).all() and slack[:, 0].min() > 0):
             return None, None
         self._cursor = c + k
-        return self._g[c:c + k].reshape(rows.size, n).copy(), t.copy()
+        return self._g[c:c + k].reshape(m, n), t
 
     def _build_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """File rows sorted by (device, time) and each device's slice of them."""

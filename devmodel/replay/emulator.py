@@ -95,7 +95,7 @@ def fit_response_model(path: str | Path) -> PulseResponseModel:
     path, f = open_h5(path)
     what = "the pulse-response emulator"
     with f:
-        rec = load_record(f, path, what)
+        rec = load_record(f, path, what, programming=True)
         if "trace" not in f or int(f["trace"].attrs.get("n_rows", 0)) == 0:
             raise SessionFileError(
                 f"{path} records no program-and-verify trace (/trace is missing or empty), which "
@@ -237,7 +237,7 @@ class EmulatedChip:
         self.model = model or fit_response_model(path)
         path, f = open_h5(path)
         with f:
-            self.record = load_record(f, path, "the pulse-response emulator")
+            self.record = load_record(f, path, "the pulse-response emulator", programming=True)
         self.path = path
         self.info = self.record.chip_info("emulate")
         self.seed = int(seed)

@@ -41,11 +41,11 @@ class Record:
     attrs: dict
     address: np.ndarray  # per /devices row
     t_last_pulse_s: np.ndarray  # per /devices row
-    target_us: np.ndarray
-    iterations: np.ndarray
-    stop_reason: np.ndarray
-    converged: np.ndarray
-    g_verify_us: np.ndarray
+    target_us: np.ndarray | None = None
+    iterations: np.ndarray | None = None
+    stop_reason: np.ndarray | None = None
+    converged: np.ndarray | None = None  # the programming columns are loaded only if asked for
+    g_verify_us: np.ndarray | None = None
 
     @property
     def n_devices(self) -> int:
@@ -147,8 +147,12 @@ def table(f: h5py.File, path: Path, group: str, columns: tuple[str, ...],
     return out
 
 
-def load_record(f: h5py.File, path: Path, what: str) -> Record:
-    """The header and device table of an open session file."""
+PROGRAMMING_COLUMNS = ("target_us", "iterations", "stop_reason", "converged", "g_verify_us")
+
+
+def load_record(f: h5py.File, path: Path, what: str, programming: bool = False) -> Record:
+    """The header and device table of an open session file (with ``programming``, also each
+    device's target, iterations, stop reason, convergence and final verify reading)."""
     a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     for key in ("technology", "g_max_us", "t0_s"):
         if key not in a:
@@ -162,17 +166,24 @@ def load_record(f: h5py.File, path: Path, what: str) -> Record:
             a["_ground_truth_params"] = json.loads(f["ground_truth"].attrs.get("params_json", "{}"))
         except ValueError:
             a["_ground_truth_params"] = {}
-    d = table(f, path, "devices", ("address", "t_last_pulse_s", "target_us", "iterations",
-                                   "stop_reason", "converged", "g_verify_us"), what)
-    if d["address"].size == 0:
+    cols = ("address", "t_last_pulse_s") + (PROGRAMMING_COLUMNS if programming else ())
+    d = table(f, path, "devices", cols, what)
+    address = d["address"].astype(np.int64)
+    if address.size == 0:
         raise SessionFileError(f"{path} records no devices, so {what} has nothing to serve")
-    if np.unique(d["address"]).size != d["address"].size:
+    if address.min() < 0:
+        raise SessionFileError(f"{path} is damaged: /devices/address holds a negative address")
+    rows = np.full(int(address.max()) + 1, -1, np.int64)
+    rows[address] = np.arange(address.size)
+    if not np.array_equal(rows[address], np.arange(address.size)):
         raise SessionFileError(f"{path} is damaged: /devices/address holds duplicate addresses")
-    return Record(
-        path=path, technology=str(a["technology"]), g_max_us=float(a["g_max_us"]),
-        t0_s=float(a["t0_s"]), chip=chip, attrs=a,
-        address=d["address"].astype(np.int64), t_last_pulse_s=d["t_last_pulse_s"].astype(float),
-        target_us=d["target_us"].astype(float), iterations=d["iterations"].astype(np.int64),
-        stop_reason=d["stop_reason"].astype(np.int64), converged=d["converged"].astype(bool),
-        g_verify_us=d["g_verify_us"].astype(float),
-    )
+    rec = Record(path=path, technology=str(a["technology"]), g_max_us=float(a["g_max_us"]),
+                 t0_s=float(a["t0_s"]), chip=chip, attrs=a, address=address,
+                 t_last_pulse_s=d["t_last_pulse_s"].astype(float))
+    if programming:
+        rec.target_us = d["target_us"].astype(float)
+        rec.iterations = d["iterations"].astype(np.int64)
+        rec.stop_reason = d["stop_reason"].astype(np.int64)
+        rec.converged = d["converged"].astype(bool)
+        rec.g_verify_us = d["g_verify_us"].astype(float)
+    return rec
