@@ -1,39 +1,26 @@
 """``emulate:session.h5``: an empirical pulse-response model of a recorded chip, served through the
 device-array protocol, so a new or retuned program-and-verify algorithm can be tried offline.
 
-**What it learns** (from the session's pulse-level ``/trace``: verify reading before, pulse kind,
-amplitude, width, compliance, next verify reading), separately for every recorded pulse kind and
-width:
-
-* *location and scale*: the next verify reading ``y`` is modelled as ``m(A, g, c) + s(A, g, c)·e``,
-  with ``m`` and ``s`` linear in the reading before the pulse ``g`` and the compliance ``c`` and
-  piecewise linear in the amplitude ``A`` (knots at the recorded amplitudes when there are few
-  distinct ones, as for stepped voltages, else at amplitude quantiles). Where the response is
-  history-free (PCM partial RESET) the fitted slope on ``g`` is small; where the pulse adds to or
-  scales the state (sub-melt creep, ReRAM SET/RESET) it is not — the data decide, nothing is
-  assumed about the technology;
-* *residual distribution*: the empirical quantiles of the standardised residual ``e`` at each
-  amplitude knot (no Gaussian assumption; stuck devices and full-RESET floors stay in the tails);
-* *device identity*: each recorded pulse's residual rank is turned into a normal score; a device's
-  scores are correlated (a device with a high threshold lands high at every amplitude), so the
-  scores are split into a per-device effect and a pulse-to-pulse part (one-way random-effects
-  ANOVA). An emulated device draws its effect once, from its recorded pulses' posterior (or the
-  population, for devices without any), and every pulse adds a fresh pulse-to-pulse part.
+**What it learns** from the session: per recorded pulse kind and width, the conditional distribution
+of the next verify reading given the amplitude, the reading before the pulse and the compliance, with
+per-device persistence (:mod:`devmodel.replay.response`); which devices the recorded algorithm could
+not move at all (stuck devices: left out of the model, and left unchanged by emulated pulses); each
+device's first verify reading after initialisation; the per-read noise level (from the read-noise
+bursts); the initialisation pulses of the recorded verify configuration.
 
 **What it serves.** Pulse: per device, the next state is drawn from the conditional model given the
 current state. Pulses identical to the recorded initialisation pulses (``verify_config``: PCM RESET
-plus SET staircase, ReRAM initial RESET) restore the device's recorded state after initialisation
-(its first verify reading). Read: the state plus read noise at the recorded level (from the
-read-noise bursts: the spread of successive reads), centred over the reads a verify averages (after
+plus SET staircase, ReRAM initial RESET) restore the device's recorded state after initialisation.
+Read: the state plus read noise at the recorded level, centred over the reads a verify averages (after
 the recorded ``discard_reads``), so a verify built like the recorded one sees exactly the modelled
-reading while single reads carry the recorded read noise.
+reading while single reads carry the recorded read noise. Clock, timing, limits and pulse counting as
+on the simulated chips.
 
 **What it cannot capture** (docs/replay.md): drift or relaxation at any age other than the recorded
 verify timing (every read returns the state as verified, whatever its age), read noise that depends
 on the verify length, pulse kinds or widths the record never used (refused), amplitudes outside the
-recorded range (clamped to the nearest recorded amplitude), history beyond the last verify reading,
-and more distinct devices than the record holds (unrecorded addresses borrow a recorded device's
-initial state).
+recorded range (clamped), history beyond the last verify reading, and more distinct devices than the
+record holds (unrecorded addresses borrow a recorded device's initial state).
 """
 
 from __future__ import annotations

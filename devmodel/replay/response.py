@@ -3,18 +3,19 @@ pulse amplitude, the reading before it and the compliance, with per-device persi
 
 * **Location and scale** (µS): penalised least squares on a bilinear (amplitude × reading before)
   surface of hat functions, plus a compliance slope per amplitude knot where the compliance varies.
-  Whether the reading before enters at all is decided from the data: by the slope of the next
-  reading on the reading before *within* devices (between devices the two are correlated through the
-  device itself — a device with a high threshold reads high before and after — which says nothing
-  about history). A history-free response (PCM partial RESET) is modelled on the amplitude alone.
+  Whether the reading before matters is decided per amplitude knot from the data: by the slope of the
+  next reading on the reading before *within* devices (between devices the two are correlated through
+  the device itself — a device with a high threshold reads high before and after — which says nothing
+  about history). At history-free knots (PCM partial RESET) the surface is tied flat along the reading
+  before; where it matters (sub-melt creep, ReRAM SET/RESET) it is not.
 * **Residual shape**: empirical quantiles of the standardised residual per (amplitude, reading
   before, compliance) cell, pooled with neighbouring cells until each pool holds enough pulses.
 * **Devices**: each recorded residual becomes a normal score ``z``; a device's scores share a
   standardised device effect ``η`` with a loading ``λ(A)`` that depends on the amplitude,
-  ``z = λ(A)·η + √(1−λ(A)²)·ε`` (the share of the residual variance that is the device's, ``λ²``,
-  is estimated per amplitude knot from the pulses each device received near it: devices are more
-  alike pulse to pulse at some amplitudes than at others). Each recorded device has a Gaussian
-  posterior for ``η`` given its scores.
+  ``z = λ(A)·η + √(1−λ(A)²)·ε`` (``λ²``, the device's share of the residual variance, is estimated
+  per amplitude knot by maximum likelihood over the pulses each device received near it). A device's
+  effect at amplitude ``A`` has a Gaussian posterior given its recorded pulses weighted by
+  ``exp(−|ΔA|/memory)``; ``memory`` is chosen by leave-one-out prediction of the recorded scores.
 """
 
 from __future__ import annotations
@@ -417,7 +418,8 @@ def _icc(z: np.ndarray, dev: np.ndarray, n: np.ndarray) -> float:
     A moment (ANOVA) estimate would be biased low here: a verify loop pulses a device again only
     after a miss, so all but its last reading are selected for being off target, which inflates the
     within-device spread. The likelihood of each device's readings does not depend on that stopping
-    rule (it only looks at the past), so maximum likelihood is not misled by it.
+    rule (it only looks at the past), so maximum likelihood is not misled by it (on the sessions
+    tried, the two differ little).
     """
     has = n >= 1
     if np.count_nonzero(n >= 2) == 0:
