@@ -57,18 +57,14 @@ class PulseResponseModel:
     verify_config: dict = field(default_factory=dict)
     unresponsive: np.ndarray | None = None  # per recorded device: stuck (pulses do not move it)
 
-    def group_of(self, kind: int, width_ns: float) -> GroupModel | None:
-        for g in self.groups:
-            if g.kind == kind and abs(g.width_ns - width_ns) <= 1e-6 * max(1.0, g.width_ns):
-                return g
-        return None
-
     def read_sigma(self, g_us: np.ndarray) -> np.ndarray:
+        """Per-read noise σ (µS) at these conductances (0 if the record has no bursts)."""
         if self.read_noise_us.size == 0:
             return np.zeros_like(g_us)
         return np.interp(g_us, self.read_noise_g_us, self.read_noise_us)
 
     def summary(self) -> dict:
+        """What was learned, for people (JSON-ready)."""
         return {"source": str(self.path), "technology": self.technology,
                 "groups": [g.summary() for g in self.groups],
                 "read_noise_us": {"g_us": self.read_noise_g_us.round(3).tolist(),

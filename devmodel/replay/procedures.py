@@ -18,7 +18,6 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -168,7 +167,11 @@ def verify_config_of(session: Session | dict, technology: str,
     if raw is None:
         where = getattr(session, "path", "the session")
         raise SessionFileError(f"{where} records no verify_config, which program-and-verify needs")
-    rec = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    try:
+        rec = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)
+    except (TypeError, ValueError):
+        where = getattr(session, "path", "the session")
+        raise SessionFileError(f"{where} has an unreadable verify_config attribute") from None
     names = {f.name: f for f in dataclasses.fields(cls)}
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in rec.items() if k in names}
     for key, text in (overrides or {}).items():
@@ -221,9 +224,6 @@ class ConvergenceStats:
 
 
 def recorded_stats(session: Session) -> ConvergenceStats:
+    """Convergence statistics of the session's own program-and-verify."""
     d = session.devices
     return ConvergenceStats.of(d["target_us"], d["converged"], d["iterations"], d["pulses"])
-
-
-def path_of(session: Session | str | Path) -> Path:
-    return session.path if isinstance(session, Session) else Path(session)
