@@ -15,8 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from devmodel.array import DeviceArray, PulseKind
-from devmodel.errors import DevmodelError
+from devmodel.array import DeviceArray, PulseKind, as_addresses
+from devmodel.errors import DevmodelError, LimitError
 
 
 class StopReason(IntEnum):
@@ -60,10 +60,20 @@ class PcmVerifyConfig:
     max_duration_s: float = 6 * 3600.0  # chip time
 
     def validate(self) -> None:
-        if self.tolerance_us <= 0 or self.n_verify_reads < 1 or self.max_iterations < 1:
+        if not (self.tolerance_us > 0 and self.n_verify_reads >= 1 and self.max_iterations >= 1):
             raise DevmodelError("verify tolerance, reads and iterations must be positive")
         if not 0 < self.amplitude_min_ua <= self.amplitude_max_ua:
             raise DevmodelError("amplitude bounds must satisfy 0 < min ≤ max")
+        _check_bounds(self)
+        if 1 + len(self.init_set_ua) > self.max_pulses_per_device:
+            raise DevmodelError(f"verify max_pulses_per_device = {self.max_pulses_per_device} leaves no room "
+                                f"for the {1 + len(self.init_set_ua)} initialisation pulses")
+
+    def planned_pulses(self) -> list[tuple[str, float, float, float | None]]:
+        """The largest pulse of every kind the loop can send: (field, amplitude, width, compliance)."""
+        return [("init_reset_ua", self.init_reset_ua, self.init_reset_width_ns, None),
+                ("init_set_ua", max(self.init_set_ua, default=0.0), self.init_set_width_ns, None),
+                ("amplitude_max_ua", self.amplitude_max_ua, self.pulse_width_ns, None)]
 
 
 @dataclass(frozen=True)
@@ -96,10 +106,47 @@ class ReramVerifyConfig:
     max_duration_s: float = 6 * 3600.0
 
     def validate(self) -> None:
-        if self.tolerance_us <= 0 or self.max_iterations < 1:
+        if not (self.tolerance_us > 0 and self.max_iterations >= 1):
             raise DevmodelError("verify tolerance and iterations must be positive")
-        if self.discard_reads >= self.n_verify_reads:
+        if not 0 <= self.discard_reads < self.n_verify_reads:
             raise DevmodelError("discard_reads must be smaller than n_verify_reads")
+        if not (0 < self.set_start_v <= self.set_max_v and 0 < self.reset_start_v <= self.reset_max_v
+                and self.step_v >= 0):
+            raise DevmodelError("verify voltages must satisfy 0 < start ≤ max (SET and RESET) and step ≥ 0")
+        if not 0 < self.compliance_min_ua <= self.compliance_max_ua:
+            raise DevmodelError("compliance bounds must satisfy 0 < min ≤ max")
+        _check_bounds(self)
+
+    def planned_pulses(self) -> list[tuple[str, float, float, float | None]]:
+        """The largest pulse of every kind the loop can send: (field, amplitude, width, compliance)."""
+        return [("init_reset_v", self.init_reset_v, self.pulse_width_ns, None),
+                ("set_max_v", self.set_max_v, self.pulse_width_ns, self.compliance_max_ua),
+                ("reset_max_v", self.reset_max_v, self.pulse_width_ns, None)]
+
+
+def _check_bounds(cfg) -> None:
+    """What keeps every loop finite: iterations, pulses per device and chip time, all bounded."""
+    if not (isinstance(cfg.max_pulses_per_device, int) and cfg.max_pulses_per_device >= 1):
+        raise DevmodelError("verify max_pulses_per_device must be a positive integer")
+    if not (isinstance(cfg.max_iterations, int) and cfg.max_iterations <= 100_000):
+        raise DevmodelError("verify max_iterations must be an integer of at most 100000")
+    if not (np.isfinite(cfg.max_duration_s) and cfg.max_duration_s > 0):
+        raise DevmodelError("verify max_duration_s must be a positive number of seconds")
+    if not (np.isfinite(cfg.verify_delay_s) and cfg.verify_delay_s >= 0):
+        raise DevmodelError("verify_delay_s must be a number of seconds ≥ 0")
+
+
+def check_limits(cfg, info, addresses: np.ndarray) -> None:
+    """Refuse, before anything is sent, a configuration whose pulses could exceed the chip's limits."""
+    from devmodel.array import check_pulses
+
+    if len(addresses):
+        as_addresses(np.array([np.min(addresses), np.max(addresses)]), info.n_devices)
+    for name, amp, width, comp in cfg.planned_pulses():
+        try:
+            check_pulses(info, np.zeros(1, np.int64), amp, width, comp)
+        except LimitError as e:
+            raise LimitError(f"program-and-verify {name}: {e}; nothing was sent") from None
 
 
 @dataclass
@@ -214,6 +261,8 @@ class _Loop:
     def pulse(self, rows, kind: PulseKind, amp, width, compliance=None, trace_g=None, iteration=0):
         """One pulse of one kind per row (in chunks, serving the host in between)."""
         m = rows.size
+        if m == 0:  # an empty trace entry made finish() index past the end (found by hypothesis)
+            return
         amp_a = np.broadcast_to(np.asarray(amp, dtype=float), m)
         comp_a = None if compliance is None else np.broadcast_to(compliance, m)
         t_end = np.empty(m)
@@ -296,6 +345,15 @@ class VerifyRun:
         self.cfg = cfg = config or self.config_cls()
         cfg.validate()
         self.lp = _Loop(chip, addresses, targets_us, cfg.max_pulses_per_device, host)
+        check_limits(cfg, chip.info, self.lp.addr)
+        # pulses each device may still take: the loop's own bound, and what is left of a lifetime
+        # limit the chip declares (as far as this host has counted them)
+        self.budget = np.full(self.lp.addr.size, cfg.max_pulses_per_device, np.int64)
+        life = chip.info.limits.max_pulses_per_device
+        counter = getattr(chip, "pulse_counter", None)
+        if life is not None:
+            used = counter.count[self.lp.addr] if getattr(counter, "count", None) is not None else 0
+            self.budget = np.minimum(self.budget, life - used)
         self.progress = progress
         self.record_trace = record_trace
         self.stage = 0  # 0 initialise, 1 iterate, 2 done
@@ -317,7 +375,7 @@ class VerifyRun:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         out = {"stage": np.array(self.stage), "it": np.array(self.it), "t_start": np.array(self.t_start),
-               "act": self.act.copy()}
+               "act": self.act.copy(), "budget": self.budget.copy()}
         out.update({f"loop/{k}": v for k, v in self.lp.state_dict().items()})
         out.update(self._extra_state())
         return out
@@ -326,6 +384,7 @@ class VerifyRun:
         self.stage, self.it = int(d["stage"]), int(d["it"])
         self.t_start = float(d["t_start"])
         self.act = np.asarray(d["act"], dtype=np.int64)
+        self.budget = np.asarray(d["budget"], dtype=np.int64)
         self.lp.load_state({k[5:]: v for k, v in d.items() if k.startswith("loop/")})
         self._load_extra(d)
 
@@ -358,7 +417,7 @@ class VerifyRun:
             lp.done(act, StopReason.MAX_ITERATIONS)
             self.act = act[:0]
             return None
-        return _enforce_bounds(lp, act, err, g, self.chip.now_s() - self.t_start, cfg)
+        return _enforce_bounds(lp, act, err, g, self.chip.now_s() - self.t_start, cfg, self.budget)
 
 
 class PcmVerify(VerifyRun):
@@ -380,11 +439,15 @@ class PcmVerify(VerifyRun):
         lp, cfg = self.lp, self.cfg
         rows = np.arange(lp.addr.size)
         zero = lp.target == 0
+        no_room = self.budget < np.where(zero, 1, 1 + len(cfg.init_set_ua))
+        if no_room.any():  # a lifetime limit nearly used up: not one pulse rather than too many
+            lp.done(rows[no_room], StopReason.PULSE_LIMIT)
+        zero &= ~no_room
         if zero.any():
             lp.pulse(rows[zero], PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
             lp.converged[zero] = True
             lp.done(rows[zero], StopReason.RESET_ONLY)
-        self.act = rows[~zero]
+        self.act = rows[~zero & ~no_room]
         if self.act.size:
             lp.pulse(self.act, PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
             for amp in cfg.init_set_ua:
@@ -429,7 +492,11 @@ class ReramVerify(VerifyRun):
         self.last_kind[:] = d["last_kind"]
 
     def _initialise(self) -> None:
-        self.act = np.arange(self.lp.addr.size)
+        rows = np.arange(self.lp.addr.size)
+        no_room = self.budget < 1
+        if no_room.any():
+            self.lp.done(rows[no_room], StopReason.PULSE_LIMIT)
+        self.act = rows[~no_room]
         if self.act.size:
             self.lp.pulse(self.act, PulseKind.RESET, self.cfg.init_reset_v, self.cfg.pulse_width_ns)
 
@@ -485,11 +552,11 @@ def program_verify_reram(
     return ReramVerify(chip, addresses, targets_us, config, progress, record_trace, host).run()
 
 
-def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, cfg):
+def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, cfg, budget: np.ndarray):
     """Stop devices out of pulse budget or out of chip time; return the rest."""
     if elapsed_s > cfg.max_duration_s:
         lp.done(act, StopReason.TIME_LIMIT)
         return act[:0], err[:0], g[:0]
-    spent = lp.pulses[act] >= cfg.max_pulses_per_device
+    spent = lp.pulses[act] >= budget[act]
     lp.done(act[spent], StopReason.PULSE_LIMIT)
     return act[~spent], err[~spent], g[~spent]
