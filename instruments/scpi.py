@@ -34,6 +34,7 @@ INVALID_BLOCK_DATA = -161
 EXECUTION_ERROR = -200
 SETTINGS_CONFLICT = -221
 DATA_OUT_OF_RANGE = -222
+TOO_MUCH_DATA = -223
 ILLEGAL_PARAMETER_VALUE = -224
 HARDWARE_MISSING = -241
 DEVICE_ERROR = -300
@@ -53,6 +54,7 @@ ERROR_TEXT = {
     EXECUTION_ERROR: "Execution error",
     SETTINGS_CONFLICT: "Settings conflict",
     DATA_OUT_OF_RANGE: "Data out of range",
+    TOO_MUCH_DATA: "Too much data",
     ILLEGAL_PARAMETER_VALUE: "Illegal parameter value",
     HARDWARE_MISSING: "Hardware missing",
     DEVICE_ERROR: "Device-specific error",

@@ -29,6 +29,9 @@ from instruments.scpi import Block, Framer, Message, encode_block, format_error,
 PROTOCOL = "DEVMODEL-CHIP,1"
 ERROR_QUEUE_DEPTH = 32
 MAX_PENDING_OUTPUT = 1 << 28  # stop reading from a client that does not read its answers
+#: Values one CHIP:READ? answer may carry (addresses × reads): a request beyond it would hold the one
+#: chip (and every other client) for minutes and allocate gigabytes, so it is refused (-223).
+MAX_VALUES_PER_READ = 1 << 24
 RECV_BYTES = 1 << 20
 
 
@@ -380,6 +383,9 @@ class ChipServer:
                             f"1..{self.chip.info.limits.max_reads_per_request}")
         if interval < 0:
             raise ScpiError(scpi.DATA_OUT_OF_RANGE, "read interval must be ≥ 0 s")
+        if a.size * n_reads > MAX_VALUES_PER_READ:
+            raise ScpiError(scpi.TOO_MUCH_DATA, f"{a.size} addresses × {n_reads} reads exceed the "
+                            f"{MAX_VALUES_PER_READ} values one answer may carry")
         rb = self.chip.read(a, n_reads, interval)
         return self._values(conn, rb.g_us, conn.real_bytes) + b"," + self._values(conn, rb.t_s, 8)
 

@@ -158,10 +158,16 @@ class DeviceModel:
 
     @classmethod
     def from_json(cls, text: str, source: str = "model card") -> DeviceModel:
+        def no_constant(name: str):
+            # json accepts NaN/Infinity, which no card field may hold (they passed the schema's bounds)
+            raise ModelCardError(f"{source} holds {name}, which is not a number a model card may contain")
+
         try:
-            d = json.loads(text)
+            d = json.loads(text, parse_constant=no_constant)
         except json.JSONDecodeError as e:
             raise ModelCardError(f"{source} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        except RecursionError:
+            raise ModelCardError(f"{source} is nested too deeply to be a model card") from None
         return cls.from_dict(d, source)
 
     @classmethod
@@ -192,6 +198,8 @@ class DeviceModel:
                 text = fh.read()
         except OSError as e:
             raise ModelCardError(f"cannot read model card {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ModelCardError(f"model card {path} is not UTF-8 text") from None
         return cls.from_json(text, source=str(path))
 
     # -- published defaults --------------------------------------------------------------------

@@ -280,7 +280,12 @@ class Session:
 
 
 def read_session(path: str | Path, *, with_trace: bool = True) -> Session:
-    """Load a session file, validating its schema; errors name the file and what is wrong."""
+    """Load a session file, validating its schema and contents; errors name the file and what is wrong.
+
+    A file that opens but is inconsistent (columns of different lengths, row counts beyond the data,
+    device indices outside the device table, text where numbers belong, a non-finite g_max…) is
+    refused with one sentence rather than left to fail later inside a fit.
+    """
     path = Path(path)
     if not path.exists():
         raise SessionFileError(f"{path} does not exist")
@@ -288,21 +293,33 @@ def read_session(path: str | Path, *, with_trace: bool = True) -> Session:
         f = h5py.File(path, "r")
     except OSError as e:
         raise SessionFileError(f"{path} is not a readable HDF5 file ({e.__class__.__name__})") from None
+    except Exception as e:  # h5py raises other types on some damaged files
+        raise SessionFileError(f"{path} is not a readable HDF5 file ({e.__class__.__name__})") from None
     with f:
-        _check_schema(path, f)
         try:
-            return _load(path, f, with_trace)
+            _check_schema(path, f)
+            session = _load(path, f, with_trace)
+        except SessionFileError:
+            raise
         except KeyError as e:
             raise SessionFileError(f"{path} is missing {e.args[0]!s}") from None
-        except (OSError, ValueError) as e:
-            raise SessionFileError(f"{path} is damaged: {e}") from None
+        # HDF5 reports damaged metadata as OSError or RuntimeError (e.g. a wrong heap signature)
+        except (OSError, RuntimeError, ValueError, TypeError, AttributeError) as e:
+            raise SessionFileError(f"{path} is damaged: {str(e).splitlines()[0] if str(e) else e!r}") \
+                from None
+    _check_contents(path, session)
+    return session
 
 
 def _check_schema(path: Path, f: h5py.File) -> None:
     schema = f.attrs.get("schema")
     if schema != SCHEMA:
         raise SessionFileError(f"{path} is not a devmodel session file (no '{SCHEMA}' schema)")
-    version = int(f.attrs.get("schema_version", -1))
+    raw = f.attrs.get("schema_version", -1)
+    try:
+        version = int(raw)
+    except (TypeError, ValueError):
+        raise SessionFileError(f"{path} has an invalid schema_version {raw!r}") from None
     if version > SCHEMA_VERSION:
         raise SessionFileError(
             f"{path} uses session schema version {version}; this devmodel {__version__} reads up "
@@ -312,27 +329,99 @@ def _check_schema(path: Path, f: h5py.File) -> None:
         raise SessionFileError(f"{path} has an invalid schema_version {version}")
 
 
-def _columns(group: h5py.Group, n: int | None = None) -> dict[str, np.ndarray]:
-    out = {}
-    for name, ds in group.items():
-        out[name] = ds[:n] if n is not None else ds[()]
-    return out
+def _table(path: Path, f: h5py.File, name: str, required: dict | None, extendable: bool
+           ) -> dict[str, np.ndarray] | None:
+    """One table's columns, checked: a group, every required column, equal lengths, numeric types,
+    and (for extendable tables) an acknowledged row count within the data."""
+    if name not in f:
+        return None
+    g = f[name]
+    if not isinstance(g, h5py.Group):
+        raise SessionFileError(f"{path}: /{name} is not a group of columns")
+    for col in required or {}:
+        if col not in g:
+            raise SessionFileError(f"{path} is missing the column /{name}/{col}")
+    lengths = {col: ds.shape[0] if isinstance(ds, h5py.Dataset) and ds.ndim == 1 else -1
+               for col, ds in g.items()}
+    bad = [c for c, n in lengths.items() if n < 0]
+    if bad:
+        raise SessionFileError(f"{path}: /{name}/{bad[0]} is not a one-dimensional column")
+    for col, ds in g.items():
+        if ds.dtype.kind not in "biuf" and (required is None or col in required):
+            raise SessionFileError(f"{path}: /{name}/{col} holds {ds.dtype} values, not numbers")
+    n = min(lengths.values(), default=0)
+    if extendable:
+        raw = g.attrs.get("n_rows", n)
+        try:
+            n_rows = int(raw)
+        except (TypeError, ValueError):
+            raise SessionFileError(f"{path}: /{name} attribute n_rows = {raw!r} is not a count") from None
+        if not 0 <= n_rows <= n:
+            raise SessionFileError(f"{path}: /{name} attribute n_rows = {n_rows} but its columns hold "
+                                   f"{n} rows")
+        return {col: ds[:n_rows] for col, ds in g.items()}
+    if len(set(lengths.values())) > 1:
+        raise SessionFileError(f"{path}: the columns of /{name} have different lengths "
+                               f"({', '.join(f'{c} {k}' for c, k in sorted(lengths.items()))})")
+    return {col: ds[()] for col, ds in g.items()}
+
+
+def _check_contents(path: Path, s: Session) -> None:
+    """Cross-table consistency, once everything is loaded."""
+    if s.technology not in ("pcm", "reram"):
+        raise SessionFileError(f"{path}: technology {s.technology!r} is not pcm or reram")
+    for key, value in (("g_max_us", s.g_max_us), ("t0_s", s.t0_s)):
+        if not (np.isfinite(value) and value > 0):
+            raise SessionFileError(f"{path}: {key} = {value} is not a positive number")
+    n_dev = s.n_devices if s.devices else 0
+    if not s.devices:
+        if s.reads["device"].size or s.status == "complete":
+            if s.status != "complete":
+                raise SessionFileError(f"{path} stopped before its programming finished (status "
+                                       f"{s.status}); continue it with devmodel characterize --resume {path}")
+            raise SessionFileError(f"{path} is missing its /devices table")
+        return
+    if s.levels_us.size == 0:
+        raise SessionFileError(f"{path} is missing /levels/target_us")
+    lv = s.devices["level"]
+    if lv.size and (lv.min() < 0 or lv.max() >= s.levels_us.size):
+        raise SessionFileError(f"{path}: /devices/level holds {int(lv.max())}, beyond the "
+                               f"{s.levels_us.size} levels")
+    for table in ("reads", "trace", "bursts"):
+        dev = getattr(s, table).get("device")
+        if dev is not None and dev.size and (dev.min() < 0 or dev.max() >= n_dev):
+            bad = int(dev[(dev < 0) | (dev >= n_dev)][0])
+            raise SessionFileError(f"{path}: /{table}/device holds {bad}, not a row of the "
+                                   f"{n_dev}-device table")
+
+
+def _json_attr(path: Path, obj, key: str, default: str | None = None):
+    raw = obj.attrs.get(key, default)
+    if raw is None:
+        raise KeyError(f"the attribute {obj.name}@{key}")
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError) as e:
+        msg = getattr(e, "msg", str(e))
+        raise SessionFileError(f"{path}: the attribute {obj.name}@{key} is not valid JSON ({msg})") from None
 
 
 def _load(path: Path, f: h5py.File, with_trace: bool) -> Session:
     a = dict(f.attrs)
-    n_reads = int(f["reads"].attrs["n_rows"])
     gt = None
     if "ground_truth" in f:
         g = f["ground_truth"]
         gt = {
             "model": g.attrs.get("model", ""),
-            "params": json.loads(g.attrs.get("params_json", "{}")),
+            "params": _json_attr(path, g, "params_json", "{}"),
             "devices": {k: v[()] for k, v in g.items()},
         }
+    reads = _table(path, f, "reads", TABLES["reads"], extendable=True)
+    if reads is None:
+        raise KeyError("/reads")
     trace = {}
     if with_trace and "trace" in f:
-        trace = _columns(f["trace"], int(f["trace"].attrs["n_rows"]))
+        trace = _table(path, f, "trace", TABLES["trace"], extendable=True) or {}
     return Session(
         path=path,
         technology=str(a["technology"]),
@@ -340,13 +429,13 @@ def _load(path: Path, f: h5py.File, with_trace: bool) -> Session:
         t0_s=float(a["t0_s"]),
         status=str(a.get("status", "")),
         status_reason=str(a.get("status_reason", "")),
-        levels_us=f["levels/target_us"][()] if "levels" in f else np.empty(0),
-        devices=_columns(f["devices"]) if "devices" in f else {},
-        reads=_columns(f["reads"], n_reads),
-        bursts=_columns(f["bursts"]) if "bursts" in f else {},
+        levels_us=np.asarray(f["levels/target_us"][()], dtype=float) if "levels" in f else np.empty(0),
+        devices=_table(path, f, "devices", DEVICE_COLUMNS, extendable=False) or {},
+        reads=reads,
+        bursts=_table(path, f, "bursts", None, extendable=False) or {},
         trace=trace,
-        chip=json.loads(f["chip"].attrs["json"]),
-        config=json.loads(f["config"].attrs["json"]),
+        chip=_json_attr(path, f["chip"], "json"),
+        config=_json_attr(path, f["config"], "json"),
         provenance=dict(f["provenance"].attrs),
         ground_truth=gt,
         attrs=a,

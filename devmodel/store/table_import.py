@@ -99,11 +99,13 @@ def _numbers(src: Path, name: str, cells: list[str], kind: type, allow_empty: bo
             v = kind(float(c)) if kind is int else float(c)
             if kind is int and float(c) != int(float(c)):
                 raise ValueError
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: int(float("inf"))
             what = "an integer" if kind is int else "a number"
             raise TableImportError(f"{src} line {i + 2}, column {name}: {c!r} is not {what}") from None
         if kind is float and not np.isfinite(v):
             raise TableImportError(f"{src} line {i + 2}, column {name}: {c} is not a finite number")
+        if kind is int and not -(2**63) <= v < 2**63:
+            raise TableImportError(f"{src} line {i + 2}, column {name}: {c} is beyond the 64-bit integers")
         out[i] = v
     return out
 
@@ -149,12 +151,13 @@ def _validate(src: Path, cols: dict[str, list[str]], g_max_us: float) -> dict[st
             raise TableImportError(f"{src} line {line(i)}, column converged: device {dev[i]} is "
                                "marked both converged and not")
     sched = t["burst"] < 0
-    n_sched = np.bincount(dev[sched], minlength=dev.max() + 1)
-    present = np.unique(dev)
-    lonely = present[n_sched[present] < 2]
+    # counted over the ids present, not by bincount up to the largest id (1e15 would not fit in memory)
+    present, inverse = np.unique(dev, return_inverse=True)
+    n_sched = np.bincount(inverse[sched], minlength=present.size)
+    lonely = np.flatnonzero(n_sched < 2)
     if lonely.size:
-        i = np.flatnonzero(dev == lonely[0])[0]
-        raise TableImportError(f"{src} line {line(i)}: device {lonely[0]} has "
+        i = np.flatnonzero(dev == present[lonely[0]])[0]
+        raise TableImportError(f"{src} line {line(i)}: device {present[lonely[0]]} has "
                            f"{n_sched[lonely[0]]} schedule read(s); drift needs at least two")
     return t
 

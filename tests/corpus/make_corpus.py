@@ -1,0 +1,244 @@
+"""Regenerate the malformed-input corpus (committed beside this script; run from the repository root:
+``python tests/corpus/make_corpus.py``). Every file is one way a user's input can be wrong; the
+expected sentence fragment for each is in ``expected.json`` (tests/test_reliability_input.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+HERE = Path(__file__).parent
+
+
+def _session(path: Path) -> None:
+    """A small valid session file (the base every session mutation starts from)."""
+    sys.path.insert(0, str(HERE.parent))
+    from helpers import make_session
+
+    from devmodel.procedures.characterize import BurstConfig
+
+    make_session(path, "sim:pcm?devices=512", 6, bursts=BurstConfig(devices_per_level=2, n_reads=8,
+                                                                      interval_s=1.0, age_s=100.0),
+                 schedule=(20.0, 600.0), seed=1)
+
+
+def sessions(out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    base = out.parent / "_base.h5"
+    if base.exists():
+        base.unlink()
+    _session(base)
+    raw = base.read_bytes()
+    exp: dict[str, str] = {}
+
+    def write(name: str, data: bytes, phrase: str) -> None:
+        (out / name).write_bytes(data)
+        exp[name] = phrase
+
+    def mutate(name: str, phrase: str, fn) -> None:
+        p = out / name
+        shutil.copyfile(base, p)
+        with h5py.File(p, "a") as f:
+            fn(f)
+        exp[name] = phrase
+
+    write("empty.h5", b"", "not a readable HDF5 file")
+    write("text.h5", b"hello, I am not HDF5\n", "not a readable HDF5 file")
+    write("truncated_half.h5", raw[: len(raw) // 2], "not a readable HDF5 file")
+    write("truncated_header.h5", raw[:96], "not a readable HDF5 file")
+    write("random_bytes.h5", np.random.default_rng(0).bytes(4096), "not a readable HDF5 file")
+    write("signature_then_garbage.h5", raw[:8] + np.random.default_rng(1).bytes(2048),
+          "not a readable HDF5 file")
+    corrupt = bytearray(raw)
+    corrupt[len(raw) // 3: len(raw) // 3 + 4096] = np.random.default_rng(2).bytes(4096)
+    write("corrupted_middle.h5", bytes(corrupt), "")
+    with h5py.File(out / "foreign.h5", "w") as f:
+        f["x"] = np.arange(3)
+    exp["foreign.h5"] = "not a devmodel session file"
+    mutate("future_version.h5", "uses session schema version 99", lambda f: f.attrs.__setitem__(
+        "schema_version", 99))
+    mutate("version_text.h5", "schema_version", lambda f: f.attrs.__setitem__("schema_version", "one"))
+    mutate("version_negative.h5", "invalid schema_version -3", lambda f: f.attrs.__setitem__(
+        "schema_version", -3))
+    mutate("no_reads.h5", "is missing", lambda f: f.__delitem__("reads"))
+    mutate("no_devices.h5", "", lambda f: f.__delitem__("devices"))
+    mutate("no_technology.h5", "technology", lambda f: f.attrs.__delitem__("technology"))
+    mutate("technology_flash.h5", "technology", lambda f: f.attrs.__setitem__("technology", "flash"))
+    mutate("g_max_nan.h5", "g_max_us", lambda f: f.attrs.__setitem__("g_max_us", np.nan))
+    mutate("g_max_negative.h5", "g_max_us", lambda f: f.attrs.__setitem__("g_max_us", -25.0))
+    mutate("bad_chip_json.h5", "chip", lambda f: f["chip"].attrs.__setitem__("json", "{not json"))
+    mutate("bad_config_json.h5", "config", lambda f: f["config"].attrs.__setitem__("json", "[1, 2"))
+    mutate("n_rows_huge.h5", "n_rows", lambda f: f["reads"].attrs.__setitem__("n_rows", 10**12))
+    mutate("n_rows_negative.h5", "n_rows", lambda f: f["reads"].attrs.__setitem__("n_rows", -5))
+
+    def short_column(f):
+        g = f["reads/g_us"][()]
+        del f["reads/g_us"]
+        f["reads/g_us"] = g[: g.size // 2]
+    mutate("column_shorter.h5", "reads", short_column)
+
+    def text_column(f):
+        n = f["reads/g_us"].shape[0]
+        del f["reads/g_us"]
+        f["reads/g_us"] = np.array(["x"] * n, dtype="S1")
+    mutate("column_text.h5", "reads/g_us", text_column)
+
+    def device_out_of_range(f):
+        d = f["reads/device"][()]
+        d[3] = 10**6
+        f["reads/device"][...] = d
+    mutate("device_out_of_range.h5", "reads/device", device_out_of_range)
+    mutate("reads_is_dataset.h5", "reads", lambda f: (f.__delitem__("reads"), f.__setitem__("reads",
+                                                                                          np.arange(3))))
+    mutate("devices_missing_level.h5", "devices", lambda f: f.__delitem__("devices/level"))
+    mutate("levels_missing.h5", "", lambda f: f.__delitem__("levels"))
+    mutate("bad_params_json.h5", "ground_truth", lambda f: f["ground_truth"].attrs.__setitem__(
+        "params_json", "{{"))
+    base.unlink()
+    return exp
+
+
+TABLES = {
+    "empty.csv": ("", "is empty"),
+    "only_newlines.csv": ("\n\n\n", "is empty"),
+    "header_only.csv": ("device,target_us,time_s,g_us\n", "no data rows"),
+    "missing_column.csv": ("device,target_us,time_s\n1,5,20,4.9\n", "missing column 'g_us'"),
+    "typo_column.csv": ("device,target_us,time_s,g_uS\n1,5,20,4.9\n", "did you mean 'g_uS'"),
+    "duplicate_column.csv": ("device,target_us,time_s,g_us,g_us\n1,5,20,4.9,4.8\n", "appears twice"),
+    "ragged.csv": ("device,target_us,time_s,g_us\n1,5,20,4.9\n1,5,60\n", "line 3"),
+    "non_numeric.csv": ("device,target_us,time_s,g_us\n1,5,20,abc\n1,5,60,4.8\n", "'abc' is not a number"),
+    "nan.csv": ("device,target_us,time_s,g_us\n1,5,20,nan\n1,5,60,4.8\n", "not a finite number"),
+    "inf.csv": ("device,target_us,time_s,g_us\n1,5,20,4.9\n1,5,inf,4.8\n", "not a finite number"),
+    "overflow.csv": ("device,target_us,time_s,g_us\n1,5,20,1e400\n1,5,60,4.8\n", "not a finite number"),
+    "negative_time.csv": ("device,target_us,time_s,g_us\n1,5,-20,4.9\n1,5,60,4.8\n", "must be > 0"),
+    "zero_time.csv": ("device,target_us,time_s,g_us\n1,5,0,4.9\n1,5,60,4.8\n", "must be > 0"),
+    "negative_device.csv": ("device,target_us,time_s,g_us\n-1,5,20,4.9\n-1,5,60,4.8\n", "must be ≥ 0"),
+    "fractional_device.csv": ("device,target_us,time_s,g_us\n1.5,5,20,4.9\n1.5,5,60,4.8\n",
+                              "is not an integer"),
+    "huge_device_1e30.csv": ("device,target_us,time_s,g_us\n1e30,5,20,4.9\n1e30,5,60,4.8\n", "device"),
+    "target_above_gmax.csv": ("device,target_us,time_s,g_us\n1,50,20,4.9\n1,50,60,4.8\n",
+                              "must lie in [0, g_max"),
+    "two_targets.csv": ("device,target_us,time_s,g_us\n1,5,20,4.9\n1,6,60,4.8\n", "two different targets"),
+    "one_read.csv": ("device,target_us,time_s,g_us\n1,5,20,4.9\n", "drift needs at least two"),
+    "bad_burst.csv": ("device,target_us,time_s,g_us,burst\n1,5,20,4.9,-5\n1,5,60,4.8,\n", "burst"),
+    "bad_converged.csv": ("device,target_us,time_s,g_us,converged\n1,5,20,4.9,2\n1,5,60,4.8,2\n",
+                          "must be 0 or 1"),
+    "unterminated_quote.csv": ('device,target_us,time_s,g_us\n1,5,20,"4.9\n1,5,60,4.8\n', ""),
+    "semicolons.csv": ("device;target_us;time_s;g_us\n1;5;20;4.9\n1;5;60;4.8\n", "missing column"),
+}
+
+
+def tables(out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    exp = {}
+    for name, (text, phrase) in TABLES.items():
+        (out / name).write_text(text, encoding="utf-8")
+        exp[name] = phrase
+    (out / "binary.csv").write_bytes(np.random.default_rng(3).bytes(2000))
+    exp["binary.csv"] = ""
+    latin1 = "device,target_us,time_s,g_us,r\u00e9f\n1,5,20,4.9,a\n".encode("latin-1")
+    (out / "latin1.csv").write_bytes(latin1)
+    exp["latin1.csv"] = "not a UTF-8 text table"
+    (out / "nul_bytes.csv").write_bytes(b"device,target_us,time_s,g_us\n1,5,20,4\x009\n1,5,60,4.8\n")
+    exp["nul_bytes.csv"] = ""
+    (out / "utf16.csv").write_bytes("device,target_us,time_s,g_us\n1,5,20,4.9\n".encode("utf-16"))
+    exp["utf16.csv"] = ""
+    return exp
+
+
+def cards(out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    from devmodel.model.card import DeviceModel
+
+    good = json.loads(DeviceModel.published_pcm().to_json())
+    exp = {}
+
+    def write(name: str, text: str | bytes, phrase: str) -> None:
+        (out / name).write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+        exp[name] = phrase
+
+    def mutate(name: str, phrase: str, fn) -> None:
+        d = json.loads(json.dumps(good))
+        fn(d)
+        write(name, json.dumps(d), phrase)
+
+    write("empty.json", "", "not valid JSON")
+    write("not_json.json", "{model: card}", "not valid JSON")
+    write("array.json", "[]", "must be a JSON object")
+    write("null.json", "null", "must be a JSON object")
+    write("no_schema.json", "{}", "not a devmodel model card")
+    write("deep_nesting.json", "[" * 100000 + "]" * 100000, "")
+    write("binary.json", np.random.default_rng(4).bytes(512), "")
+    write("utf16.json", json.dumps(good).encode("utf-16"), "")
+    mutate("future_major.json", "devmodel.model/9", lambda d: d.__setitem__("schema", "devmodel.model/9"))
+    mutate("schema_garbage.json", "schema", lambda d: d.__setitem__("schema", "devmodel.model/x"))
+    mutate("g_max_text.json", "g_max_us", lambda d: d.__setitem__("g_max_us", "high"))
+    mutate("g_max_negative.json", "g_max_us", lambda d: d.__setitem__("g_max_us", -5))
+    mutate("technology_flash.json", "technology", lambda d: d.__setitem__("technology", "flash"))
+    mutate("missing_technology.json", "technology", lambda d: d.pop("technology"))
+    write("nan_literal.json", json.dumps(good).replace('"g_max_us": 25.0', '"g_max_us": NaN'), "")
+    mutate("poly_empty.json", "", lambda d: d["programming"].__setitem__("poly_coeffs_us", []))
+    mutate("poly_text.json", "", lambda d: d["programming"].__setitem__("poly_coeffs_us", ["a", "b"]))
+    mutate("drift_missing.json", "", lambda d: d.__setitem__("drift", {"nu_mean": {}}))
+    return exp
+
+
+STATIONS = {
+    "empty.yaml": ("", "station"),
+    "not_yaml.yaml": ("station: [1, 2\n  : :\n", "not valid YAML"),
+    "list.yaml": ("- a\n- b\n", "the top level"),
+    "no_version.yaml": ("name: bench\n", "'station' is a required property"),
+    "version_2.yaml": ("station: 2\n", "station"),
+    "unknown_key.yaml": ("station: 1\nlasers: {}\n", "lasers"),
+    "negative_limit.yaml": ("station: 1\nchip:\n  limits: {max_amplitude: -5}\n", "max_amplitude"),
+    "range_reversed.yaml": ("station: 1\nchip:\n  limits: {address_range: [10, 2]}\n", "address_range"),
+    "range_three.yaml": ("station: 1\nchip:\n  limits: {address_range: [1, 2, 3]}\n", "address_range"),
+    "bad_driver.yaml": ("station: 1\ninstruments:\n  chip: {driver: flux-capacitor}\n", "driver"),
+    "timeout_zero.yaml": ("station: 1\ninstruments:\n  chip: {driver: scpi-chip, timeout_s: 0}\n",
+                          "timeout_s"),
+    "backend_no_at.yaml": ("station: 1\ninstruments:\n  chip: {driver: scpi-chip, backend: py}\n", "backend"),
+    "fault_rate_2.yaml": ("station: 1\ninstruments:\n  chip: {driver: scpi-chip, faults: {drop: 2}}\n",
+                          "drop"),
+    "faults_sum.yaml": ("station: 1\ninstruments:\n  chip: {driver: scpi-chip, faults: {drop: 0.7, "
+                        "timeout: 0.7}}\n", "add up to"),
+    "retries_negative.yaml": ("station: 1\ninstruments:\n  chip: {driver: scpi-chip, retries: {attempts: -1}}"
+                              "\n", "attempts"),
+    "backoff_inverted.yaml": ("station: 1\ninstruments:\n  chip: {driver: scpi-chip, retries: {backoff_s: 5, "
+                              "max_backoff_s: 1}}\n", "back-off"),
+    "python_tag.yaml": ("station: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
+    "tabs.yaml": ("station: 1\ninstruments:\n\tchip: {driver: scpi-chip}\n", "not valid YAML"),
+    "huge_address.yaml": ("station: 1\nchip:\n  limits: {address_range: [0, 1e400]}\n", "address_range"),
+    "probe_no_devices.yaml": ("station: 1\nprobe_station: {technology: reram, g_max_us: 40}\n", "devices"),
+    "laughs.yaml": ("station: 1\nname: &a [x, x, x, x, x, x, x, x]\n" + "".join(
+        f"n{i}: &a{i} [*{'a' if i == 0 else f'a{i - 1}'}, *{'a' if i == 0 else f'a{i - 1}'}, "
+        f"*{'a' if i == 0 else f'a{i - 1}'}, *{'a' if i == 0 else f'a{i - 1}'}]\n" for i in range(12)),
+        ""),
+}
+
+
+def stations(out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    exp = {}
+    for name, (text, phrase) in STATIONS.items():
+        (out / name).write_text(text, encoding="utf-8")
+        exp[name] = phrase
+    (out / "binary.yaml").write_bytes(np.random.default_rng(5).bytes(700))
+    exp["binary.yaml"] = ""
+    return exp
+
+
+def main() -> None:
+    expected = {"sessions": sessions(HERE / "sessions"), "tables": tables(HERE / "tables"),
+                "cards": cards(HERE / "cards"), "stations": stations(HERE / "stations")}
+    (HERE / "expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n",
+                                        encoding="utf-8")
+    print({k: len(v) for k, v in expected.items()})
+
+
+if __name__ == "__main__":
+    main()
