@@ -112,6 +112,8 @@ def _schedule(session, names, out, overwrite, policy, window, schedule, quiet) -
     out_path = Path(out) if out else None
     if out_path is not None and out_path.exists() and not overwrite:
         raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
+    if out_path is not None and not out_path.parent.is_dir():
+        raise DevmodelError(f"--out: the folder of {out_path} does not exist")
     record = read_session(session)
     chip = ReplayChip(session, policy, window)
     url = f"replay:{session}" + (f"?policy={policy}" if policy != "exact" else "")
