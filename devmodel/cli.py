@@ -250,11 +250,14 @@ def _resume(path, out, chip_url, station, downtime, durability, checkpoint_inter
             writer.set_attr("status", "running")
             writer.set_attr("status_reason", "")
             writer.commit_now()
+            run_chip = _journaled(chip, writer, state, downtime)
             bars = _Bars(not quiet)
             try:
-                summary = run_sweep(chip, cfg, writer, verify, bars, state)
+                summary = run_sweep(run_chip, cfg, writer, verify, bars, state)
             finally:
                 bars.close()
+                if run_chip is not chip:
+                    run_chip.close_journal()
             _instrument_record(writer, chip)
             writer.finish("complete")
     finally:
@@ -306,13 +309,26 @@ def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quie
         writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
                                       fsync=durability == "full", **kw)
     with writer as w:
+        run_chip = _journaled(chip, w, None, "wall") if durability != "off" else chip
         try:
-            summary = run_sweep(chip, cfg, w, verify, bars)
+            summary = run_sweep(run_chip, cfg, w, verify, bars)
         finally:
             bars.close()
+            if run_chip is not chip:
+                run_chip.close_journal()
         _instrument_record(w, chip)
         w.finish("complete")
     return summary
+
+
+def _journaled(chip, writer, state, downtime: str):
+    """A chip that keeps its own state (an instrument) runs through a journal of its answers, so a
+    resume repeats exactly what the lost window did; a simulated chip is snapshotted instead."""
+    if callable(getattr(chip, "save_state", None)):
+        return chip
+    from devmodel.procedures.resume import attach_journal
+
+    return attach_journal(chip, writer, state, downtime)
 
 
 @main.command()

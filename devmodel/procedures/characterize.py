@@ -208,6 +208,10 @@ class SweepRunner:
 
     def safe_point(self) -> None:
         """Let a durable writer commit here (it decides whether a commit is due)."""
+        if getattr(self.chip, "replaying", False):
+            # still repeating a journal: a commit now would start a new journal while the rest of
+            # the old one is still to be replayed, and the two would no longer meet
+            return
         checkpoint = getattr(self.writer, "checkpoint", None)
         if checkpoint is not None:
             checkpoint(self.state_dict)
@@ -215,10 +219,13 @@ class SweepRunner:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to continue from here: sweep, verify loop, scheduler and, for a simulated
         chip, the chip itself (its programmed states live on the chip)."""
+        # a journaled chip knows the time without asking: a query here would put a call into the
+        # journal that depends on when commits fall due, and a replay would not repeat it
+        t_chip = getattr(self.chip, "last_known_time", None)
         out = {"sweep/phase": np.array(self.PHASES.index(self.phase)),
                "sweep/converged_fraction": np.array(self.converged_fraction),
                "sweep/n_bursts": np.array(self.n_bursts),
-               "sweep/t_chip_s": np.array(self.chip.now_s()),
+               "sweep/t_chip_s": np.array(self.chip.now_s() if t_chip is None else t_chip),
                "sweep/wall_s": np.array(time.time())}
         if self.phase == "program":  # the loop's state (with its trace) is only needed until it ends
             out.update({f"pv/{k}": v for k, v in self.pv.state_dict().items()})
@@ -226,6 +233,10 @@ class SweepRunner:
         save = getattr(self.chip, "save_state", None)
         if callable(save):
             out.update({f"chip/{k}": v for k, v in save(self.addr).items()})
+        else:  # a chip that keeps its own state: the host's count of pulses against the limits
+            count = getattr(getattr(self.chip, "pulse_counter", None), "count", None)
+            if count is not None:
+                out["host/pulse_count"] = count[self.addr].copy()
         return out
 
     def load_state(self, d: dict[str, np.ndarray]) -> None:
@@ -237,6 +248,9 @@ class SweepRunner:
         if self.phase == "program":
             self.pv.load_state({k[3:]: v for k, v in d.items() if k.startswith("pv/")})
         self.sched.load_state({k[6:]: v for k, v in d.items() if k.startswith("sched/")})
+        count = getattr(getattr(self.chip, "pulse_counter", None), "count", None)
+        if count is not None and "host/pulse_count" in d:
+            count[self.addr] = d["host/pulse_count"]
 
 
 class Scheduler:

@@ -10,10 +10,13 @@ the chip between that commit and the stop is handled by the kind of chip:
   time between the last commit and now (programmed states drift on while nobody runs the chip, as
   on hardware); ``paused`` does not (the simulated chip stood still with the process: a resumed
   session is then value for value the session that was never interrupted);
-* a **chip behind an instrument** kept its state and, with a real clock, its time. Schedule reads
-  whose time passed during the downtime are taken at once and counted as late; their ages are
-  measured from each device's last pulse as always. A virtual-clock controller (``serve-chip``) is
-  advanced under the ``wall`` rule by whatever of the downtime its clock has not already seen.
+* a **chip behind an instrument** kept its state and, with a real clock, its time. Its answers since
+  the last commit are in the session's journal (:mod:`devmodel.procedures.journal`): the procedure
+  replays them from the commit's state and so arrives where the crash left it, with the records of
+  that window; then the chip is live again. Schedule reads whose time passed during the downtime are
+  taken at once and counted as late; their ages are measured from each device's last pulse as
+  always. A virtual-clock controller (``serve-chip``) is advanced under the ``wall`` rule by the wall
+  time since the journal's last answer (``paused``: not at all).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def restore_chip(chip: DeviceArray, state: dict[str, np.ndarray], rule: str = "w
     chip time now, wall seconds since the commit)."""
     if rule not in DOWNTIME_RULES:
         raise DevmodelError(f"--downtime must be one of {', '.join(DOWNTIME_RULES)}, not {rule!r}")
+    # a chip that keeps its state (an instrument) is brought forward by its journal instead
     downtime_s = max(0.0, time.time() - float(state["sweep/wall_s"]))
     t_stop = float(state["sweep/t_chip_s"])
     restore = getattr(chip, "restore_state", None)
@@ -63,9 +67,31 @@ def restore_chip(chip: DeviceArray, state: dict[str, np.ndarray], rule: str = "w
         restore(chip_state)
         if rule == "wall":
             chip.wait(downtime_s)
-    elif rule == "wall" and getattr(chip.info, "simulated", False):
-        # a virtual clock behind an instrument moved only by the commands it ran since the commit
-        now = chip.now_s()
-        if t_stop + downtime_s > now:
-            chip.wait(t_stop + downtime_s - now)
     return t_stop, chip.now_s(), downtime_s
+
+
+def attach_journal(chip, writer, state: dict[str, np.ndarray] | None = None, rule: str = "wall"):
+    """Wrap a chip that keeps its own state in a :class:`JournalChip` tied to ``writer``'s commits;
+    when resuming (``state`` from the last commit) its journal is replayed first and the downtime
+    rule applied when the chip goes live again."""
+    from devmodel.procedures.journal import JournalChip, read_journal
+
+    if rule not in DOWNTIME_RULES:
+        raise DevmodelError(f"--downtime must be one of {', '.join(DOWNTIME_RULES)}, not {rule!r}")
+    path = writer.journal_path()
+    records = read_journal(path) if state is not None or path.exists() else []
+    wall0 = float(state["sweep/wall_s"]) if state is not None else time.time()
+    t0 = float(state["sweep/t_chip_s"]) if state is not None else float("nan")
+
+    def on_live(j) -> None:
+        if rule != "wall" or not j.info.simulated:
+            return  # a real clock went on by itself; "paused" leaves a virtual one where it is
+        last_wall = j.last_wall if np.isfinite(j.last_wall) else wall0
+        base = j.last_known_time if np.isfinite(j.last_known_time) else t0
+        now = j.inner.now_s()
+        if np.isfinite(base) and base + (time.time() - last_wall) > now:
+            j.inner.wait(base + (time.time() - last_wall) - now)
+
+    journal = JournalChip(chip, path, records, on_live if records or state is not None else None)
+    writer.on_commit = lambda seq: journal.rotate(writer.journal_path(seq))
+    return journal

@@ -171,6 +171,10 @@ class DurableSessionWriter:
 
     durable = True
 
+    def journal_path(self, seq: int | None = None) -> Path:
+        """Where the chip journal of commit ``seq`` (default: the last) lives."""
+        return self.side / f"journal-{self._seq if seq is None else seq}.bin"
+
     def __init__(self, path: str | Path, *, technology: str, g_max_us: float, t0_s: float, chip: dict,
                  config: dict, seed: int | None, command: str = "", overwrite: bool = False,
                  commit_interval_s: float = 2.0, fsync: bool = True) -> None:
@@ -234,6 +238,7 @@ class DurableSessionWriter:
         self._closed = False
         self.n_commits = 0
         self.commit_s = 0.0  # wall time spent committing (for the benchmark and docs)
+        self.on_commit = None  # called with the new seq after each state commit (journal rotation)
 
     def _lock_side(self) -> None:
         """An exclusive lock on the sidecar for the life of this writer (released by any death)."""
@@ -268,17 +273,17 @@ class DurableSessionWriter:
         self._lock_side()
         self._seq = info["seq"]
         # whatever a kill left half-done in the sidecar is discarded: the live file is the truth
-        keep = f"state-{self._seq}.npz"
+        keep = (f"state-{self._seq}.npz", f"journal-{self._seq}.bin")
         for p in self.side.iterdir():
-            if p.name not in ("lock", keep):
+            if p.name != "lock" and p.name not in keep:
                 p.unlink()
         state = None
         if self._seq:
             try:
-                with np.load(self.side / keep, allow_pickle=False) as z:
+                with np.load(self.side / keep[0], allow_pickle=False) as z:
                     state = {k: z[k] for k in z.files}
             except (OSError, ValueError, KeyError) as e:
-                raise SessionFileError(f"{self.side / keep}: the resume state is unreadable "
+                raise SessionFileError(f"{self.side / keep[0]}: the resume state is unreadable "
                                        f"({type(e).__name__})") from None
         shutil.copyfile(path, self._spare_path)
         if self.fsync:
@@ -471,8 +476,11 @@ class DurableSessionWriter:
         self._open_spare()
         self._prev_ops, self._ops = ops, []
         if state is not None:
-            for p in self.side.glob("state-*.npz"):
-                if p.name != f"state-{self._seq}.npz":
+            if self.on_commit is not None:
+                self.on_commit(self._seq)
+            keep = (f"state-{self._seq}.npz", f"journal-{self._seq}.bin")
+            for p in [*self.side.glob("state-*.npz"), *self.side.glob("journal-*.bin")]:
+                if p.name not in keep:
                     p.unlink()
         self._last_commit = time.monotonic()
         self.n_commits += 1
