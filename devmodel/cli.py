@@ -561,16 +561,35 @@ def export(card, target, out, g_max_us, overwrite) -> None:
         click.echo(f"written {out}")
 
 
+def _check_times(model, times_s: list[float], extrapolate: bool) -> None:
+    """Refuse inference times outside the card's fitted ages before any training starts (one device
+    programmed and moved to every time)."""
+    if extrapolate:
+        return
+    from torch import nn
+
+    from devmodel.export.native import ExtrapolationError
+    from devmodel.sim import CrossbarConfig, convert
+
+    probe = convert(nn.Sequential(nn.Linear(1, 1)), model, CrossbarConfig(), extrapolate)
+    probe.program(0)
+    try:
+        for t in times_s:
+            probe.set_time(t)
+    except ExtrapolationError as e:
+        raise DevmodelError(f"{e} (pass --extrapolate)") from None
+
+
 def _load_network(name: str, epochs: int, seed: int, quiet: bool):
     """A digits network trained in floating point here, or a saved torch module (path.pt)."""
     import torch
 
     from devmodel.sim.data import digits
-    from devmodel.sim.networks import NETWORKS, train_fp
+    from devmodel.sim.networks import NETWORKS, build, train_fp
 
     data = digits(seed=seed, image=True)
     if name in NETWORKS:
-        net = train_fp(NETWORKS[name](), data, epochs=epochs, seed=seed, progress=not quiet)
+        net = train_fp(build(name, seed), data, epochs=epochs, seed=seed, progress=not quiet)
         return net, data
     path = Path(name)
     if not path.exists():
@@ -625,6 +644,7 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
            "ideal": CrossbarConfig.ideal()}[crossbar]
     cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
                     and not no_drift_compensation)
+    _check_times(model, times_s, extrapolate)
     net, data = _load_network(network, epochs, seed, quiet)
     fp = accuracy(net, data.x_test, data.y_test)
     anet = convert(net, model, cfg, extrapolate)
@@ -659,6 +679,79 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
         fig.tight_layout()
         fig.savefig(plot, dpi=120)
         click.echo(f"written {plot}")
+
+
+@main.command("train-hwa")
+@click.option("--card", required=True, type=click.Path(dir_okay=False), help="Model card (JSON).")
+@click.option("--network", default="digits-cnn-small", show_default=True,
+              help="digits-mlp, digits-cnn, digits-mlp-small, digits-cnn-small, or path.pt.")
+@click.option("--method", required=True,
+              type=click.Choice(["noise-001", "device-000", "hasgd-002", "tile-003", "fluct-004"]),
+              help="Training method, named after the seed it comes from (docs/hwa-training.md).")
+@click.option("--epochs", type=int, default=60, show_default=True,
+              help="Hardware-aware epochs (per pipeline level for tile-003).")
+@click.option("--fp-epochs", type=int, default=40, show_default=True,
+              help="Floating-point epochs for a digits network trained here first.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--noise-scale", type=float, default=None,
+              help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3].")
+@click.option("--perturbations", type=int, default=4, show_default=True, help="hasgd-002: L.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--times", default="1,3600,86400", show_default=True,
+              help="Inference times (s) of the evaluation after training.")
+@click.option("--trials", type=int, default=25, show_default=True)
+@click.option("--extrapolate", is_flag=True, help="Allow times beyond the card's fitted ages.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Save the trained network (torch.save) here.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+              help="Write a checkpoint after every epoch here.")
+@click.option("--quiet", is_flag=True)
+@_friendly
+def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, perturbations, seed,
+                  times, trials, extrapolate, out, checkpoint_dir, quiet) -> None:
+    """Hardware-aware training with a seed's method, then accuracy over time vs the FP network."""
+    import torch
+
+    from devmodel.export.native import ExtrapolationError
+    from devmodel.model.card import DeviceModel
+    from devmodel.sim import accuracy
+    from devmodel.train import HWAOptions, evaluate_hwa, train_hwa
+
+    model = DeviceModel.load(card)
+    times_s = list(_floats("times", times))
+    if not times_s or any(t <= 0 for t in times_s) or trials < 1:
+        raise DevmodelError("--times must be positive seconds and --trials at least 1")
+    if out and Path(out).exists():
+        raise DevmodelError(f"{out} already exists; choose another --out")
+    _check_times(model, times_s, extrapolate)
+    fp_net, data = _load_network(network, fp_epochs, seed, quiet)
+    opts = HWAOptions(epochs=epochs, lr=lr, seed=seed, noise_scale=noise_scale,
+                      n_perturb=perturbations)
+    result = train_hwa(fp_net, model, method, data, opts, progress=not quiet,
+                       checkpoint_dir=checkpoint_dir)
+    try:
+        fp_acc = evaluate_hwa(fp_net, model, data, times_s, trials, seed,
+                              config=result.method.eval_config(), extrapolate=extrapolate)
+        hwa_acc = evaluate_hwa(result, model, data, times_s, trials, seed, extrapolate=extrapolate)
+    except ExtrapolationError as e:
+        raise DevmodelError(f"{e} (pass --extrapolate)") from None
+    fp_digital = accuracy(fp_net, data.x_test, data.y_test)
+    hwa_digital = accuracy(result.net, data.x_test, data.y_test)
+    click.echo(f"{method} ({result.method.seed}) on {network}, {epochs} epochs in {result.seconds:.1f} s; "
+               f"digital accuracy FP {100 * fp_digital:.2f} %, HWA {100 * hwa_digital:.2f} %")
+    click.echo(f"  {', '.join(f'{k} = {v}' for k, v in result.report.items())}")
+    click.echo("        time s    FP mapped %     HWA %   (mean ± SEM over trials; HWA median, top-25 %)")
+    sem = np.sqrt(trials)
+    for j, t in enumerate(times_s):
+        a, b = fp_acc[:, j], hwa_acc[:, j]
+        click.echo(f"  {t:12g}   {100 * a.mean():6.2f} ± {100 * a.std() / sem:4.2f}   "
+                   f"{100 * b.mean():6.2f} ± {100 * b.std() / sem:4.2f}   "
+                   f"({100 * np.median(b):.2f}, {100 * np.percentile(b, 75):.2f})")
+    if out:
+        tmp = Path(out).with_name(Path(out).name + ".part")
+        torch.save(result.net, tmp)  # a whole module, as --network path.pt expects
+        tmp.replace(out)  # never a half-written network under the final name
+        click.echo(f"written {out}")
 
 
 # -- commands defined elsewhere (one line each) -------------------------------------------------

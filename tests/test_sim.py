@@ -149,7 +149,7 @@ def test_evaluate_cli(tmp_path, published_pcm_card):
                  "31536000", "--trials", "1", "--epochs", "1", "--quiet")
     assert r.returncode == 2 and "outside the ages this card was fitted on" in r.stderr
     assert "--extrapolate" in r.stderr and "Traceback" not in r.stderr
-    r = devmodel("evaluate", "--card", str(card), "--network", "nonsense", "--quiet")
+    r = devmodel("evaluate", "--card", str(card), "--network", "nonsense", "--times", "3600", "--quiet")
     assert r.returncode == 2 and "neither digits-mlp" in r.stderr
     r = devmodel("evaluate", "--card", str(card), "--times", "-5", "--quiet")
     assert r.returncode == 2 and "positive" in r.stderr

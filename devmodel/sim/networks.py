@@ -82,6 +82,14 @@ NETWORKS = {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn,
             "digits-mlp-small": digits_mlp_small, "digits-cnn-small": digits_cnn_small}
 
 
+def build(name: str, seed: int = 0) -> nn.Module:
+    """A fresh network from NETWORKS, initialised from ``seed`` (not from whatever the global torch
+    generator holds), so the same seed gives the same network in any process."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return NETWORKS[name]()
+
+
 def train_fp(net: nn.Module, data: Split, epochs: int = 30, lr: float = 3e-3, batch: int = 64,
              seed: int = 0, progress: bool = False) -> nn.Module:
     """Floating-point training (Adam, cross entropy), deterministic in ``seed``: it runs on one

@@ -1,0 +1,154 @@
+"""Hardware-aware training loop: wrap, train (with checkpoints and progress), unwrap, evaluate.
+
+``train_hwa(net, card, "device-000", data, HWAOptions(...))`` starts from a floating-point network
+(as every seed does), trains it with the method of :mod:`devmodel.train.methods` and returns a plain
+digital network to program; ``evaluate_hwa`` runs it on the analog simulator with the method's
+crossbar configuration over time and programming trials.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from devmodel.errors import DevmodelError
+from devmodel.model.card import DeviceModel
+from devmodel.sim.analog import convert, evaluate_over_time
+from devmodel.sim.config import CrossbarConfig
+from devmodel.sim.data import Split
+from devmodel.train.methods import METHODS, HWALayer, HWAOptions, Method
+
+
+@dataclass
+class HWAResult:
+    net: nn.Module  # plain digital network with the trained weights
+    method: Method
+    history: list[dict] = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def wrap(net: nn.Module, method: Method) -> nn.Module:
+    """A deep copy of ``net`` with every Linear/Conv2d replaced by an HWALayer."""
+    net = copy.deepcopy(net)
+
+    def swap(module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, (nn.Linear, nn.Conv2d)):
+                setattr(module, name, HWALayer(child, method))
+            else:
+                swap(child)
+
+    swap(net)
+    return net
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The digital network the wrapped one programs (learned scales folded into the weights)."""
+    net = copy.deepcopy(net)
+
+    def swap(module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, HWALayer):
+                setattr(module, name, child.to_digital())
+            else:
+                swap(child)
+
+    swap(net)
+    return net.eval()
+
+
+def make_method(name: str, card: DeviceModel, opts: HWAOptions) -> Method:
+    if name not in METHODS:
+        raise DevmodelError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[name](card, opts)
+
+
+def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
+              opts: HWAOptions | None = None, progress: bool = False,
+              checkpoint_dir: str | Path | None = None) -> HWAResult:
+    """Hardware-aware training from the floating-point ``net`` (see the module docstring)."""
+    opts = opts or HWAOptions()
+    if opts.epochs < 1 or opts.batch < 1 or opts.lr <= 0:
+        raise DevmodelError("epochs and batch must be ≥ 1 and the learning rate positive")
+    m = make_method(method, card, opts)
+    torch.manual_seed(opts.seed)
+    gen = torch.Generator().manual_seed(opts.seed)
+    wrapped = wrap(net, m)
+    levels = opts.levels if method == "tile-003" else (None,)
+    history: list[dict] = []
+    start = time.perf_counter()
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+    if ckpt:
+        ckpt.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small networks: one thread, and the same seed gives the same model
+    try:
+        for level in levels:
+            if level is not None:
+                m.level = level  # each pipeline fine-tunes the previous one
+            opt = torch.optim.Adam(wrapped.parameters(), lr=opts.lr)
+            bar = tqdm(range(opts.epochs), desc=f"{method}{'' if level is None else f' L{level}'}",
+                       disable=not progress, leave=False)
+            for epoch in bar:
+                loss = _epoch(wrapped, m, opt, data, opts, gen)
+                history.append({"level": level, "epoch": epoch, "loss": loss})
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if ckpt:
+                    torch.save({"method": method, "options": opts.to_dict(), "level": level,
+                                "epoch": epoch, "step": m.step, "state": wrapped.state_dict(),
+                                "optimizer": opt.state_dict()}, ckpt / "checkpoint.pt.part")
+                    # replaced whole, so a stopped run never leaves a half-written checkpoint
+                    (ckpt / "checkpoint.pt.part").replace(ckpt / "checkpoint.pt")
+    finally:
+        torch.set_num_threads(threads)
+    wrapped.eval()
+    return HWAResult(unwrap(wrapped), m, history, m.report(wrapped), time.perf_counter() - start)
+
+
+def _epoch(net, m: Method, opt, data: Split, opts: HWAOptions, gen) -> float:
+    net.train()
+    n = data.x_train.shape[0]
+    perm = torch.randperm(n, generator=gen)
+    total = 0.0
+    for i in range(0, n, opts.batch):
+        idx = perm[i:i + opts.batch]
+        x, y = data.x_train[idx], data.y_train[idx]
+        opt.zero_grad()
+        L = m.samples_per_step
+        for _ in range(L):  # HA-SGD: the gradient averaged over L perturbations
+            loss = F.cross_entropy(net(x), y) / L
+            loss.backward()
+            total += float(loss.detach()) * idx.numel()
+        reg = m.regularizer(net)
+        if torch.is_tensor(reg):
+            reg.backward()
+        opt.step()
+        m.after_step(net)
+    return total / n
+
+
+def evaluate_hwa(result: HWAResult | nn.Module, card: DeviceModel, data: Split,
+                 times_s: list[float], trials: int, seed: int = 0,
+                 config: CrossbarConfig | None = None, extrapolate: bool = False) -> np.ndarray:
+    """Accuracy (trials × times) on the analog simulator, with the method's crossbar configuration
+    (or ``config``), calibrating input ranges on the programmed chip as ``evaluate_over_time``."""
+    if isinstance(result, HWAResult):
+        net, cfg = result.net, config or result.method.eval_config()
+        rho = result.report.get("rho")
+    else:
+        net, cfg, rho = result, config or CrossbarConfig.standard(), None
+    anet = convert(net, card, cfg, extrapolate)
+    if rho:  # 004: a layer read with energy coefficient ρ fluctuates ∝ 1/ρ
+        for layer, r in zip(anet.layers, rho, strict=True):
+            layer.config = layer.config.with_(w_noise=layer.config.w_noise / r)
+    return evaluate_over_time(anet, data.x_test, data.y_test, times_s, trials, seed,
+                              calibration=data.x_train)
