@@ -473,8 +473,12 @@ def fit(session, out, prog_degree, reram_degree, holdout_fraction, holdout_seed,
               help="Fail when a gated Kolmogorov–Smirnov statistic reaches this.")
 @click.option("--gate-ages", default=None,
               help="Ages (s, comma-separated) whose KS decides pass/fail [default: all].")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="A failing KS must also be significant at this family-wise level (Bonferroni "
+              "over the gated comparisons), so sampling noise of small sessions does not fail; "
+              "1: the KS threshold alone decides.")
 @_friendly
-def validate(card, session, holdout_fraction, seed, max_ks, gate_ages) -> None:
+def validate(card, session, holdout_fraction, seed, max_ks, gate_ages, alpha) -> None:
     """Compare a card's predictions with held-out data; exit 1 if a threshold fails."""
     from devmodel.fit.validate import format_report
     from devmodel.fit.validate import validate as run_validation
@@ -482,8 +486,11 @@ def validate(card, session, holdout_fraction, seed, max_ks, gate_ages) -> None:
 
     if not 0 < holdout_fraction < 1:
         raise DevmodelError("--holdout-fraction must be in (0, 1)")
+    if not 0 < alpha <= 1:
+        raise DevmodelError("--alpha must be in (0, 1]")
     report = run_validation(DeviceModel.load(card), session, holdout_fraction, seed, max_ks,
-                            list(_floats("gate-ages", gate_ages)) if gate_ages else None)
+                            list(_floats("gate-ages", gate_ages)) if gate_ages else None,
+                            alpha=alpha)
     click.echo(format_report(report))
     if not report.passed:
         sys.exit(1)
@@ -694,7 +701,7 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
               help="Floating-point epochs for a digits network trained here first.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--noise-scale", type=float, default=None,
-              help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3].")
+              help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3, hasgd-002: 2].")
 @click.option("--perturbations", type=int, default=4, show_default=True, help="hasgd-002: L.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--times", default="1,3600,86400", show_default=True,

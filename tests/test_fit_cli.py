@@ -28,6 +28,9 @@ def test_fit_validate_report(published_pcm_session, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASSED" in r.stdout and "card's own split" in r.stdout
     r = devmodel("validate", str(card), str(published_pcm_session), "--max-ks", "0.001")
+    assert r.returncode == 0 and "within sampling noise" in r.stdout  # a correct card, small n
+    r = devmodel("validate", str(card), str(published_pcm_session), "--max-ks", "0.001",
+                 "--alpha", "1")
     assert r.returncode == 1 and "FAILED" in r.stdout
     rep = tmp_path / "report"
     r = devmodel("report", str(card), str(published_pcm_session), "--out", str(rep))

@@ -87,12 +87,12 @@ class HWAOptions:
     seed: int = 0
     eta: float | None = None  # 001: relative noise [noise_scale × the card's spread at t0]
     clip_alpha: float = 2.0  # 001
-    noise_scale: float | None = None  # 001: 2, 000: 3 (× the card's spread at t0)
+    noise_scale: float | None = None  # 001: 2, 000: 3, 002: 2 (× the card's spread at t0)
     ramp_batches: int = 100  # 000
     drop_connect: float = 0.01  # 000: fraction of devices stuck at g_min
     remap_every: int = 50  # 000: steps between remapping weights to the output scales
     n_perturb: int = 4  # 002: L
-    sigma_dn: float | None = None  # 002
+    sigma_dn: float | None = None  # 002: relative perturbation [noise_scale (2) × the card's spread at t0]
     mu_ds: float | None = None  # 002
     levels: tuple[int, ...] = (1, 2, 3)  # 003
     bits: int = 8  # 003: weight, input and ADC precision
@@ -285,7 +285,10 @@ class HASGD002(Method):
     def __init__(self, card, opts):
         super().__init__(card, opts)
         self.samples_per_step = max(1, opts.n_perturb)
-        self.sigma = opts.sigma_dn if opts.sigma_dn is not None else representative_eta(card)
+        # the seed: training noise best close to the device noise expected at test; this card's
+        # spread at 1 day after drift compensation is ≈ 1.5× its spread at t0 (docs/hwa-training.md)
+        scale = 2.0 if opts.noise_scale is None else opts.noise_scale
+        self.sigma = opts.sigma_dn if opts.sigma_dn is not None else scale * representative_eta(card)
         self.mu = opts.mu_ds if opts.mu_ds is not None else mean_shift_rel(card)
 
     def forward(self, layer, x):
