@@ -14,7 +14,7 @@ from devmodel.sim import CrossbarConfig, accuracy, convert
 from devmodel.sim.data import digits
 from devmodel.sim.networks import build, train_fp
 from devmodel.train import METHODS, HWAOptions, evaluate_hwa, train_hwa
-from devmodel.train.hwa import HWALayer
+from devmodel.train.hwa import HWALayer, unwrap, wrap
 from devmodel.train.methods import representative_eta
 
 SEEDS = (0, 1, 2)
@@ -85,7 +85,30 @@ def test_tile_aware_runs_three_pipelines_and_evaluates_on_the_tiled_crossbar(mlp
     r = train_hwa(mlp, card, "tile-003", data, HWAOptions(epochs=1))
     assert [h["level"] for h in r.history] == [1, 2, 3] and r.report["level"] == 3
     cfg = r.method.eval_config()
-    assert (cfg.differential, cfg.tile_rows, cfg.tile_cols, cfg.adc_bits) == ("two_columns", 256, 64, 8)
+    assert (cfg.differential, cfg.tile_rows, cfg.tile_cols, cfg.adc_bits, cfg.scales) == \
+        ("two_columns", 256, 64, 8, "tile")
+
+
+def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(card):
+    """003_…: at level 3 every array's output is digitised and scaled by its trained multiplier;
+    with no variation and fine quantisation that forward is the unwrapped digital network (the
+    multipliers folded into the rows of their arrays). 300 inputs → arrays of 256 + 44 rows."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(300, 5))
+    m = METHODS["tile-003"](card, HWAOptions(variation=0.0, bits=16))
+    m.level = 3
+    wrapped = wrap(net, m)
+    layer = wrapped[0]
+    with torch.no_grad():
+        layer.multiplier.copy_(torch.tensor([1.5, 0.5]))
+    x = torch.rand(64, 300)
+    wrapped.train()
+    y = wrapped(x).detach()
+    digital = unwrap(wrapped)
+    torch.testing.assert_close(y, digital(x), rtol=2e-3, atol=2e-3)
+    w = digital[0].weight.detach()
+    torch.testing.assert_close(w[:, :256], 1.5 * net[0].weight[:, :256].detach())
+    torch.testing.assert_close(w[:, 256:], 0.5 * net[0].weight[:, 256:].detach())
 
 
 def test_energy_regulariser_lowers_the_read_energy(mlp, data, card):

@@ -24,7 +24,6 @@ straight-through ones of the clean weights):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -71,6 +70,13 @@ def read_noise_rel(card: DeviceModel) -> float:
     crossbar's short-term weight noise (000_… Supplementary Table 1)."""
     white = (card.read_noise.white_noise_us if card.technology == "pcm" else card.read_noise_us) or 0
     return max(white / card.g_max_us, CrossbarConfig.standard().w_noise)
+
+
+def _percentile(v: torch.Tensor, q: float) -> float:
+    v = v.reshape(-1)
+    if v.numel() > 1_000_000:
+        v = v[:1_000_000]
+    return float(torch.quantile(v.float(), q / 100.0))
 
 
 def _noise(like: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
@@ -317,8 +323,28 @@ class TileAware003(Method):
 
     def init_layer(self, layer):
         layer.register_buffer("in_range", torch.tensor(0.0))
-        n_tiles = math.ceil(layer.weight[0].numel() / self.opts.tile_rows)
-        layer.multiplier = nn.Parameter(torch.ones(n_tiles))
+        # inputs scaled down further where needed so the column outputs fit the ADC range
+        layer.register_buffer("out_scale", torch.tensor(1.0))
+        layer.multiplier = nn.Parameter(torch.ones(len(self._tile_rows(layer))))
+
+    def clean_weight(self, layer):
+        """Level 3: the trained multiplier of each array folded into its rows (what the digital
+        network programs); levels 1–2 have none."""
+        w = layer.weight
+        if self.level < 3:
+            return w
+        parts = []
+        for k, (start, stop) in enumerate(self._tile_rows(layer)):
+            parts.append(layer.multiplier[k].expand(stop - start))
+        return (w.reshape(w.shape[0], -1) * torch.cat(parts)).reshape(w.shape)
+
+    def _tile_rows(self, layer) -> list[tuple[int, int]]:
+        """Flattened input rows of each array: whole channels for convolutions (as the crossbar
+        simulator tiles them), else blocks of tile_rows."""
+        flat_in = layer.weight[0].numel()
+        per_ch = layer.weight[0, 0].numel() if layer.is_conv else 1
+        step = max(1, self.opts.tile_rows // per_ch) * per_ch
+        return [(start, min(start + step, flat_in)) for start in range(0, flat_in, step)]
 
     def _quantise_input(self, layer, x):
         with torch.no_grad():  # static range: running maximum of |input|
@@ -352,32 +378,34 @@ class TileAware003(Method):
         trainable multiplier per array."""
         o = self.opts
         r = layer.in_range.clamp_min(1e-8)
-        bound = 10.0
-        flat_in = layer.weight[0].numel()
+        bound = 10.0  # normalised output bound of the standard crossbar (000_… Suppl. Table 1)
+        raw = [[layer.op(*self._tile(layer, g, xq / r, start, stop)) for g in cells]
+               for start, stop in self._tile_rows(layer)]
+        with torch.no_grad():  # bound-aware input range, as the simulator calibrates it
+            need = max(_percentile(y.detach().abs(), 99.9) for ys in raw for y in ys) / bound
+            layer.out_scale.copy_(torch.clamp(layer.out_scale, min=need))
+        s = layer.out_scale
         out = 0
-        for k, start in enumerate(range(0, flat_in, o.tile_rows)):
-            stop = min(start + o.tile_rows, flat_in)
-            y = 0
-            for sign, g in ((1, cells[0]), (-1, cells[1])):
-                gk, xk = self._tile(layer, g, xq / r, start, stop)
-                yk = layer.op(xk, gk).clamp(-bound, bound)
-                y = y + sign * quantize(yk, o.bits, bound)
+        for k, (y_pos, y_neg) in enumerate(raw):
+            y = sum(sign * quantize((yk / s).clamp(-bound, bound), o.bits, bound)
+                    for sign, yk in ((1, y_pos), (-1, y_neg)))
             out = out + y * layer.multiplier[k]
-        out = out * r * rng / (1 - g_min)
+        out = out * s * r * rng / (1 - g_min)
         if layer.bias is not None:
             out = out + (layer.bias.reshape(1, -1, 1, 1) if layer.is_conv else layer.bias)
         return out
 
     def _tile(self, layer, g, x, start, stop):
+        """(tile input, tile conductances) of the rows start:stop."""
         if layer.is_conv:  # whole channels per tile
             per_ch = g[0, 0].numel()
-            c0, c1 = start // per_ch, max(start // per_ch + 1, stop // per_ch)
-            return g[:, c0:c1], x[:, c0:c1]
-        return g[:, start:stop], x[..., start:stop]
+            return x[:, start // per_ch:stop // per_ch], g[:, start // per_ch:stop // per_ch]
+        return x[..., start:stop], g[:, start:stop]
 
     def eval_config(self):
         o = self.opts
-        base = CrossbarConfig.standard().with_(dac_bits=o.bits, adc_bits=o.bits)
+        # one digital multiplier per array, as the seed's hardware (not per column)
+        base = CrossbarConfig.standard().with_(dac_bits=o.bits, adc_bits=o.bits, scales="tile")
         if self.level == 1:
             return base
         base = base.with_(differential="two_columns", on_off_ratio=o.on_off_ratio)
