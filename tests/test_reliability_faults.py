@@ -244,3 +244,18 @@ def test_a_failure_beyond_the_budget_stops_resumably_and_resume_completes(tmp_pa
     assert np.all(np.bincount(s.reads["device"][sched], minlength=s.n_devices) == 2)
     with h5py.File(out) as f:
         assert f["gaps/reason"][0].decode() == reason
+
+
+def test_retries_and_faults_from_a_station_file(tmp_path):
+    station = tmp_path / "station.yaml"
+    station.write_text("station: 1\ninstruments:\n  chip:\n    driver: scpi-chip\n    timeout_s: 5\n"
+                       "    retries: {attempts: 6, backoff_s: 0.001, max_backoff_s: 0.01, seed: 2}\n"
+                       "    faults: {timeout: 0.02, drop: 0.02, seed: 9}\n")
+    out = tmp_path / "s.h5"
+    with ServerProcess("--technology", "reram", "--seed", "2", "--devices", "4096") as srv:
+        r = characterize("--chip", f"visa://{srv.resource}", "--station", str(station), "--devices", "20",
+                         "--schedule", "1,100", "--burst-devices", "0", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    s = read_session(out)
+    assert s.status == "complete" and int(s.attrs["instrument_retries"]) >= 3
+    assert np.all(np.bincount(s.reads["device"], minlength=s.n_devices) == 2)

@@ -142,7 +142,7 @@ def test_sigkill_on_an_instrument_session_resumes_from_the_journal(tmp_path):
 
     rng = random.Random(7)
     path = tmp_path / "visa.h5"
-    common = ["--quiet", "--checkpoint-interval", "0.02", "--durability", "process"]
+    common = ["--quiet", "--checkpoint-interval", "0", "--durability", "process"]
     kills, runs = 0, 0
     with ServerProcess("--technology", "pcm", "--seed", "4", "--devices", "4096") as srv:
         while runs < 40:

@@ -35,6 +35,8 @@ def session(path, tech, crash_at: int | None = None, durable: bool = True):
               chip=dict(chip.info.to_dict(), url=url), config=config_dict(cfg, vcls()), seed=5)
     w = DurableSessionWriter(path, commit_interval_s=0.01, fsync=False, **kw) if durable else \
         SessionWriter(path, **kw)
+    if durable:
+        w.max_commit_share = 1.0  # commits as often as the 10 ms interval allows (many crash points)
     if crash_at is not None:
         commit, n = w._commit, [0]
 

@@ -54,6 +54,9 @@ SIDE_SUFFIX = ".resume"
 #: Rows per chunk. A commit recompresses the partial last chunk of every column, so chunks are smaller
 #: than the plain writer's 64k rows: a commit every safe point stays cheap (16k f8 rows = 128 kB).
 _CHUNK_ROWS = 1 << 14
+#: Largest share of wall time commits may take: a commit copies the whole procedure state (for 10^5
+#: PCM devices ~100 MB with their 1/f banks), so the interval stretches to ≥ 20× the last commit's cost.
+MAX_COMMIT_SHARE = 0.05
 _LEVEL = 4  # gzip level, as SessionWriter's filter
 #: v0/v2 superblocks: no write-access flags that would lock plain readers out after a crash.
 _LIBVER = ("earliest", "v108")
@@ -235,6 +238,8 @@ class DurableSessionWriter:
         self._n = dict.fromkeys(TABLES, 0)  # committed rows
         self._tail: dict[str, dict[str, np.ndarray]] = {t: {} for t in TABLES}
         self._last_commit = time.monotonic()
+        self._last_commit_cost = 0.0
+        self.max_commit_share = MAX_COMMIT_SHARE
         self._seq = 0
         self._spare: h5py.File | None = None
         self._closed = False
@@ -393,8 +398,12 @@ class DurableSessionWriter:
 
     # -- durability ------------------------------------------------------------------------------------
     def due(self) -> bool:
-        """True once ``commit_interval_s`` has passed since the last commit."""
-        return time.monotonic() - self._last_commit >= self.commit_interval_s
+        """True once ``commit_interval_s`` has passed since the last commit, and long enough that
+        commits take at most ``MAX_COMMIT_SHARE`` of the time (interval 0: every safe point)."""
+        gap = self.commit_interval_s
+        if gap > 0:
+            gap = max(gap, self._last_commit_cost / self.max_commit_share)
+        return time.monotonic() - self._last_commit >= gap
 
     def checkpoint(self, state: Any, force: bool = False) -> bool:
         """At a safe point: commit buffered rows with ``state()`` (a callable, only called when a commit
@@ -486,7 +495,10 @@ class DurableSessionWriter:
                     p.unlink()
         self._last_commit = time.monotonic()
         self.n_commits += 1
-        self.commit_s += time.perf_counter() - t
+        cost = time.perf_counter() - t
+        self.commit_s += cost
+        if state is not None:
+            self._last_commit_cost = cost
 
     def _fixed_table(self, name: str, spec: dict, columns: dict[str, np.ndarray]) -> None:
         self._ops.append(("group", name))
