@@ -6,7 +6,6 @@ and nothing half-written.
 
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 import sys
@@ -19,26 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from devmodel import __version__
-from devmodel.errors import DevmodelError
+from devmodel.errors import DevmodelError, friendly
 
-EXIT_USER_ERROR = 2
-
-
-def _friendly(fn):
-    """Turn a DevmodelError into one line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DevmodelError as e:
-            click.echo(f"devmodel: error: {e}", err=True)
-            sys.exit(EXIT_USER_ERROR)
-        except KeyboardInterrupt:
-            click.echo("devmodel: interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
+_friendly = friendly()  # one sentence and exit status 2 for a user error (devmodel.errors)
 
 
 def _floats(name: str, text: str | None) -> tuple[float, ...] | None:

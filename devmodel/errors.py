@@ -20,3 +20,34 @@ class SessionFileError(DevmodelError):
 
 class ChipURLError(DevmodelError):
     """A chip URL that names no known backend or carries invalid options."""
+
+
+def friendly(os_error: str | None = None):
+    """Decorator for CLI commands: a DevmodelError becomes one sentence on stderr and exit status
+    2 (never a traceback), Ctrl-C exit status 130; with ``os_error``, an OSError too (prefixed by
+    it, e.g. "serve-chip could not listen")."""
+    import functools
+    import sys
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            import click
+
+            try:
+                return fn(*args, **kwargs)
+            except DevmodelError as e:
+                click.echo(f"devmodel: error: {e}", err=True)
+                sys.exit(2)
+            except OSError as e:
+                if os_error is None:
+                    raise
+                click.echo(f"devmodel: error: {os_error}: {e.strerror or e}", err=True)
+                sys.exit(2)
+            except KeyboardInterrupt:
+                click.echo("devmodel: interrupted", err=True)
+                sys.exit(130)
+
+        return wrapper
+
+    return decorate

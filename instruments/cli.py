@@ -6,34 +6,18 @@ Imports only click at module level: ``devmodel.cli`` registers this command at i
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import signal
 import sys
 
 import click
 
+from devmodel.errors import friendly
+
 DEFAULT_DEVICES = 1 << 20  # the size `sim:pcm` opens by default, so the same seed gives the same chip
 
 
-def _friendly(fn):
-    """One sentence on stderr and exit status 2 for a user error (as the rest of the CLI does)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from devmodel.errors import DevmodelError
-
-        try:
-            return fn(*args, **kwargs)
-        except DevmodelError as e:
-            click.echo(f"devmodel: error: {e}", err=True)
-            sys.exit(2)
-        except OSError as e:  # the port is taken, the address cannot be bound
-            click.echo(f"devmodel: error: serve-chip could not listen: {e.strerror or e}", err=True)
-            sys.exit(2)
-
-    return wrapper
-
+_friendly = friendly("serve-chip could not listen")  # the port is taken, the address cannot be bound
 
 @click.command("serve-chip")
 @click.option("--technology", type=click.Choice(["pcm", "reram"]), default="pcm", show_default=True,

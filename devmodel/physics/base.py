@@ -16,7 +16,7 @@ import numpy as np
 
 from devmodel.array import ChipInfo, PulseCounter, PulseKind, ReadBatch, as_addresses, check_pulses
 from devmodel.errors import DevmodelError
-from devmodel.physics.clock import VirtualClock
+from devmodel.physics.clock import ClockedArray, VirtualClock
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Timing:
     command_overhead_s: float = 10e-6
 
 
-class SimulatedChip:
+class SimulatedChip(ClockedArray):
     """Base of the simulated chips; subclasses implement the physics hooks ``_pulse`` and ``_read``."""
 
     info: ChipInfo
@@ -42,14 +42,6 @@ class SimulatedChip:
         self.pulse_counter = PulseCounter(info.n_devices, info.limits.max_pulses_per_device)
 
     # -- DeviceArray protocol ------------------------------------------------------------------
-    def now_s(self) -> float:
-        return self.clock.now_s()
-
-    def wait(self, dt_s: float) -> None:
-        if not np.isfinite(dt_s) or dt_s < 0:
-            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
-        self.clock.advance(dt_s)
-
     def close(self) -> None:
         pass
 

@@ -6,6 +6,10 @@ reads stay realistic (the clock is what the 1/f process and drift see).
 
 from __future__ import annotations
 
+import numpy as np
+
+from devmodel.errors import DevmodelError
+
 
 class VirtualClock:
     """Monotonic simulated time in seconds."""
@@ -22,3 +26,18 @@ class VirtualClock:
             raise ValueError(f"the clock cannot go back (dt = {dt_s} s)")
         self.t_s += float(dt_s)
         return self.t_s
+
+
+class ClockedArray:
+    """``now_s``/``wait`` of the DeviceArray protocol for chips that keep a ``self.clock``
+    (simulated, replayed and emulated chips)."""
+
+    clock: VirtualClock
+
+    def now_s(self) -> float:
+        return self.clock.now_s()
+
+    def wait(self, dt_s: float) -> None:
+        if not np.isfinite(dt_s) or dt_s < 0:
+            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
+        self.clock.advance(dt_s)

@@ -37,14 +37,14 @@ import numpy as np
 
 from devmodel.array import ChipInfo, PulseKind, ReadBatch, as_addresses
 from devmodel.errors import ChipURLError, DevmodelError, SessionFileError
-from devmodel.physics.clock import VirtualClock
+from devmodel.physics.clock import ClockedArray, VirtualClock
 from devmodel.replay.record import Record, ReplayError, load_record, open_h5, table
 
 POLICIES = ("exact", "nearest", "loglinear")
 DEFAULT_WINDOW = 0.05
 
 
-class ReplayChip:
+class ReplayChip(ClockedArray):
     """A recorded session as a read-only device array (see the module docstring for the rules)."""
 
     info: ChipInfo
@@ -77,14 +77,6 @@ class ReplayChip:
         self.n_served = 0
 
     # -- DeviceArray protocol ------------------------------------------------------------------
-    def now_s(self) -> float:
-        return self.clock.now_s()
-
-    def wait(self, dt_s: float) -> None:
-        if not np.isfinite(dt_s) or dt_s < 0:
-            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
-        self.clock.advance(dt_s)
-
     def close(self) -> None:
         self._index = None
 

@@ -6,7 +6,6 @@ Imports only click at module level: ``devmodel.cli`` registers this command at i
 
 from __future__ import annotations
 
-import functools
 import shlex
 import sys
 import tempfile
@@ -14,27 +13,12 @@ from pathlib import Path
 
 import click
 
+from devmodel.errors import friendly
+
 PROCEDURES = ("drift", "bursts", "program-verify")
 
 
-def _friendly(fn):
-    """One sentence on stderr and exit status 2 for a user error (as the rest of the CLI does)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from devmodel.errors import DevmodelError
-
-        try:
-            return fn(*args, **kwargs)
-        except DevmodelError as e:
-            click.echo(f"devmodel: error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("devmodel: interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
-
+_friendly = friendly()
 
 @click.command("replay")
 @click.argument("session", type=click.Path(dir_okay=False))

@@ -33,7 +33,7 @@ import numpy as np
 
 from devmodel.array import ChipInfo, PulseCounter, PulseKind, ReadBatch, as_addresses, check_pulses
 from devmodel.errors import ChipURLError, DevmodelError, SessionFileError
-from devmodel.physics.clock import VirtualClock
+from devmodel.physics.clock import ClockedArray, VirtualClock
 from devmodel.replay.record import Record, ReplayError, load_record, open_h5, table
 from devmodel.replay.response import GroupModel, fit_group, typical_next
 
@@ -211,7 +211,7 @@ def _init_pulses(technology: str, verify: dict) -> list[tuple[int, float, float]
 
 
 # -- the device array --------------------------------------------------------------------------
-class EmulatedChip:
+class EmulatedChip(ClockedArray):
     """A device array whose pulses follow the recorded chip's empirical response (module docstring)."""
 
     info: ChipInfo
@@ -244,14 +244,6 @@ class EmulatedChip:
         self.xi = [self.rng.standard_normal(n) for _ in self.model.groups]
 
     # -- DeviceArray protocol ------------------------------------------------------------------
-    def now_s(self) -> float:
-        return self.clock.now_s()
-
-    def wait(self, dt_s: float) -> None:
-        if not np.isfinite(dt_s) or dt_s < 0:
-            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
-        self.clock.advance(dt_s)
-
     def close(self) -> None:
         pass
 
