@@ -153,14 +153,14 @@ def _apply(f: h5py.File, op: tuple) -> None:
                                   compression="gzip", compression_opts=_LEVEL, shuffle=True)
             ds.attrs["unit"] = unit
     elif kind == "rows":
-        _, table, n_rows, cols = op
+        _, table, n_rows, cols, chunk = op
         g = f[table]
         for col, chunks in cols.items():
             ds = g[col]
             if ds.shape[0] != n_rows:
                 ds.resize((n_rows,))
             for ci, b in chunks:
-                ds.id.write_direct_chunk((ci * _CHUNK_ROWS,), b)
+                ds.id.write_direct_chunk((ci * chunk,), b)
         g.attrs["n_rows"] = n_rows
     else:  # pragma: no cover - programming error
         raise ValueError(f"unknown operation {kind!r}")
@@ -237,6 +237,8 @@ class DurableSessionWriter:
         self._buffer: dict[str, list[dict[str, np.ndarray]]] = {t: [] for t in TABLES}
         self._n = dict.fromkeys(TABLES, 0)  # committed rows
         self._tail: dict[str, dict[str, np.ndarray]] = {t: {} for t in TABLES}
+        self._chunk = dict.fromkeys(TABLES, _CHUNK_ROWS)  # rows per chunk (a resumed file's own)
+        self.resumes = 0
         self._last_commit = time.monotonic()
         self._last_commit_cost = 0.0
         self.max_commit_share = MAX_COMMIT_SHARE
@@ -299,9 +301,10 @@ class DurableSessionWriter:
             for table, cols in TABLES.items():
                 n = int(f[table].attrs["n_rows"])
                 self._n[table] = n
-                start = n - n % _CHUNK_ROWS
+                chunk = self._chunk[table] = f[table][next(iter(cols))].chunks[0]
+                start = n - n % chunk
                 for col, (dtype, _) in cols.items():
-                    tail = np.zeros(_CHUNK_ROWS, dtype=dtype)
+                    tail = np.zeros(chunk, dtype=dtype)
                     tail[:n - start] = f[table][col][start:n]
                     self._tail[table][col] = tail
             self.resumes = int(f["resume"].attrs.get("resumes", 0))
@@ -448,8 +451,8 @@ class DurableSessionWriter:
                 arr = np.concatenate([p[col] for p in parts]).astype(dtype, copy=False)
                 n1 = n0 + arr.size
                 cols[col], self._tail[table][col] = _chunks_of(arr, n0, self._tail[table].get(col),
-                                                               _CHUNK_ROWS)
-            self._ops.append(("rows", table, n1, cols))
+                                                               self._chunk[table])
+            self._ops.append(("rows", table, n1, cols, self._chunk[table]))
             self._n[table] = n1
             parts.clear()
 
