@@ -200,8 +200,8 @@ def test_mutated_model_cards_load_or_fail_in_one_sentence(edits):
                 obj = obj[key]
             if value == "DELETE":
                 del obj[path[-1]]
-            else:
-                obj[path[-1]] = value
+            else:  # a fresh copy: hypothesis hands the same {} object to several edits
+                obj[path[-1]] = json.loads(json.dumps(value))
         except (KeyError, IndexError, TypeError):
             continue
     TRIED["model cards (generated)"] += 1
