@@ -176,3 +176,31 @@ def test_simulated_chip_state_round_trips_and_refuses_another_chip():
     np.testing.assert_array_equal(a.read(addr, 2).g_us, b.read(addr, 2).g_us)
     with pytest.raises(Exception, match="belongs to another chip"):
         open_chip("sim:pcm?devices=1024", 4).restore_state(st)
+
+
+def test_a_reader_may_hold_the_file_while_the_session_commits(tmp_path):
+    """Readers open the session's path during a run and see its last commit; one that keeps the file
+    open across commits keeps a consistent (older) file: the writer notices its lock and copies
+    instead of rewriting that inode as its spare."""
+    p = tmp_path / "s.h5"
+    w = DurableSessionWriter(p, technology="pcm", g_max_us=25, t0_s=20, chip={}, config={}, seed=0,
+                             fsync=False, commit_interval_s=0)
+
+    def rows(k):
+        return {"device": np.arange(k), "t_s": np.ones(k), "age_s": np.ones(k), "g_us": np.arange(k) * 1.0,
+                "burst": -np.ones(k)}
+
+    w.append("reads", rows(10))
+    w.checkpoint({"x": np.zeros(1)}, force=True)
+    with h5py.File(p, "r") as reader:
+        for _ in range(4):
+            w.append("reads", rows(1000))
+            w.checkpoint({"x": np.zeros(1)}, force=True)
+            with h5py.File(p, "r") as fresh:  # a new reader sees the latest commit
+                assert fresh["reads"].attrs["n_rows"] == fresh["reads/g_us"].shape[0]
+        assert reader["reads"].attrs["n_rows"] == 10
+        np.testing.assert_array_equal(reader["reads/g_us"][()], np.arange(10.0))
+    assert w.n_copies >= 1
+    w.finish()
+    with h5py.File(p) as f:
+        assert f["reads"].attrs["n_rows"] == 4010 and f.attrs["status"] == "complete"

@@ -97,6 +97,18 @@ def _chunks_of(arr: np.ndarray, first_row: int, tail: np.ndarray | None, chunk: 
     return out, span[(n_chunks - 1) * chunk:].copy()
 
 
+def _in_use(path: Path) -> bool:
+    """True if another open file description holds a lock on ``path`` (an HDF5 reader does)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases our probe lock
+    return False
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -246,6 +258,7 @@ class DurableSessionWriter:
         self._spare: h5py.File | None = None
         self._closed = False
         self.n_commits = 0
+        self.n_copies = 0  # commits that found a reader on the old file and copied instead
         self.commit_s = 0.0  # wall time spent committing (for the benchmark and docs)
         self.on_commit = None  # called with the new seq after each state commit (journal rotation)
 
@@ -487,8 +500,16 @@ class DurableSessionWriter:
         os.replace(self._spare_path, self.path)
         os.replace(previous, self._spare_path)
         self._sync_dirs()
-        self._open_spare()
         self._prev_ops, self._ops = ops, []
+        if _in_use(self._spare_path):
+            # a reader opened the old file before the swap and still holds it (HDF5 readers keep a
+            # shared lock): leave it that inode and take a fresh copy of the new file as the spare
+            tmp = self.side / "spare.tmp"
+            shutil.copyfile(self.path, tmp)
+            os.replace(tmp, self._spare_path)
+            self._prev_ops = []
+            self.n_copies += 1
+        self._open_spare()
         if state is not None:
             if self.on_commit is not None:
                 self.on_commit(self._seq)
