@@ -202,8 +202,12 @@ def test_one_percent_of_commands_failing_a_10000_device_sweep_fits_the_same_mode
     print(f"\ninjected {injected}; retries {faulty.attrs['instrument_retries']}, reconnects "
           f"{faulty.attrs['instrument_reconnects']}, recovered by the clock "
           f"{faulty.attrs['instrument_recovered']}; card distance {d}")
-    assert d["sigma_prog_rms"] < 0.03 and d["nu_mean"] <= 0.003 and d["nu_std"] <= 0.004
-    assert d["q_s_exp"] <= 0.05 and d["q_s_amp"] <= 0.10
+    # A read whose answer was lost is read again later (new noise), so verify decisions and the
+    # programmed states differ: the two cards are two independent estimates, each within the fitting
+    # tolerance of the truth, and their difference within √2 × that tolerance.
+    k = np.sqrt(2)
+    assert d["sigma_prog_rms"] < 0.03 * k and d["nu_mean"] <= 0.003 * k and d["nu_std"] <= 0.004 * k
+    assert d["q_s_exp"] <= 0.05 * k and d["q_s_amp"] <= 0.10 * k
 
 
 def test_commands_lost_before_they_ran_leave_no_trace_in_the_session(tmp_path):
