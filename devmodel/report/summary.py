@@ -37,7 +37,9 @@ class SessionInfo:
 
     @property
     def median_spread_us(self) -> float:
-        return float(np.nanmedian([r.spread_t0_us for r in self.levels]))
+        spreads = np.array([r.spread_t0_us for r in self.levels], dtype=float)
+        finite = spreads[np.isfinite(spreads)]  # one device per level has no spread
+        return float(np.median(finite)) if finite.size else float("nan")
 
 
 def first_read_near(session: Session, age_s: float, rel_tol: float = 0.1) -> tuple[np.ndarray,
