@@ -83,3 +83,18 @@ def test_help_explains_the_commands():
         assert cmd in r.stdout
     r = devmodel("characterize", "--help")
     assert "--schedule" in r.stdout and "sim:pcm" in r.stdout
+
+
+def test_demo_runs_the_whole_loop(tmp_path):
+    """The README's main job: session → summary → fitted card vs ground truth → aihwkit module →
+    a network's accuracy on the chip."""
+    r = devmodel("demo", "--out-dir", str(tmp_path), "--devices", "100", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    for name in ("demo_pcm.h5", "demo_pcm_model.json", "demo_pcm_aihwkit.py"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert "fitted card vs the simulated chip's ground truth" in r.stdout
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("digits MLP on this chip"))
+    accs = [float(v.split(" %")[0]) for v in line.split(": ", 1)[1].split("; ")[1].split(", ")]
+    assert len(accs) == 3 and all(80 < a <= 100 for a in accs)
+    compile((tmp_path / "demo_pcm_aihwkit.py").read_text(), "demo_pcm_aihwkit.py", "exec")
