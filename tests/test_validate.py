@@ -27,6 +27,16 @@ def test_held_out_chip_devices_at_one_day(chip_card, pcm_session_10k):
     assert 0.5 < chip_card.programming.verify_age_s < 5.0
 
 
+def test_white_read_noise_from_the_burst_intercepts(chip_card, pcm_session_10k):
+    """The chip adds 0.05 µS white noise per read; the intercepts resolve it to ~0.01 µS only
+    through the low levels (the high ones extrapolate the 1/f variogram over 14 e-folds)."""
+    true_us = pcm_session_10k.ground_truth["params"]["white_noise_us"]
+    rn = chip_card.read_noise
+    se = rn.stderr["white_noise_us"]
+    assert 0 < se < 0.02
+    assert abs(rn.white_noise_us - true_us) < 3 * se, (rn.white_noise_us, se)
+
+
 def test_card_from_elsewhere_is_validated_on_all_devices(published_pcm_session):
     card = DeviceModel.published_pcm()
     rep = validate(card, published_pcm_session)

@@ -146,8 +146,8 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
     sd_prog = np.sqrt(lv.var_t0)
     for _ in range(2):
         prog = [np.maximum(m + sd * z, 0.0) for m, sd in zip(lv.mean_t0, sd_prog, strict=True)]
-        q_fit, white_us, q_levels, q_source = _fit_read_noise(lv, prog, bursts, ages, opts,
-                                                              published)
+        q_fit, (white_us, white_se), q_levels, q_source = _fit_read_noise(lv, prog, bursts, ages,
+                                                                          opts, published)
         q_law = PowerLawCap(q_fit.values["amp"], q_fit.values["exp"], q_fit.values["cap"])
         flicker_t0 = np.array([np.mean((g * q_law(g / s.g_max_us)) ** 2) for g in prog]) * v_t0
         var_prog = lv.var_t0 - flicker_t0 - white_us**2
@@ -205,7 +205,7 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
             q_s_amp=q_law.amp, q_s_exp=q_law.exp, q_s_max=q_law.cap, t_read_s=opts.t_read_s,
             white_noise_us=white_us,
             stderr={"q_s_amp": q_fit.stderr["amp"], "q_s_exp": q_fit.stderr["exp"],
-                    "q_s_max": q_fit.stderr["cap"]},
+                    "q_s_max": q_fit.stderr["cap"], "white_noise_us": white_se},
             fixed=[{"amp": "q_s_amp", "exp": "q_s_exp", "cap": "q_s_max"}[k] for k in q_fit.fixed],
         ),
     )
@@ -261,6 +261,7 @@ class BurstNoise:
     q2: np.ndarray
     q2_se: np.ndarray
     white_var_us2: np.ndarray
+    white_var_se_us2: np.ndarray
     n_devices: np.ndarray
 
 
@@ -308,6 +309,7 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
     res = {k: [] for k in BurstNoise.__dataclass_fields__}
     for j, parts in sorted(per_level.items()):
         slope, icpt, h2, g_p = (np.concatenate([p[i] for p in parts]) for i in (0, 1, 2, 4))
+        white2 = (icpt + slope * np.log(4 * t_read_s)) / 2  # per device, can be < 0
         if slope.size < 3:
             continue
         v = np.log(np.mean([p[3] for p in parts]) / (2 * t_read_s))
@@ -319,10 +321,33 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
         res["x"].append(max(float(np.median(g_p)), 1e-3) / s.g_max_us)
         res["q2"].append(sl / denom)
         res["q2_se"].append(slope.std(ddof=1) / np.sqrt(slope.size) / denom)
-        res["white_var_us2"].append((icpt.mean() + sl * np.log(4 * t_read_s)) / 2)
+        res["white_var_us2"].append(white2.mean())
+        res["white_var_se_us2"].append(white2.std(ddof=1) / np.sqrt(white2.size))
         res["n_devices"].append(slope.size)
     out = BurstNoise(**{k: np.asarray(v, float) for k, v in res.items()})
     return out if out.q2.size >= 2 else None
+
+
+def white_noise(bursts: BurstNoise) -> tuple[float, float | None]:
+    """White read noise and its standard error (µS): the levels' intercept estimates combined by
+    inverse variance.
+
+    White noise is conductance-independent (physics.md), but each level's estimate extrapolates the
+    variogram from lags of seconds down to 4·t_read, about 14 e-folds, so a level's 1/f slope error
+    is multiplied by 14: at high G that error dwarfs σ_w² itself (per-level estimates of either sign),
+    while the low levels, where Q_s²·G² is small, pin it down. Averaging with equal weights let the
+    high levels dominate (0.093 µS for 0.05 µS true); inverse-variance weights use each level for
+    what it resolves. Negative level estimates are kept (clamping them would bias upwards).
+    """
+    w2, se = bursts.white_var_us2, bursts.white_var_se_us2
+    ok = np.isfinite(w2) & (se > 0)
+    if not ok.any():
+        return 0.0, None
+    wt = 1.0 / se[ok] ** 2
+    var, var_se = np.sum(wt * w2[ok]) / wt.sum(), 1.0 / np.sqrt(wt.sum())
+    sd = float(np.sqrt(max(var, 0.0)))
+    # delta method; at an estimate of 0 the SE of σ is that of sqrt(var_se)
+    return sd, float(var_se / (2 * sd) if sd > np.sqrt(var_se) else np.sqrt(var_se))
 
 
 def _fit_read_noise(lv: LevelStats, prog: list, bursts: BurstNoise | None, ages, opts, published):
@@ -335,9 +360,7 @@ def _fit_read_noise(lv: LevelStats, prog: list, bursts: BurstNoise | None, ages,
         q_se = np.maximum(bursts.q2_se[ok] / (2 * q), 1e-4 * q)
         lv_of = [int(np.searchsorted(lv.g_us, g)) for g in bursts.g_us[ok]]
         fit = fit_power_law_cap_levels([prog[j] / g_max for j in lv_of], q, q_se, published.q_s)
-        w2 = bursts.white_var_us2
-        white = float(np.sqrt(max(np.average(w2, weights=bursts.n_devices), 0.0)))
-        return fit, white, np.sqrt(np.maximum(bursts.q2, 0)), "bursts (variogram slope)"
+        return fit, white_noise(bursts), np.sqrt(np.maximum(bursts.q2, 0)), "bursts (variogram slope)"
     # no bursts: scale a trial Q_s until the simulated drift residuals match the measured ones
     x_p = np.array([max(np.median(p), 1e-3) for p in prog]) / g_max
     q_lv = published.q_s(x_p)
@@ -348,4 +371,5 @@ def _fit_read_noise(lv: LevelStats, prog: list, bursts: BurstNoise | None, ages,
                         for j in range(lv.g_us.size)])
         q_lv = q_lv * np.sqrt(lv.rss_rel / rss)
     fit = fit_power_law_cap_levels([p / g_max for p in prog], q_lv, 0.05 * q_lv, published.q_s)
-    return fit, 0.0, q_lv, "drift residuals (no bursts in the session)"
+    # without bursts the white noise is not separable from the 1/f part: recorded as 0, no error
+    return fit, (0.0, None), q_lv, "drift residuals (no bursts in the session)"
