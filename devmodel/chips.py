@@ -92,6 +92,8 @@ def _open_sim(url: str, tech: str, opts: dict[str, str], seed: int | None) -> De
     if tech not in SIM_TECHNOLOGIES:
         raise ChipURLError(f"unknown simulated technology {tech!r} in {url!r}; use pcm or reram")
     n = _int_opt(url, opts, "devices", DEFAULT_SIM_DEVICES, lo=1, hi=1 << 26)
+    if seed is not None and not 0 <= seed <= 2**63 - 1:
+        raise ChipURLError(f"seed {seed} for {url!r} is outside 0..{2**63 - 1}")
     chip_seed = _int_opt(url, opts, "seed", 0 if seed is None else seed, lo=0, hi=2**63 - 1)
     physics_cls, chip_cls = (
         (PcmPhysics, SimulatedPCM) if tech == "pcm" else (ReramPhysics, SimulatedReRAM)

@@ -57,7 +57,34 @@ class _Bars:
             self.bar = None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """click's usage errors (a wrong type, a missing argument, an unknown command) as one line on
+    stderr and exit status 2, like every other devmodel error, instead of usage + blank + error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `devmodel`: the help is the answer
+                e.show()
+                sys.exit(e.exit_code)
+            path = e.ctx.command_path if e.ctx is not None else "devmodel"
+            msg = e.format_message().rstrip(".")
+            click.echo(f"devmodel: error: {msg[:1].lower() + msg[1:]} (see '{path} --help').",
+                       err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("devmodel: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="devmodel")
 def main() -> None:
     """devmodel: characterise PCM/ReRAM chips, fit device models, export them to simulators.
@@ -84,7 +111,7 @@ def main() -> None:
 @click.option("--burst-interval", type=float, default=None, help="Seconds between burst reads "
               "(0: back to back) [1].")
 @click.option("--burst-age", type=float, default=None, help="Age of the burst in s [PCM 1000].")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the simulated chip (ignored if the URL sets one).")
 @click.option("--station", type=click.Path(dir_okay=False), default=None,
               help="Station file (YAML) for visa:// chips: instruments, timeouts, safety limits.")
@@ -473,7 +500,8 @@ def fit(session, out, prog_degree, reram_degree, holdout_fraction, holdout_seed,
 @click.argument("session", type=click.Path(dir_okay=False))
 @click.option("--holdout-fraction", type=float, default=0.3, show_default=True,
               help="Held-out fraction when the card was fitted on all devices of this session.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the split.")
 @click.option("--max-ks", type=float, default=0.05, show_default=True,
               help="Fail when a gated Kolmogorov–Smirnov statistic reaches this.")
 @click.option("--gate-ages", default=None,
@@ -634,7 +662,7 @@ def _load_network(name: str, epochs: int, seed: int, quiet: bool):
               help="Allow times outside the ages the card was fitted on (with a warning).")
 @click.option("--epochs", type=int, default=30, show_default=True,
               help="Floating-point training epochs for the digits networks.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Save accuracy vs time as a PNG.")
 @click.option("--quiet", is_flag=True)
@@ -708,7 +736,7 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
 @click.option("--noise-scale", type=float, default=None,
               help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3, hasgd-002: 2].")
 @click.option("--perturbations", type=int, default=4, show_default=True, help="hasgd-002: L.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--times", default="1,3600,86400", show_default=True,
               help="Inference times (s) of the evaluation after training.")
 @click.option("--trials", type=int, default=25, show_default=True)

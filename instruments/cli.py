@@ -24,7 +24,8 @@ _friendly = friendly("serve-chip could not listen")  # the port is taken, the ad
               help="Physics of the simulated chip.")
 @click.option("--port", type=click.IntRange(0, 65535), default=5025, show_default=True,
               help="TCP port (0: let the system pick a free one; the bound port is printed).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated chip.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the simulated chip.")
 @click.option("--devices", type=click.IntRange(1, 1 << 26), default=DEFAULT_DEVICES, show_default=True,
               help="Devices on the chip.")
 @click.option("--host", default="127.0.0.1", show_default=True,

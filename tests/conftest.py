@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 from helpers import make_session
+from hypothesis import settings
 
 from devmodel.procedures.characterize import BurstConfig
+
+# Property-based tests draw the same examples on every run (CI must not fail on a new random draw);
+# `pytest --hypothesis-profile=explore` searches afresh, to look for new failures on purpose.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

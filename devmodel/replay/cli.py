@@ -41,7 +41,8 @@ _friendly = friendly()
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="program-verify: change a field of the recorded verify configuration "
                    "(e.g. --set max_iterations=30 --set gain_ua_per_us=3); repeatable.")
-@click.option("--seed", type=int, default=0, show_default=True, help="program-verify: emulator seed.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="program-verify: emulator seed.")
 @click.option("--compare-live", "live_url", default=None, metavar="CHIP_URL",
               help="program-verify: also run the algorithm on this chip (e.g. the simulated chip the "
                    "session was recorded on) and print both.")
