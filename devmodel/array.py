@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from devmodel.errors import LimitError
+from devmodel.errors import DevmodelError, LimitError
 
 
 class PulseKind(IntEnum):
@@ -116,6 +116,18 @@ def as_addresses(addresses: np.ndarray, n_devices: int) -> np.ndarray:
         bad = a[(a < 0) | (a >= n_devices)][0]
         raise LimitError(f"address {bad} is outside the chip's range 0..{n_devices - 1}")
     return a
+
+
+def check_reads(info: ChipInfo, n_reads: int, interval_s: float, label: str = "") -> int:
+    """Refuse a read request outside the chip's declared read limits; returns ``n_reads`` as int.
+    ``label`` (e.g. "probe station") prefixes the message so the user knows which chip refused."""
+    prefix = f"{label}: " if label else ""
+    n, most = int(n_reads), info.limits.max_reads_per_request
+    if not 1 <= n <= most:
+        raise DevmodelError(f"{prefix}n_reads must be in 1..{most}, got {n}")
+    if not np.isfinite(interval_s) or interval_s < 0:
+        raise DevmodelError(f"{prefix}read interval must be a finite number ≥ 0 s, got {interval_s}")
+    return n
 
 
 def check_pulses(

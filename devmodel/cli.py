@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from devmodel import __version__
 from devmodel.errors import DevmodelError, friendly
+from devmodel.progress import PhaseBars
 
 _friendly = friendly()  # one sentence and exit status 2 for a user error (devmodel.errors)
 
@@ -30,31 +31,6 @@ def _floats(name: str, text: str | None) -> tuple[float, ...] | None:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise DevmodelError(f"--{name}: expected comma-separated numbers, got {text!r}") from None
-
-
-class _Bars:
-    """One tqdm bar per phase of a session."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: tqdm | None = None
-        self.phase = ""
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if phase != self.phase:
-            self.close()
-            unit = "devices" if phase == "program-verify" else "reads"
-            self.bar = tqdm(total=total, desc=f"{phase:>15}", unit=f" {unit}", leave=False,
-                            file=sys.stderr, disable=None, mininterval=0.5)
-            self.phase = phase
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 class OneLineErrors(click.Group):
@@ -260,7 +236,7 @@ def _resume(path, out, chip_url, station, downtime, durability, checkpoint_inter
             writer.set_attr("status_reason", "")
             writer.commit_now()
             run_chip = _journaled(chip, writer, state, downtime)
-            bars = _Bars(not quiet)
+            bars = PhaseBars(not quiet, unit="reads", units={"program-verify": "devices"})
             try:
                 summary = run_sweep(run_chip, cfg, writer, verify, bars, state)
             finally:
@@ -308,7 +284,7 @@ def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quie
     verify = PcmVerifyConfig() if chip.info.technology == "pcm" else ReramVerifyConfig()
     t0_s = 20.0 if chip.info.technology == "pcm" else 1.0
     chip_meta = dict(chip.info.to_dict(), url=chip_url)
-    bars = _Bars(not quiet)
+    bars = PhaseBars(not quiet, unit="reads", units={"program-verify": "devices"})
     kw = dict(technology=chip.info.technology, g_max_us=chip.info.g_max_us, t0_s=t0_s, chip=chip_meta,
               config=config_dict(cfg, verify), seed=getattr(chip, "seed", seed),
               command=shlex.join(sys.argv), overwrite=overwrite)

@@ -26,7 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from devmodel.array import ChipInfo, Limits, PulseCounter, PulseKind, ReadBatch, as_addresses, check_pulses
+from devmodel.array import (
+    ChipInfo,
+    Limits,
+    PulseCounter,
+    PulseKind,
+    ReadBatch,
+    as_addresses,
+    check_pulses,
+    check_reads,
+)
 from devmodel.errors import DevmodelError, LimitError
 from instruments.base import Identity, Instrument, InstrumentConnectionError, InstrumentError
 from instruments.faults import FaultSpec, FaultyTransport
@@ -303,13 +312,7 @@ class ScpiChip(Instrument):
             self._check_range(a)
         except LimitError as e:
             raise LimitError(f"{self.label}: {e}; nothing was sent") from None
-        n_reads = int(n_reads)
-        lim = self.info.limits.max_reads_per_request
-        if not 1 <= n_reads <= lim:
-            raise DevmodelError(f"{self.label}: n_reads must be in 1..{lim}, got {n_reads}")
-        if not np.isfinite(interval_s) or interval_s < 0:
-            raise DevmodelError(f"{self.label}: read interval must be a finite number ≥ 0 s, "
-                                f"got {interval_s}")
+        n_reads = check_reads(self.info, n_reads, interval_s, self.label)
         m = a.size
         msg = self._select(a) + f";:CHIP:READ? {n_reads},{float(interval_s)!r}".encode()
 

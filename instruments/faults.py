@@ -157,18 +157,20 @@ class FaultyTransport:
         self.inner.close()
 
     def _take(self) -> str | None:
-        kind, self._pending = self._pending, None
-        return kind
-
-    def read_line(self) -> bytes:
+        """The fault pending for this read, if any; a timeout or a slow reply acts here, the
+        answer-shaping faults (garble, short) are left to the caller."""
         if self._closed:
             raise TransportError("closed", "the connection was closed while reading")
-        kind = self._take()
+        kind, self._pending = self._pending, None
         if kind == "timeout":
             raise TransportError("timeout", f"no answer within {self.timeout_s:g} s while reading "
                                             f"(injected fault)")
         if kind == "slow":
             time.sleep(self.spec.slow_s)
+        return kind
+
+    def read_line(self) -> bytes:
+        kind = self._take()
         line = self.inner.read_line()
         if kind == "garble":
             return b"\x00\xff?" + line[3:]
@@ -177,14 +179,7 @@ class FaultyTransport:
         return line
 
     def read_exact(self, n: int) -> bytes:
-        if self._closed:
-            raise TransportError("closed", "the connection was closed while reading")
         kind = self._take()
-        if kind == "timeout":
-            raise TransportError("timeout", f"no answer within {self.timeout_s:g} s while reading "
-                                            f"(injected fault)")
-        if kind == "slow":
-            time.sleep(self.spec.slow_s)
         if kind == "short":
             if n == 1:  # too small to cut: the cut falls on the next, larger read of this answer
                 self._pending = "short"

@@ -16,7 +16,16 @@ import time
 
 import numpy as np
 
-from devmodel.array import ChipInfo, Limits, PulseCounter, PulseKind, ReadBatch, as_addresses, check_pulses
+from devmodel.array import (
+    ChipInfo,
+    Limits,
+    PulseCounter,
+    PulseKind,
+    ReadBatch,
+    as_addresses,
+    check_pulses,
+    check_reads,
+)
 from devmodel.errors import DevmodelError, LimitError
 from instruments.base import (
     Instrument,
@@ -203,11 +212,7 @@ class ProbeStation:
     def read(self, addresses: np.ndarray, n_reads: int = 1, interval_s: float = 0.0) -> ReadBatch:
         """Read each address ``n_reads`` times with the SMU at the read voltage (G = I / V)."""
         a = self._addresses(addresses)
-        n_reads, most = int(n_reads), self.info.limits.max_reads_per_request
-        if not 1 <= n_reads <= most:
-            raise DevmodelError(f"probe station: n_reads must be in 1..{most}, got {n_reads}")
-        if not np.isfinite(interval_s) or interval_s < 0:
-            raise DevmodelError(f"probe station: read interval must be ≥ 0 s, got {interval_s}")
+        n_reads = check_reads(self.info, n_reads, interval_s, "probe station")
         m = a.size
         g, t = np.empty((m, n_reads)), np.empty((m, n_reads))
         v = self.spec.v_read_v

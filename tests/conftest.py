@@ -51,3 +51,19 @@ def pcm_session_10k(tmp_path_factory):
     """The simulated PCM chip at the seed's size: 13 levels × 10,000 devices."""
     path = tmp_path_factory.mktemp("pcm10k") / "pcm10k.h5"
     return make_session(path, "sim:pcm?devices=262144", 10_000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def pcm_card(pcm_session):
+    """The card fitted from ``pcm_session`` (the simulated chip, 13 levels × 2000 devices)."""
+    from devmodel.fit.session import fit_session
+
+    return fit_session(pcm_session)
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    """scikit-learn's digits (shipped with it), split and normalised with seed 0."""
+    from devmodel.sim.data import digits
+
+    return digits(seed=0)

@@ -40,7 +40,7 @@ def test_replay_chip_is_a_device_array():
     assert "REPLAY" in chip.info.identity
 
 
-def test_drift_and_bursts_reproduce_the_fitted_model_bit_for_bit(pcm_session, tmp_path):
+def test_drift_and_bursts_reproduce_the_fitted_model_bit_for_bit(pcm_session, pcm_card, tmp_path):
     """Acceptance: the Scheduler of a live session, re-run on replay:, gives the recorded reads row for
     row, and the fitted card's parameters are identical (13 levels × 2000 PCM devices)."""
     chip = open_chip(f"replay:{pcm_session.path}")
@@ -48,7 +48,7 @@ def test_drift_and_bursts_reproduce_the_fitted_model_bit_for_bit(pcm_session, tm
     assert summary.n_reads == pcm_session.reads["g_us"].size == 514_800
     assert _same_reads(pcm_session, new)
     assert all(np.array_equal(pcm_session.bursts[k], new.bursts[k]) for k in pcm_session.bursts)
-    before, after = card_scalars(fit_session(pcm_session.path)), card_scalars(fit_session(new.path))
+    before, after = card_scalars(pcm_card), card_scalars(fit_session(new.path))
     assert before.keys() == after.keys() and len(before) >= 10
     assert all(before[k] == after[k] for k in before), {k: (before[k], after[k]) for k in before
                                                         if before[k] != after[k]}

@@ -8,29 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from devmodel.fit.session import fit_session
 from devmodel.model.card import DeviceModel
 from devmodel.sim import CrossbarConfig, accuracy, convert, evaluate_over_time
-from devmodel.sim.data import digits
 from devmodel.sim.networks import ResNet32, digits_cnn, digits_mlp, train_fp
 
 TRIALS = 10
 
 
 @pytest.fixture(scope="module")
-def data():
-    return digits(seed=0)
-
-
-@pytest.fixture(scope="module")
-def cnn(data):
-    return train_fp(digits_cnn(), data, epochs=20, seed=0)
-
-
-@pytest.fixture(scope="module")
-def chip_card(pcm_session):
-    """A card fitted from the simulated PCM chip (13 levels × 2000 devices)."""
-    return fit_session(pcm_session)
+def cnn(digits_data):
+    return train_fp(digits_cnn(), digits_data, epochs=20, seed=0)
 
 
 @pytest.mark.parametrize("make, shape", [(digits_mlp, (32, 1, 8, 8)), (digits_cnn, (32, 1, 8, 8)),
@@ -94,25 +81,25 @@ def test_adc_quantises_and_bounds_outputs():
     assert levels.numel() <= 2**4 - 1 and float(norm.abs().max()) <= 2.0 + 1e-6
 
 
-def test_same_seed_same_trial(cnn, data, chip_card):
-    a = convert(cnn, chip_card, CrossbarConfig.standard())
-    r1 = evaluate_over_time(a, data.x_test, data.y_test, [3600.0], 2, seed=3,
-                            calibration=data.x_train)
-    r2 = evaluate_over_time(a, data.x_test, data.y_test, [3600.0], 2, seed=3,
-                            calibration=data.x_train)
+def test_same_seed_same_trial(cnn, digits_data, pcm_card):
+    a = convert(cnn, pcm_card, CrossbarConfig.standard())
+    r1 = evaluate_over_time(a, digits_data.x_test, digits_data.y_test, [3600.0], 2, seed=3,
+                            calibration=digits_data.x_train)
+    r2 = evaluate_over_time(a, digits_data.x_test, digits_data.y_test, [3600.0], 2, seed=3,
+                            calibration=digits_data.x_train)
     np.testing.assert_array_equal(r1, r2)
 
 
-def test_drift_compensation_and_column_scales_on_the_chip_card(cnn, data, chip_card):
+def test_drift_compensation_and_column_scales_on_the_chip_card(cnn, digits_data, pcm_card):
     """The seeds' qualitative results on digits: without global drift compensation accuracy falls
     with time; with it most of the loss at 1 day is recovered (001_…); column-wise output scales do
     at least as well as tile-wise at 1 day (000_… Supplementary Table 6). 10 trials each."""
     times = [1.0, 86400.0]
 
     def run(**kw):
-        a = convert(cnn, chip_card, CrossbarConfig.standard().with_(**kw))
-        acc = evaluate_over_time(a, data.x_test, data.y_test, times, TRIALS, seed=0,
-                                 calibration=data.x_train)
+        a = convert(cnn, pcm_card, CrossbarConfig.standard().with_(**kw))
+        acc = evaluate_over_time(a, digits_data.x_test, digits_data.y_test, times, TRIALS, seed=0,
+                                 calibration=digits_data.x_train)
         return acc.mean(0), acc.std(0, ddof=1) / np.sqrt(TRIALS)
 
     (off_1s, off_1d), (off_se_1s, off_se_1d) = run(drift_compensation=False)
@@ -122,7 +109,7 @@ def test_drift_compensation_and_column_scales_on_the_chip_card(cnn, data, chip_c
     assert loss > 3 * np.hypot(off_se_1s, off_se_1d) and loss > 0.01
     assert (on_1d - off_1d) >= 0.5 * loss
     assert on_1d >= tile_1d - 2 * np.hypot(on_se_1d, tile_se_1d)
-    assert accuracy(cnn, data.x_test, data.y_test) > 0.97
+    assert accuracy(cnn, digits_data.x_test, digits_data.y_test) > 0.97
 
 
 def test_resnet32_is_the_seed_network():

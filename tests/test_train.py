@@ -9,9 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from devmodel.fit.session import fit_session
 from devmodel.sim import CrossbarConfig, accuracy, convert
-from devmodel.sim.data import digits
 from devmodel.sim.networks import build, train_fp
 from devmodel.train import METHODS, HWAOptions, evaluate_hwa, train_hwa
 from devmodel.train.hwa import HWALayer, unwrap, wrap
@@ -23,26 +21,15 @@ ONE_DAY_S = 86400.0
 
 
 @pytest.fixture(scope="module")
-def data():
-    return digits(seed=0)
-
-
-@pytest.fixture(scope="module")
-def card(pcm_session):
-    """A card fitted from the simulated PCM chip (13 levels × 2000 devices, one-day schedule)."""
-    return fit_session(pcm_session)
-
-
-@pytest.fixture(scope="module")
-def mlp(data):
-    return train_fp(build("digits-mlp-small", 0), data, epochs=10, seed=0)
+def mlp(digits_data):
+    return train_fp(build("digits-mlp-small", 0), digits_data, epochs=10, seed=0)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_trains_checkpoints_and_returns_a_plain_network(method, mlp, data, card,
+def test_every_method_trains_checkpoints_and_returns_a_plain_network(method, mlp, digits_data, pcm_card,
                                                                      tmp_path):
     opts = HWAOptions(epochs=2, seed=0)
-    r = train_hwa(mlp, card, method, data, opts, checkpoint_dir=tmp_path)
+    r = train_hwa(mlp, pcm_card, method, digits_data, opts, checkpoint_dir=tmp_path)
     assert not any(isinstance(m, HWALayer) for m in r.net.modules())
     assert [type(m) for m in r.net.modules()] == [type(m) for m in mlp.modules()]
     levels = 3 if method == "tile-003" else 1
@@ -50,52 +37,53 @@ def test_every_method_trains_checkpoints_and_returns_a_plain_network(method, mlp
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ckpt["method"] == method and ckpt["epoch"] == 1 and ckpt["options"]["seed"] == 0
     assert not list(tmp_path.glob("*.part"))
-    assert accuracy(r.net, data.x_test, data.y_test) > 0.8  # fine-tuning keeps the FP model's skill
-    acc = evaluate_hwa(r, card, data, [1.0], 2, seed=0)
+    # fine-tuning keeps the FP model's skill
+    assert accuracy(r.net, digits_data.x_test, digits_data.y_test) > 0.8
+    acc = evaluate_hwa(r, pcm_card, digits_data, [1.0], 2, seed=0)
     assert acc.shape == (2, 1) and (acc > 0.5).all()
-    again = train_hwa(mlp, card, method, data, opts)  # same seed, same network
+    again = train_hwa(mlp, pcm_card, method, digits_data, opts)  # same seed, same network
     for a, b in zip(r.net.state_dict().values(), again.net.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_noise_injection_clips_weights_and_leaves_inference_clean(mlp, data, card):
+def test_noise_injection_clips_weights_and_leaves_inference_clean(mlp, digits_data, pcm_card):
     """001_…: weights clipped to ±α·σ_W after every update; noise only in the training forward."""
-    r = train_hwa(mlp, card, "noise-001", data, HWAOptions(epochs=1, clip_alpha=1.5))
+    r = train_hwa(mlp, pcm_card, "noise-001", digits_data, HWAOptions(epochs=1, clip_alpha=1.5))
     for m in r.net.modules():
         if isinstance(m, nn.Linear):
             w = m.weight.detach()
             # the clip uses σ_W before clamping, which clamping can only lower by a little
             assert float(w.abs().max()) <= 1.5 * float(w.std()) * 1.1
-    assert r.report["eta"] == pytest.approx(2 * representative_eta(card))  # noise_scale 2 (001_…)
+    assert r.report["eta"] == pytest.approx(2 * representative_eta(pcm_card))  # noise_scale 2 (001_…)
 
 
-def test_hasgd_averages_the_gradient_over_L_perturbations(mlp, data, card):
+def test_hasgd_averages_the_gradient_over_L_perturbations(mlp, digits_data, pcm_card):
     calls = []
     mlp.register_forward_hook(lambda *a: calls.append(1))
     try:
-        r = train_hwa(mlp, card, "hasgd-002", data, HWAOptions(epochs=1, n_perturb=3, batch=256))
+        r = train_hwa(mlp, pcm_card, "hasgd-002", digits_data, HWAOptions(epochs=1, n_perturb=3, batch=256))
     finally:
         mlp._forward_hooks.clear()
-    batches = -(-data.x_train.shape[0] // 256)
+    batches = -(-digits_data.x_train.shape[0] // 256)
     assert len(calls) == 3 * batches and r.report["L"] == 3
     assert 0 < r.report["sigma_dn"] < 0.2 and abs(r.report["mu_ds"]) < 0.05
 
 
-def test_tile_aware_runs_three_pipelines_and_evaluates_on_the_tiled_crossbar(mlp, data, card):
-    r = train_hwa(mlp, card, "tile-003", data, HWAOptions(epochs=1))
+def test_tile_aware_runs_three_pipelines_and_evaluates_on_the_tiled_crossbar(mlp, digits_data, pcm_card):
+    r = train_hwa(mlp, pcm_card, "tile-003", digits_data, HWAOptions(epochs=1))
     assert [h["level"] for h in r.history] == [1, 2, 3] and r.report["level"] == 3
     cfg = r.method.eval_config()
     assert (cfg.differential, cfg.tile_rows, cfg.tile_cols, cfg.adc_bits, cfg.scales) == \
         ("two_columns", 256, 64, 8, "tile")
 
 
-def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(card):
+def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(pcm_card):
     """003_…: at level 3 every array's output is digitised and scaled by its trained multiplier;
     with no variation and fine quantisation that forward is the unwrapped digital network (the
     multipliers folded into the rows of their arrays). 300 inputs → arrays of 256 + 44 rows."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(300, 5))
-    m = METHODS["tile-003"](card, HWAOptions(variation=0.0, bits=16))
+    m = METHODS["tile-003"](pcm_card, HWAOptions(variation=0.0, bits=16))
     m.level = 3
     wrapped = wrap(net, m)
     layer = wrapped[0]
@@ -111,16 +99,16 @@ def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(card)
     torch.testing.assert_close(w[:, 256:], 0.5 * net[0].weight[:, 256:].detach())
 
 
-def test_energy_regulariser_lowers_the_read_energy(mlp, data, card):
+def test_energy_regulariser_lowers_the_read_energy(mlp, digits_data, pcm_card):
     """004_…: λ·Σ α_t·ρ·|w| with trainable ρ; a larger λ ends at a lower energy, and bit-serial
     inputs read every device once per input bit."""
-    low = train_hwa(mlp, card, "fluct-004", data, HWAOptions(epochs=3, energy_lambda=0.0))
-    high = train_hwa(mlp, card, "fluct-004", data, HWAOptions(epochs=3, energy_lambda=1e-2))
+    low = train_hwa(mlp, pcm_card, "fluct-004", digits_data, HWAOptions(epochs=3, energy_lambda=0.0))
+    high = train_hwa(mlp, pcm_card, "fluct-004", digits_data, HWAOptions(epochs=3, energy_lambda=1e-2))
     assert high.report["energy"] < 0.8 * low.report["energy"], (high.report, low.report)
     assert max(high.report["rho"]) < 1.0  # the trainable energy coefficient gave way
     assert min(low.report["rho"]) > 1.0  # without it, ρ grows: read fluctuation only costs loss
     assert low.report["reads_per_mvm"] == 7  # 8-bit signed inputs: 7 magnitude bits
-    anet = convert(low.net, card, low.method.eval_config())
+    anet = convert(low.net, pcm_card, low.method.eval_config())
     n_devices = sum(m.weight.numel() * 2 for m in low.net.modules() if isinstance(m, nn.Linear))
     assert anet.reads_per_inference() == 7 * n_devices  # two devices per weight (differential pair)
 
@@ -152,7 +140,7 @@ def test_bit_serial_lowers_the_output_spread_as_predicted(seed):
     assert layer.reads_per_mvm == 7
 
 
-def test_noise_injection_cuts_the_one_day_accuracy_loss(data, card):
+def test_noise_injection_cuts_the_one_day_accuracy_loss(digits_data, pcm_card):
     """The seeds' central claim (000_…, 001_…): on digits at 1 day with global drift compensation,
     device-shaped injection and weight-noise injection each cut the loss of the FP network mapped
     directly by ≥ 30 %; mean over 3 training seeds × 25 programming trials. Loss = FP digital
@@ -160,12 +148,12 @@ def test_noise_injection_cuts_the_one_day_accuracy_loss(data, card):
     enough to resolve (the larger digits networks lose < 0.6 points)."""
     fp_loss, cut = [], {"noise-001": [], "device-000": []}
     for seed in SEEDS:
-        fp = train_fp(build("digits-cnn-small", seed), data, epochs=40, seed=seed)
-        ref = accuracy(fp, data.x_test, data.y_test)
-        fp_loss.append(ref - evaluate_hwa(fp, card, data, [ONE_DAY_S], TRIALS, seed=100).mean())
+        fp = train_fp(build("digits-cnn-small", seed), digits_data, epochs=40, seed=seed)
+        ref = accuracy(fp, digits_data.x_test, digits_data.y_test)
+        fp_loss.append(ref - evaluate_hwa(fp, pcm_card, digits_data, [ONE_DAY_S], TRIALS, seed=100).mean())
         for method, losses in cut.items():
-            r = train_hwa(fp, card, method, data, HWAOptions(seed=seed))
-            losses.append(ref - evaluate_hwa(r, card, data, [ONE_DAY_S], TRIALS, seed=100).mean())
+            r = train_hwa(fp, pcm_card, method, digits_data, HWAOptions(seed=seed))
+            losses.append(ref - evaluate_hwa(r, pcm_card, digits_data, [ONE_DAY_S], TRIALS, seed=100).mean())
     assert np.mean(fp_loss) > 0.005  # a loss worth cutting
     for method, losses in cut.items():
         reduction = 1 - np.mean(losses) / np.mean(fp_loss)
@@ -177,9 +165,9 @@ def devmodel(*args):
                           text=True, timeout=600)
 
 
-def test_train_hwa_cli(tmp_path, card):
+def test_train_hwa_cli(tmp_path, pcm_card):
     path = tmp_path / "card.json"
-    path.write_text(card.to_json())
+    path.write_text(pcm_card.to_json())
     out, ckpt = tmp_path / "hwa.pt", tmp_path / "ckpt"
     r = devmodel("train-hwa", "--card", str(path), "--network", "digits-mlp-small", "--method",
                  "fluct-004", "--epochs", "1", "--fp-epochs", "2", "--trials", "2", "--times",

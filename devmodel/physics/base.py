@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from devmodel.array import ChipInfo, PulseCounter, PulseKind, ReadBatch, as_addresses, check_pulses
+from devmodel.array import (
+    ChipInfo,
+    PulseCounter,
+    PulseKind,
+    ReadBatch,
+    as_addresses,
+    check_pulses,
+    check_reads,
+)
 from devmodel.errors import DevmodelError
 from devmodel.physics.clock import ClockedArray, VirtualClock
 
@@ -71,15 +79,9 @@ class SimulatedChip(ClockedArray):
 
     def read(self, addresses: np.ndarray, n_reads: int = 1, interval_s: float = 0.0) -> ReadBatch:
         a = as_addresses(addresses, self.info.n_devices)
-        n_reads = int(n_reads)
-        if not 1 <= n_reads <= self.info.limits.max_reads_per_request:
-            raise DevmodelError(
-                f"n_reads must be in 1..{self.info.limits.max_reads_per_request}, got {n_reads}"
-            )
+        n_reads = check_reads(self.info, n_reads, interval_s)
         m, cyc = a.size, self.timing.read_cycle_s
         start = self.clock.advance(self.timing.command_overhead_s)
-        if not np.isfinite(interval_s) or interval_s < 0:
-            raise DevmodelError(f"read interval must be a finite number ≥ 0 s, got {interval_s}")
         if interval_s and n_reads > 1:
             if m * cyc > interval_s:
                 raise DevmodelError(

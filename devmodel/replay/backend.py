@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from devmodel.array import ChipInfo, PulseKind, ReadBatch, as_addresses
-from devmodel.errors import ChipURLError, DevmodelError, SessionFileError
+from devmodel.array import ChipInfo, PulseKind, ReadBatch, as_addresses, check_reads
+from devmodel.errors import ChipURLError, SessionFileError
 from devmodel.physics.clock import ClockedArray, VirtualClock
 from devmodel.replay.record import Record, ReplayError, load_record, open_h5, table
 
@@ -89,11 +89,7 @@ class ReplayChip(ClockedArray):
 
     def read(self, addresses: np.ndarray, n_reads: int = 1, interval_s: float = 0.0) -> ReadBatch:
         a = as_addresses(addresses, self.info.n_devices)
-        n = int(n_reads)
-        if not 1 <= n <= self.info.limits.max_reads_per_request:
-            raise DevmodelError(f"n_reads must be in 1..{self.info.limits.max_reads_per_request}, got {n}")
-        if not np.isfinite(interval_s) or interval_s < 0:
-            raise DevmodelError(f"read interval must be a finite number ≥ 0 s, got {interval_s}")
+        n = check_reads(self.info, n_reads, interval_s)
         m = a.size
         if m == 0:
             return ReadBatch(np.empty((0, n)), np.empty((0, n)))

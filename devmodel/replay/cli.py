@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from devmodel.errors import friendly
+from devmodel.progress import PhaseBars
 
 PROCEDURES = ("drift", "bursts", "program-verify")
 
@@ -109,7 +110,7 @@ def _schedule(session, names, out, overwrite, policy, window, schedule, quiet) -
     else:
         target = out_path.with_name(out_path.name + ".partial")
         target.unlink(missing_ok=True)
-    bars = _Bars(not quiet)
+    bars = PhaseBars(not quiet)
     try:
         config = dict(record.config, replay={"source": str(record.path), "procedures": list(names),
                                              "policy": policy, "window": window,
@@ -216,26 +217,3 @@ def _recorded_setting(record, sets) -> str:
     rec = json.loads(record.attrs.get("verify_config", "{}") or "{}")
     return ", ".join(f"{k}={rec.get(k)}" for k in sets)
 
-
-class _Bars:
-    """One tqdm bar per phase (as `devmodel characterize` shows them)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.bar, self.phase = enabled, None, ""
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if phase != self.phase:
-            self.close()
-            self.bar = tqdm(total=total, desc=f"{phase:>15}", unit=" events", leave=False,
-                            file=sys.stderr, disable=None, mininterval=0.5)
-            self.phase = phase
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -47,6 +47,7 @@ from devmodel.store.session import (
     SCHEMA_VERSION,
     TABLES,
     _utc_now,
+    append_rows,
     to_json,
 )
 
@@ -347,13 +348,7 @@ class DurableSessionWriter:
     def append(self, table: str, columns: dict[str, np.ndarray]) -> None:
         """Buffer rows for ``reads`` or ``trace``; they are acknowledged at the next commit."""
         spec = TABLES[table]
-        missing = set(spec) - set(columns)
-        if missing:
-            raise ValueError(f"append to {table}: missing columns {sorted(missing)}")
-        n = {np.size(v) for v in columns.values()}
-        if len(n) != 1:
-            raise ValueError(f"append to {table}: columns of different lengths {n}")
-        if n.pop():
+        if append_rows(table, columns):
             self._buffer[table].append({c: np.asarray(columns[c]).ravel() for c in spec})
 
     def set_attr(self, key: str, value: Any) -> None:

@@ -189,13 +189,7 @@ class SessionWriter:
     def append(self, table: str, columns: dict[str, np.ndarray]) -> None:
         """Append rows to ``reads`` or ``trace``; all columns required, equal lengths."""
         spec = TABLES[table]
-        missing = set(spec) - set(columns)
-        if missing:
-            raise ValueError(f"append to {table}: missing columns {sorted(missing)}")
-        n = {np.size(v) for v in columns.values()}
-        if len(n) != 1:
-            raise ValueError(f"append to {table}: columns of different lengths {n}")
-        k = n.pop()
+        k = append_rows(table, columns)
         if k == 0:
             return
         self._buffer[table].append({c: np.asarray(columns[c]).ravel() for c in spec})
@@ -277,6 +271,17 @@ class Session:
     @property
     def n_devices(self) -> int:
         return int(self.devices["address"].size)
+
+
+def append_rows(table: str, columns: dict[str, np.ndarray]) -> int:
+    """Rows in an append to ``reads`` or ``trace`` (both writers): every column, equal lengths."""
+    missing = set(TABLES[table]) - set(columns)
+    if missing:
+        raise ValueError(f"append to {table}: missing columns {sorted(missing)}")
+    n = {np.size(v) for v in columns.values()}
+    if len(n) != 1:
+        raise ValueError(f"append to {table}: columns of different lengths {n}")
+    return n.pop()
 
 
 def read_session(path: str | Path, *, with_trace: bool = True) -> Session:
