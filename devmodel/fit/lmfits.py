@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from lmfit import Model, Parameters, minimize
 from lmfit.models import PolynomialModel
+from scipy import stats
 
 from devmodel.physics.published import ClippedLog, PowerLawCap
 
@@ -26,6 +27,8 @@ def _quality(res, x, y) -> dict:
         "rsquared": float(res.rsquared) if np.isfinite(res.rsquared) else None,
         "n_points": int(np.size(y)),
         "n_free": int(res.nvarys),
+        "chi2_p": (float(stats.chi2.sf(res.chisqr, res.nfree)) if res.nfree > 0
+                   and np.isfinite(res.chisqr) else None),
         "x": np.asarray(x).tolist(),
         "y": np.asarray(y).tolist(),
         "residual": (np.asarray(y) - res.best_fit).tolist(),
@@ -48,6 +51,23 @@ def fit_poly(x: np.ndarray, y: np.ndarray, se: np.ndarray, degree: int) -> FitRe
     params = model.guess(y, x=x)
     res = model.fit(y, params, x=x, weights=1.0 / np.asarray(se))
     return _finish(res, [f"c{i}" for i in range(degree + 1)], x, y, [])
+
+
+def fit_poly_auto(x: np.ndarray, y: np.ndarray, se: np.ndarray, min_degree: int,
+                  max_degree: int = 6, p_min: float = 0.01) -> FitResult:
+    """The lowest-degree polynomial whose residuals are consistent with the points' errors (χ²
+    p-value ≥ ``p_min``), from ``min_degree`` up to ``max_degree`` with at least three degrees of
+    freedom left; if none is, the highest tried. Used for the mean offset at t0, which follows the
+    verify loop's level-to-level behaviour rather than a published form (on the simulated chip a
+    quadratic left 5σ residuals at the lowest PCM level)."""
+    top = max(min(max_degree, np.size(x) - 4), min_degree)
+    for degree in range(min_degree, top + 1):
+        f = fit_poly(x, y, se, degree)
+        p = f.quality["chi2_p"]
+        if p is None or p >= p_min:
+            break
+    f.quality["degree"] = degree
+    return f
 
 
 def _clipped_log(x, a, b, lo, hi):

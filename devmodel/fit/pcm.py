@@ -15,7 +15,8 @@
 4. σ_prog per level from the spread at t0 (a Gaussian left-censored at 0 by maximum likelihood, so
    the devices the model clamps at 0 do not distort the lowest levels) with the 1/f noise accumulated
    until t0 and the white noise removed (exact for G_t0 = G_prog·(1 + Q_s·η)); weighted polynomial
-   by lmfit. The mean at t0 is kept as a polynomial offset from the target.
+   by lmfit. The mean at t0 is kept as a polynomial offset from the target, of the lowest degree
+   (≥ the σ_prog degree) whose χ² is consistent with the level means' errors (``fit_poly_auto``).
 5. Drift–programming coupling: a device's ν acts between its last verify read and t0, so G(t0) and ν
    are correlated. Cov(G(t0)/mean − 1, ν̂) minus the estimator's own covariance, divided by the
    intrinsic Var ν, is −ln(t0/τ_v) with τ_v the effective verify age; it is kept in the card when
@@ -35,6 +36,7 @@ from devmodel.fit.lmfits import (
     FitResult,
     fit_clipped_log,
     fit_poly,
+    fit_poly_auto,
     fit_power_law_cap_levels,
 )
 from devmodel.fit.stats import (
@@ -183,7 +185,7 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
     sig_prog = np.sqrt(np.maximum(var_prog, 0))
     sig_prog_se = lv.var_t0_se / (2 * np.maximum(sig_prog, 1e-6))
     fit_prog = fit_poly(x_t[ok], sig_prog[ok], sig_prog_se[ok], opts.prog_degree)
-    fit_off = fit_poly(x_t, lv.mean_t0 - lv.g_us, np.sqrt(lv.var_t0 / lv.n), opts.prog_degree)
+    fit_off = fit_poly_auto(x_t, lv.mean_t0 - lv.g_us, np.sqrt(lv.var_t0 / lv.n), opts.prog_degree)
 
     deg = range(opts.prog_degree + 1)
     card = DeviceModel(
@@ -191,7 +193,7 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
         programming=Programming(
             poly_coeffs_us=[fit_prog.values[f"c{i}"] for i in deg], g_ref_us=s.g_max_us,
             poly_coeffs_stderr_us=[fit_prog.stderr[f"c{i}"] for i in deg],
-            mean_offset_coeffs_us=[fit_off.values[f"c{i}"] for i in deg],
+            mean_offset_coeffs_us=list(fit_off.values.values()),
             censored_levels_us=lv.g_us[lv.censored > 0.005].tolist(),
             verify_age_s=tau_v,
         ),
