@@ -6,6 +6,7 @@ and nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -82,11 +83,13 @@ def main() -> None:
 @click.option("--schedule", help="Read ages in s after each device's last pulse, increasing "
               "[default PCM: 20,60,200,600,3600,10800,86400].")
 @click.option("--burst-devices", type=int, default=None,
-              help="Devices per level read in a read-noise burst (0: none) [default 100].")
+              help="Devices per level read in a read-noise burst (0: none) [default 100, at most "
+              "--devices].")
 @click.option("--burst-reads", type=int, default=None, help="Reads per burst [PCM 256].")
 @click.option("--burst-interval", type=float, default=None, help="Seconds between burst reads "
               "(0: back to back) [1].")
-@click.option("--burst-age", type=float, default=None, help="Age of the burst in s [PCM 1000].")
+@click.option("--burst-age", type=float, default=None,
+              help="Age of the burst in s, between two schedule ages [PCM 1000, ReRAM 300].")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the simulated chip (ignored if the URL sets one).")
 @click.option("--station", type=click.Path(dir_okay=False), default=None,
@@ -148,7 +151,8 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
             devices_per_level=devices,
             schedule_s=schedule_t or cfg.schedule_s,
             bursts=BurstConfig(
-                devices_per_level=b.devices_per_level if burst_devices is None else burst_devices,
+                devices_per_level=(min(b.devices_per_level, devices) if burst_devices is None
+                                   else burst_devices),
                 n_reads=b.n_reads if burst_reads is None else burst_reads,
                 interval_s=b.interval_s if burst_interval is None else burst_interval,
                 age_s=b.age_s if burst_age is None else burst_age,
@@ -433,7 +437,8 @@ def format_card(card) -> str:
 
 @main.command()
 @click.argument("session", type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model card (JSON).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Model card (JSON) [default: the session's name with .json, in the current directory].")
 @click.option("--prog-degree", type=int, default=2, show_default=True,
               help="Degree of the PCM σ_prog polynomial.")
 @click.option("--reram-degree", type=int, default=4, show_default=True,
@@ -453,7 +458,7 @@ def fit(session, out, prog_degree, reram_degree, holdout_fraction, holdout_seed,
     from devmodel.fit.reram import ReramFitOptions
     from devmodel.fit.session import fit_session
 
-    out_path = Path(out)
+    out_path = Path(out) if out else Path(Path(session).with_suffix(".json").name)
     if out_path.exists() and not overwrite:
         raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
     if not 0 <= holdout_fraction < 1:
@@ -577,23 +582,39 @@ def export(card, target, out, g_max_us, overwrite) -> None:
         click.echo(f"written {out}")
 
 
-def _check_times(model, times_s: list[float], extrapolate: bool) -> None:
-    """Refuse inference times outside the card's fitted ages before any training starts (one device
-    programmed and moved to every time)."""
-    if extrapolate:
-        return
-    from torch import nn
+def _check_times(model, times_s: list[float], extrapolate: bool) -> list[bool]:
+    """Which inference times lie outside the card's fitted ages, found before any training starts.
+    Refused without ``extrapolate``; otherwise one note on stderr (the rows are marked '*') and the
+    native model's per-call warnings are silenced by the caller (``_quiet_extrapolation``)."""
+    from devmodel.export.native import NativeNoiseModel
 
-    from devmodel.export.native import ExtrapolationError
-    from devmodel.sim import CrossbarConfig, convert
+    lo, hi = NativeNoiseModel(model).fitted_time_range()
+    if lo is None:
+        return [False] * len(times_s)
+    ages = [t + model.t0_s if model.technology == "pcm" else t for t in times_s]
+    outside = [not (lo * 0.999 <= a <= hi * 1.001) for a in ages]
+    if any(outside):
+        shown = ", ".join(f"{t:g}" for t, o in zip(times_s, outside, strict=True) if o)
+        age = f" (age t0 + t, t0 = {model.t0_s:g} s)" if model.technology == "pcm" else ""
+        where = f"t = {shown} s{age} lies outside the ages this card was fitted on ({lo:g}–{hi:g} s)"
+        if not extrapolate:
+            raise DevmodelError(f"{where}; drop --no-extrapolate to extrapolate")
+        how = ("drift and 1/f noise follow their fitted laws" if model.technology == "pcm"
+               else "the nearest fitted snapshot is used")
+        click.echo(f"devmodel: note: {where}; {how} there (rows marked *)", err=True)
+    return outside
 
-    probe = convert(nn.Sequential(nn.Linear(1, 1)), model, CrossbarConfig(), extrapolate)
-    probe.program(0)
-    try:
-        for t in times_s:
-            probe.set_time(t)
-    except ExtrapolationError as e:
-        raise DevmodelError(f"{e} (pass --extrapolate)") from None
+
+@contextlib.contextmanager
+def _quiet_extrapolation():
+    """The note of ``_check_times`` replaces the native model's per-call warnings."""
+    import warnings
+
+    from devmodel.export.native import ExtrapolationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        yield
 
 
 def _load_network(name: str, epochs: int, seed: int, quiet: bool):
@@ -626,7 +647,7 @@ def _load_network(name: str, epochs: int, seed: int, quiet: bool):
               "(a torch module saved with torch.save, evaluated on digits).")
 @click.option("--times", default="1,3600,86400,31536000", show_default=True,
               help="Inference times (s, after t0 for PCM), comma-separated.")
-@click.option("--trials", type=int, default=25, show_default=True,
+@click.option("--trials", type=click.IntRange(1, 100_000), default=25, show_default=True,
               help="Programming trials (each programs every device anew).")
 @click.option("--crossbar", type=click.Choice(["standard", "ideal-periphery", "ideal"]),
               default="standard", show_default=True,
@@ -634,9 +655,10 @@ def _load_network(name: str, epochs: int, seed: int, quiet: bool):
               "ideal: no non-ideality.")
 @click.option("--scales", type=click.Choice(["column", "tile"]), default="column", show_default=True)
 @click.option("--no-drift-compensation", is_flag=True, help="Turn global drift compensation off.")
-@click.option("--extrapolate", is_flag=True,
-              help="Allow times outside the ages the card was fitted on (with a warning).")
-@click.option("--epochs", type=int, default=30, show_default=True,
+@click.option("--extrapolate/--no-extrapolate", default=True, show_default=True,
+              help="Times outside the ages the card was fitted on: use the fitted laws there (a note "
+              "on stderr, rows marked *) or refuse.")
+@click.option("--epochs", type=click.IntRange(1, 100_000), default=30, show_default=True,
               help="Floating-point training epochs for the digits networks.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
@@ -654,22 +676,21 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
     times_s = list(_floats("times", times))
     if not times_s or any(t <= 0 for t in times_s):
         raise DevmodelError("--times: inference times must be positive seconds")
-    if trials < 1:
-        raise DevmodelError("--trials must be at least 1")
     cfg = {"standard": CrossbarConfig.standard(), "ideal-periphery": CrossbarConfig(),
            "ideal": CrossbarConfig.ideal()}[crossbar]
     cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
                     and not no_drift_compensation)
-    _check_times(model, times_s, extrapolate)
+    outside = _check_times(model, times_s, extrapolate)
     net, data = _load_network(network, epochs, seed, quiet)
     fp = accuracy(net, data.x_test, data.y_test)
     anet = convert(net, model, cfg, extrapolate)
     bar = tqdm(total=trials, desc="trials", disable=quiet or None, file=sys.stderr, leave=False)
     try:
-        acc = evaluate_over_time(anet, data.x_test, data.y_test, times_s, trials, seed,
-                                 calibration=data.x_train, progress=lambda i, n: bar.update(1))
+        with _quiet_extrapolation():
+            acc = evaluate_over_time(anet, data.x_test, data.y_test, times_s, trials, seed,
+                                     calibration=data.x_train, progress=lambda i, n: bar.update(1))
     except ExtrapolationError as e:
-        raise DevmodelError(f"{e} (pass --extrapolate)") from None
+        raise DevmodelError(f"{e} (drop --no-extrapolate)") from None
     finally:
         bar.close()
     mean, sem = acc.mean(0), acc.std(0, ddof=1) / np.sqrt(trials) if trials > 1 else 0 * acc[0]
@@ -677,8 +698,8 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
                f"{scales} scales, drift compensation {'on' if cfg.drift_compensation else 'off'}, "
                f"{trials} trials; floating point {100 * fp:.2f} %")
     click.echo("        time s   accuracy %    ± SEM")
-    for t, m, e in zip(times_s, mean, sem, strict=True):
-        click.echo(f"  {t:12g}   {100 * m:10.2f}   {100 * e:6.2f}")
+    for t, m, e, o in zip(times_s, mean, sem, outside, strict=True):
+        click.echo(f"  {t:12g}   {100 * m:10.2f}   {100 * e:6.2f}" + ("  *" if o else ""))
     if plot:
         import matplotlib
 
@@ -704,19 +725,21 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
 @click.option("--method", required=True,
               type=click.Choice(["noise-001", "device-000", "hasgd-002", "tile-003", "fluct-004"]),
               help="Training method, named after the seed it comes from (docs/hwa-training.md).")
-@click.option("--epochs", type=int, default=60, show_default=True,
+@click.option("--epochs", type=click.IntRange(1, 100_000), default=60, show_default=True,
               help="Hardware-aware epochs (per pipeline level for tile-003).")
-@click.option("--fp-epochs", type=int, default=40, show_default=True,
+@click.option("--fp-epochs", type=click.IntRange(1, 100_000), default=40, show_default=True,
               help="Floating-point epochs for a digits network trained here first.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--noise-scale", type=float, default=None,
+@click.option("--lr", type=click.FloatRange(0, 10, min_open=True), default=1e-3, show_default=True)
+@click.option("--noise-scale", type=click.FloatRange(0, 100), default=None,
               help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3, hasgd-002: 2].")
-@click.option("--perturbations", type=int, default=4, show_default=True, help="hasgd-002: L.")
+@click.option("--perturbations", type=click.IntRange(1, 1000), default=4, show_default=True,
+              help="hasgd-002: L.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--times", default="1,3600,86400", show_default=True,
               help="Inference times (s) of the evaluation after training.")
-@click.option("--trials", type=int, default=25, show_default=True)
-@click.option("--extrapolate", is_flag=True, help="Allow times beyond the card's fitted ages.")
+@click.option("--trials", type=click.IntRange(1, 100_000), default=25, show_default=True)
+@click.option("--extrapolate/--no-extrapolate", default=True, show_default=True,
+              help="Times outside the card's fitted ages: use the fitted laws (rows marked *) or refuse.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Save the trained network (torch.save) here.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
@@ -735,34 +758,38 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, per
 
     model = DeviceModel.load(card)
     times_s = list(_floats("times", times))
-    if not times_s or any(t <= 0 for t in times_s) or trials < 1:
-        raise DevmodelError("--times must be positive seconds and --trials at least 1")
+    if not times_s or any(t <= 0 for t in times_s):
+        raise DevmodelError("--times must be positive seconds")
     if out and Path(out).exists():
         raise DevmodelError(f"{out} already exists; choose another --out")
-    _check_times(model, times_s, extrapolate)
+    outside = _check_times(model, times_s, extrapolate)
     fp_net, data = _load_network(network, fp_epochs, seed, quiet)
     opts = HWAOptions(epochs=epochs, lr=lr, seed=seed, noise_scale=noise_scale,
                       n_perturb=perturbations)
     result = train_hwa(fp_net, model, method, data, opts, progress=not quiet,
                        checkpoint_dir=checkpoint_dir)
     try:
-        fp_acc = evaluate_hwa(fp_net, model, data, times_s, trials, seed,
-                              config=result.method.eval_config(), extrapolate=extrapolate)
-        hwa_acc = evaluate_hwa(result, model, data, times_s, trials, seed, extrapolate=extrapolate)
+        with _quiet_extrapolation():
+            fp_acc = evaluate_hwa(fp_net, model, data, times_s, trials, seed,
+                                  config=result.method.eval_config(), extrapolate=extrapolate)
+            hwa_acc = evaluate_hwa(result, model, data, times_s, trials, seed, extrapolate=extrapolate)
     except ExtrapolationError as e:
-        raise DevmodelError(f"{e} (pass --extrapolate)") from None
+        raise DevmodelError(f"{e} (drop --no-extrapolate)") from None
     fp_digital = accuracy(fp_net, data.x_test, data.y_test)
     hwa_digital = accuracy(result.net, data.x_test, data.y_test)
     click.echo(f"{method} ({result.method.seed}) on {network}, {epochs} epochs in {result.seconds:.1f} s; "
                f"digital accuracy FP {100 * fp_digital:.2f} %, HWA {100 * hwa_digital:.2f} %")
     click.echo(f"  {', '.join(f'{k} = {v}' for k, v in result.report.items())}")
     click.echo("        time s    FP mapped %     HWA %   (mean ± SEM over trials; HWA median, top-25 %)")
-    sem = np.sqrt(trials)
+    def sem(a: np.ndarray) -> float:  # standard error of the mean, as `devmodel evaluate` prints it
+        return float(a.std(ddof=1) / np.sqrt(a.size)) if a.size > 1 else 0.0
+
     for j, t in enumerate(times_s):
         a, b = fp_acc[:, j], hwa_acc[:, j]
-        click.echo(f"  {t:12g}   {100 * a.mean():6.2f} ± {100 * a.std() / sem:4.2f}   "
-                   f"{100 * b.mean():6.2f} ± {100 * b.std() / sem:4.2f}   "
-                   f"({100 * np.median(b):.2f}, {100 * np.percentile(b, 75):.2f})")
+        click.echo(f"  {t:12g}   {100 * a.mean():6.2f} ± {100 * sem(a):4.2f}   "
+                   f"{100 * b.mean():6.2f} ± {100 * sem(b):4.2f}   "
+                   f"({100 * np.median(b):.2f}, {100 * np.percentile(b, 75):.2f})"
+                   + ("  *" if outside[j] else ""))
     if out:
         tmp = Path(out).with_name(Path(out).name + ".part")
         torch.save(result.net, tmp)  # a whole module, as --network path.pt expects

@@ -27,7 +27,7 @@ SAMPLES = {
                                  "age_s": 1000.0}},
     "reram_sample.h5": {"url": "sim:reram?devices=4096&seed=11", "seed": 11, "devices": 300,
                         "bursts": {"devices_per_level": 20, "n_reads": 64, "interval_s": 1.0,
-                                   "age_s": 100.0}},
+                                   "age_s": 300.0}},
 }
 
 

@@ -29,11 +29,14 @@ def test_characterize_then_info(tmp_path):
 
 def test_reram_session(tmp_path):
     out = tmp_path / "r.h5"
+    # default bursts (100 per level, clamped to --devices) at 300 s, clear of the schedule reads
     r = devmodel("characterize", "--chip", "sim:reram?devices=4096", "--devices", "20",
-                 "--schedule", "1,100", "--burst-devices", "0", "--quiet", "--out", str(out))
+                 "--schedule", "1,100,1000", "--quiet", "--out", str(out))
     assert r.returncode == 0, r.stderr
     with h5py.File(out) as f:
         assert f.attrs["technology"] == "reram" and f.attrs["g_max_us"] == 40.0
+        assert f["bursts/device"].shape == (13 * 20,)
+    assert ", 0 late reads" in devmodel("info", str(out)).stdout
 
 
 @pytest.mark.parametrize("args, phrase", [
@@ -45,6 +48,8 @@ def test_reram_session(tmp_path):
     (["--chip", "nonsense"], "has no scheme"),
     (["--schedule", "20,10"], "--schedule: ages must be strictly increasing"),
     (["--schedule", "-1,10"], "--schedule: ages must be positive"),
+    (["--schedule", "20,600,1200"], "--burst-age: the read-noise burst at 1000 s runs until 1255 s and "
+     "would delay the schedule read at 1200 s"),
 ])
 def test_bad_input_is_one_sentence_nonzero_exit_nothing_written(tmp_path, args, phrase):
     out = tmp_path / "s.h5"

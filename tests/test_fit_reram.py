@@ -47,3 +47,14 @@ def test_interpolation_in_log_time_and_explicit_extrapolation(reram_card):
 def test_published_reram_card_round_trips():
     card = DeviceModel.published_reram()
     assert DeviceModel.from_json(card.to_json()).to_json() == card.to_json()
+
+
+def test_snapshots_of_a_session_sit_at_its_nominal_schedule_ages():
+    """Reads come a few ms after their nominal age; the card answers at the ages the schedule named
+    (so `evaluate --times 1` and aihwkit's t_inference = 1 s hit the first snapshot exactly)."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "calibration_data" / "reram_sample.h5"
+    card = fit_session(sample)
+    assert [s.t_s for s in card.snapshots] == [1.0, 10.0, 100.0, 1000.0, 3600.0, 86400.0, 172800.0]
+    assert card.t0_s == 1.0

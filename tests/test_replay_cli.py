@@ -16,9 +16,9 @@ PCM = ROOT / "calibration_data" / "pcm_sample.h5"
 RERAM = ROOT / "calibration_data" / "reram_sample.h5"
 
 
-def devmodel(*args):
+def devmodel(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "devmodel.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+                          text=True, timeout=300, cwd=cwd)
 
 
 def test_calibration_data_is_shipped_small_and_not_ignored():
@@ -34,9 +34,11 @@ def test_calibration_data_is_shipped_small_and_not_ignored():
 
 
 def test_fit_works_out_of_the_box(tmp_path):
-    r = devmodel("fit", PCM, "--out", tmp_path / "card.json")
+    r = devmodel("fit", PCM, cwd=tmp_path)  # the command as written: no --out
     assert r.returncode == 0, r.stderr
-    assert "drift.nu_mean" in r.stdout and (tmp_path / "card.json").exists()
+    assert "drift.nu_mean" in r.stdout and (tmp_path / "pcm_sample.json").exists()
+    r = devmodel("fit", PCM, cwd=tmp_path)  # never overwritten silently
+    assert r.returncode == 2 and "pcm_sample.json already exists" in r.stderr
 
 
 @pytest.mark.parametrize("path", [PCM, RERAM])

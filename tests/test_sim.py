@@ -132,10 +132,20 @@ def test_evaluate_cli(tmp_path, published_pcm_card):
                  "1,3600,86400", "--trials", "2", "--epochs", "10", "--plot", str(plot), "--quiet")
     assert r.returncode == 0, r.stderr
     assert "accuracy %" in r.stdout and "floating point" in r.stdout and plot.stat().st_size > 1000
+    # 1 year: beyond the fitted day; extrapolated by the fitted laws with one note, or refused
     r = devmodel("evaluate", "--card", str(card), "--network", "digits-mlp", "--times",
-                 "31536000", "--trials", "1", "--epochs", "1", "--quiet")
+                 "86400,31536000", "--trials", "1", "--epochs", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("devmodel: note: t = 3.1536e+07 s (age t0 + t, t0 = 20 s) lies outside") == 1
+    assert "Warning" not in r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["86400", "3.1536e+07"] and rows[1][-1] == "*" != rows[0][-1]
+    r = devmodel("evaluate", "--card", str(card), "--network", "digits-mlp", "--times",
+                 "31536000", "--trials", "1", "--epochs", "1", "--quiet", "--no-extrapolate")
     assert r.returncode == 2 and "outside the ages this card was fitted on" in r.stderr
-    assert "--extrapolate" in r.stderr and "Traceback" not in r.stderr
+    assert "--no-extrapolate" in r.stderr and "Traceback" not in r.stderr
+    r = devmodel("evaluate", "--card", str(card), "--epochs", "0", "--quiet")
+    assert r.returncode == 2 and r.stderr.startswith("devmodel: error: invalid value for '--epochs'")
     r = devmodel("evaluate", "--card", str(card), "--network", "nonsense", "--times", "3600", "--quiet")
     assert r.returncode == 2 and "neither digits-mlp" in r.stderr
     r = devmodel("evaluate", "--card", str(card), "--times", "-5", "--quiet")

@@ -181,5 +181,8 @@ def test_train_hwa_cli(tmp_path, pcm_card):
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
     r = devmodel("train-hwa", "--card", str(path), "--method", "noise-001", "--times", "1e9",
                  "--epochs", "1", "--fp-epochs", "1", "--trials", "1", "--network", "digits-mlp-small",
-                 "--quiet")
-    assert r.returncode == 2 and "--extrapolate" in r.stderr
+                 "--quiet", "--no-extrapolate")
+    assert r.returncode == 2 and "--no-extrapolate" in r.stderr
+    for bad in (["--perturbations", "-3"], ["--lr", "0"], ["--noise-scale", "-2"], ["--epochs", "-1"]):
+        r = devmodel("train-hwa", "--card", str(path), "--method", "hasgd-002", *bad, "--quiet")
+        assert r.returncode == 2 and f"invalid value for '{bad[0]}'" in r.stderr, (bad, r.stderr)

@@ -35,6 +35,10 @@ from devmodel.errors import DevmodelError
 from devmodel.model.card import DeviceModel
 
 
+class ExtrapolationWarning(UserWarning):
+    """A time outside the card's fitted ages, used because extrapolation was allowed."""
+
+
 class ExtrapolationError(DevmodelError):
     """A time outside the range the card was fitted on, without explicit permission."""
 
@@ -243,7 +247,7 @@ class NativeNoiseModel:
                    f"({lo:g}–{hi:g} s)")
             if not self.extrapolate:
                 raise ExtrapolationError(msg + "; allow extrapolation explicitly")
-            warnings.warn(msg + ": extrapolating", stacklevel=3)
+            warnings.warn(msg + ": extrapolating", ExtrapolationWarning, stacklevel=3)
 
     def fitted_time_range(self) -> tuple[float | None, float | None]:
         """Ages the card's data covered (None: a published card, no limit recorded)."""

@@ -41,6 +41,25 @@ def read_noise_from_bursts(data: FitData) -> float | None:
     return float(robust_sigma(diffs) / np.sqrt(2)) if diffs.size > 10 else None
 
 
+def _schedule(config: dict) -> list[float]:
+    """The nominal drift-schedule ages a session's configuration names ([] if none or unusable)."""
+    sweep = config.get("sweep") if isinstance(config, dict) else None
+    ages = sweep.get("schedule_s") if isinstance(sweep, dict) else None
+    ok = isinstance(ages, list) and all(isinstance(a, int | float) and a > 0 for a in ages)
+    return [float(a) for a in ages] if ok else []
+
+
+def _nominal_ages(measured_s: np.ndarray, schedule_s, rel_tol: float) -> np.ndarray:
+    """Snapshot times at the session's nominal schedule ages (1 s, 1 day, …) where a measured
+    cluster's mean age is within ``rel_tol`` of one (reads come a few ms late), so a card fitted on
+    a session answers at the times its schedule named; measured means otherwise (imported tables)."""
+    nominal = np.asarray(schedule_s, dtype=float)
+    if nominal.size == 0:
+        return measured_s
+    near = nominal[np.argmin(np.abs(np.log(measured_s[:, None] / nominal[None, :])), axis=1)]
+    return np.where(np.abs(measured_s / near - 1) <= rel_tol, near, measured_s)
+
+
 def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel:
     """Fit the ReRAM card: snapshots of σ(x) and mean shift, read noise."""
     opts = opts or ReramFitOptions()
@@ -51,7 +70,8 @@ def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel
             f"polynomial needs at least {opts.degree + 2}"
         )
     rn = read_noise_from_bursts(data)
-    ages = typical_ages(data.age_s[data.use[data.dev]], data.dev[data.use[data.dev]])
+    ages = _nominal_ages(typical_ages(data.age_s[data.use[data.dev]], data.dev[data.use[data.dev]]),
+                         _schedule(s.config), opts.snapshot_rel_tol / 2)
     snapshots, quality = [], {}
     x_all = data.levels_us / s.g_max_us
     for age in ages:

@@ -71,8 +71,10 @@ class SweepConfig:
     def default(cls, technology: str, devices_per_level: int = 2000, **kw) -> SweepConfig:
         if technology == "pcm":
             return cls(PCM_DEFAULT_LEVELS_US, devices_per_level, PCM_DEFAULT_SCHEDULE_S, **kw)
+        # between the 100 s and 1000 s schedule reads: a burst at a schedule age delays that read
+        # for every device (the scheduler reads one batch at a time)
         burst = kw.pop("bursts", BurstConfig(devices_per_level=100, n_reads=64, interval_s=1.0,
-                                             age_s=100.0))
+                                             age_s=300.0))
         kw.setdefault("age_tolerance", 0.05)  # t0 = 1 s: a 10 ms cohort would be needlessly thin
         return cls(RERAM_DEFAULT_LEVELS_US, devices_per_level, RERAM_DEFAULT_SCHEDULE_S,
                    bursts=burst, **kw)
@@ -103,6 +105,13 @@ class SweepConfig:
             raise DevmodelError("--burst-devices must be between 0 and --devices")
         if b.devices_per_level and (b.n_reads < 2 or b.interval_s < 0 or b.age_s <= 0):
             raise DevmodelError("bursts need ≥ 2 reads, an interval ≥ 0 s and an age > 0 s")
+        end_s = b.age_s + (b.n_reads - 1) * b.interval_s
+        hit = sch[(sch >= b.age_s) & (sch <= end_s)] if b.devices_per_level else sch[:0]
+        if hit.size:
+            raise DevmodelError(
+                f"--burst-age: the read-noise burst at {b.age_s:g} s runs until {end_s:g} s and would "
+                f"delay the schedule read at {hit[0]:g} s for every device; move the burst between "
+                f"two schedule ages")
         if not 0 < self.age_tolerance < 1:
             raise DevmodelError("age tolerance must be a fraction in (0, 1)")
 
