@@ -109,7 +109,8 @@ def main() -> None:
               show_default=True, help="full: commits survive power loss (fsync); process: they survive "
               "the death of the process; off: a plain file that cannot be resumed.")
 @click.option("--checkpoint-interval", type=click.FloatRange(0.0, 3600.0), default=2.0,
-              show_default=True, help="Seconds of wall time between commits of the session file.")
+              show_default=True, help="Least wall time between commits of the session file (s; also "
+              "long enough that commits take ≤ 5 % of the time; 0: every safe point).")
 @click.option("--faults", default=None,
               help="Rehearse instrument faults on a visa:// chip, e.g. "
               "timeout=0.01,drop=0.005,garble=0.002,short=0.002,slow=0.01,seed=1 (fractions of commands).")
@@ -122,7 +123,8 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
     """Program devices to target levels and record drift and read noise into a session file.
 
     \b
-    The file is committed atomically every --checkpoint-interval seconds; after a crash, a kill or a
+    The file is committed atomically at safe points, at least --checkpoint-interval seconds apart
+    (longer for large sessions, so commits stay under 5 % of the time); after a crash, a kill or a
     stop on an instrument fault, `devmodel characterize --resume session.h5` continues it with no
     record lost or repeated (docs/reliability.md).
     """

@@ -74,6 +74,11 @@ GOOD = "device,target_us,time_s,g_us\n0,5,20,5.1\n0,5,60,5.0\n1,10,20,9.8\n1,10,
     (GOOD + "0,7,200,5\n", "line 6, column target_us: device 0 has two different targets"),
     (GOOD + "2,10,20,5\n", "line 6: device 2 has 1 schedule read(s)"),
     (GOOD + "2,10,20\n", "line 6: 3 cells where the header has 4"),
+    ("device,target_us,time_s,g_us,,note\n0,5,20,5.1,x,a\n", "header column 5 has no name"),
+    ("device,target_us,time_s,g_us,burst\n0,5,20,5,\n0,5,60,5,\n0,5,1000,5,1\n0,5,1001,5,1\n"
+     "0,5,1010,5,1\n", "line 5, column time_s: burst 1 of device 0 is not equally spaced"),
+    ("device,target_us,time_s,g_us,burst\n0,5,20,5,\n0,5,60,5,\n0,5,1000,5,1\n",
+     "line 4, column burst: burst 1 of device 0 has a single read"),
 ])
 def test_bad_tables(tmp_path, text, phrase):
     src = tmp_path / "bad.csv"
@@ -104,3 +109,18 @@ def test_fewer_levels_than_the_polynomial_needs(tmp_path):
     with pytest.raises(DevmodelError, match="2 programmed levels; a degree-2 σ_prog polynomial "
                                             "needs at least 4"):
         fit_session(out)
+
+
+def test_extra_columns_are_kept_whatever_their_text(tmp_path):
+    """Any extra column survives: numbers as floats, text as UTF-8 (µ, Å…), a '/' in a name as '_'
+    with the header's name kept in the dataset's 'column' attribute."""
+    import h5py
+
+    src = tmp_path / "x.csv"
+    src.write_text("device,target_us,time_s,g_us,note,G/G0\n0,5,20,5.1,µS chip,1\n0,5,60,5.0,Å,0.9\n",
+                   encoding="utf-8")
+    out = import_table(src, tmp_path / "x.h5", "pcm", 25.0)
+    with h5py.File(out) as f:
+        note, ratio = f["import/extra/note"], f["import/extra/G_G0"]
+        assert [v.decode() for v in note[:]] == ["µS chip", "Å"]
+        assert ratio[:].tolist() == [1.0, 0.9] and ratio.attrs["column"] == "G/G0"

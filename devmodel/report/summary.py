@@ -73,13 +73,21 @@ def summarize(session: Session) -> SessionInfo:
             n_t0=int(ok.sum()),
         ))
     sweep = session.config.get("sweep", {})
+    schedule = list(sweep.get("schedule_s", [])) if isinstance(sweep, dict) else []
+    if not schedule and session.reads["g_us"].size:  # imported tables: the ages most devices share
+        from devmodel.fit.data import typical_ages
+
+        r = session.reads
+        sel = (r["burst"] < 0) & (r["age_s"] > 0)
+        if sel.any():
+            schedule = [float(f"{a:.3g}") for a in typical_ages(r["age_s"][sel], r["device"][sel])]
     nz = target > 0
     return SessionInfo(
         path=str(session.path), technology=session.technology, status=session.status,
         n_devices=session.n_devices,
         converged_fraction=float(conv[nz].mean()) if nz.any() else float("nan"),
         median_iterations=float(np.median(d["iterations"])) if target.size else float("nan"),
-        t0_s=session.t0_s, schedule_s=list(sweep.get("schedule_s", [])),
+        t0_s=session.t0_s, schedule_s=schedule,
         n_reads=int(session.reads["g_us"].size), n_bursts=int(session.bursts.get("burst",
                                                                                 np.empty(0)).size),
         late_reads=int(session.attrs.get("late_reads", 0)), levels=rows,

@@ -17,6 +17,7 @@ import difflib
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from devmodel.errors import DevmodelError
@@ -74,6 +75,9 @@ def _read_columns(src: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]
             close = difflib.get_close_matches(name, header, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else f" (found: {', '.join(header)})"
             raise TableImportError(f"{src}: missing column '{name}'{hint}")
+    unnamed = [j + 1 for j, h in enumerate(header) if not h]
+    if unnamed:
+        raise TableImportError(f"{src}: header column {unnamed[0]} has no name (every column needs one)")
     dup = {h for h in header if header.count(h) > 1}
     if dup:
         raise TableImportError(f"{src}: column '{sorted(dup)[0]}' appears twice in the header")
@@ -159,7 +163,36 @@ def _validate(src: Path, cols: dict[str, list[str]], g_max_us: float) -> dict[st
         i = np.flatnonzero(dev == present[lonely[0]])[0]
         raise TableImportError(f"{src} line {line(i)}: device {present[lonely[0]]} has "
                            f"{n_sched[lonely[0]]} schedule read(s); drift needs at least two")
+    _check_bursts(src, t)
     return t
+
+
+def _check_bursts(src: Path, t: dict[str, np.ndarray], rel_tol: float = 0.05) -> None:
+    """Every burst (device, burst id) has ≥ 2 reads, equally spaced in time within ``rel_tol`` of
+    its mean interval: the variogram takes lags as multiples of one interval."""
+    b = np.flatnonzero(t["burst"] >= 0)
+    if b.size == 0:
+        return
+    order = b[np.lexsort((t["time_s"][b], t["burst"][b], t["device"][b]))]
+    key = np.column_stack([t["device"][order], t["burst"][order]])
+    new = np.concatenate([[True], np.any(key[1:] != key[:-1], axis=1)])
+    start = np.flatnonzero(new)
+    size = np.diff(np.append(start, order.size))
+    if (size < 2).any():
+        i = order[start[np.argmax(size < 2)]]
+        raise TableImportError(f"{src} line {i + 2}, column burst: burst {t['burst'][i]} of device "
+                               f"{t['device'][i]} has a single read; a burst needs at least two")
+    dt = np.diff(t["time_s"][order])
+    dt[start[1:] - 1] = np.nan  # across bursts
+    grp = np.cumsum(new)[:-1] - 1
+    mean_dt = np.bincount(grp, np.nan_to_num(dt), start.size) / (size - 1)
+    off = np.abs(dt - mean_dt[grp]) > rel_tol * np.maximum(mean_dt[grp], 1e-12)
+    if off.any():
+        i = order[np.argmax(off) + 1]
+        raise TableImportError(f"{src} line {i + 2}, column time_s: burst {t['burst'][i]} of device "
+                               f"{t['device'][i]} is not equally spaced (a read {dt[np.argmax(off)]:g} s "
+                               f"after the previous, the burst's mean interval is "
+                               f"{mean_dt[grp[np.argmax(off)]]:g} s)")
 
 
 def _write(tmp: Path, src: Path, t: dict, extra: dict, technology: str, g_max_us: float,
@@ -211,8 +244,11 @@ def _write(tmp: Path, src: Path, t: dict, extra: dict, technology: str, g_max_us
         g.attrs["source_sha256"] = sha256_of(src)
         ex = g.create_group("extra")
         for name, cells in extra.items():
+            key = name.replace("/", "_")  # '/' would nest HDF5 groups; the header name is kept
             try:
-                ex.create_dataset(name, data=np.array([float(c) for c in cells]))
-            except ValueError:
-                ex.create_dataset(name, data=np.array(cells, dtype="S"))
+                d = ex.create_dataset(key, data=np.array([float(c) for c in cells]))
+            except ValueError:  # text: UTF-8 strings, any script
+                d = ex.create_dataset(key, data=np.array(cells, dtype=object),
+                                      dtype=h5py.string_dtype("utf-8"))
+            d.attrs["column"] = name
         w.finish()
