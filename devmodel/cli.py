@@ -414,6 +414,7 @@ def format_card(card) -> str:
     if card.programming:
         for i, e in enumerate(card.programming.poly_coeffs_stderr_us):
             err[f"programming.c{i}"] = e
+        err["programming.verify_age_s"] = card.programming.verify_age_stderr_s
     if card.drift:
         for name in ("nu_mean", "nu_std"):
             f = getattr(card.drift, name)
@@ -422,6 +423,11 @@ def format_card(card) -> str:
     if card.read_noise:
         for k, v in card.read_noise.stderr.items():
             err[f"read_noise.{k}"] = v
+    for s in card.snapshots:
+        for i, e in enumerate(s.poly_coeffs_stderr_us):
+            err[f"snapshot.{s.t_s:g}.c{i}"] = e
+        err[f"snapshot.{s.t_s:g}.mean_shift_us"] = s.mean_shift_stderr_us
+    err["read_noise_us"] = card.read_noise_stderr_us
     for k, v in card_scalars(card).items():
         e = err.get(k)
         b = boot.get(k)

@@ -61,6 +61,10 @@ def test_uncoupled_data_gives_no_verify_age(published_pcm_card):
 def test_every_parameter_has_an_error_and_fit_statistics(published_pcm_card):
     card = published_pcm_card
     assert all(e is not None and e > 0 for e in card.programming.poly_coeffs_stderr_us)
+    p = card.programming
+    assert len(p.mean_offset_stderr_us) == len(p.mean_offset_coeffs_us)
+    assert all(e is not None and e > 0 for e in p.mean_offset_stderr_us)
+    assert p.verify_age_s is None and p.verify_age_stderr_s is None  # uncoupled data: no τ_v
     for f in (card.drift.nu_mean, card.drift.nu_std):
         for k in ("a", "b", "lo", "hi"):
             assert (f.stderr[k] is None) == (k in f.fixed)

@@ -58,3 +58,9 @@ def test_snapshots_of_a_session_sit_at_its_nominal_schedule_ages():
     card = fit_session(sample)
     assert [s.t_s for s in card.snapshots] == [1.0, 10.0, 100.0, 1000.0, 3600.0, 86400.0, 172800.0]
     assert card.t0_s == 1.0
+
+
+def test_shift_and_read_noise_have_standard_errors(reram_card):
+    assert all(s.mean_shift_stderr_us is not None and 0 < s.mean_shift_stderr_us < 0.1
+               for s in reram_card.snapshots)
+    assert 0 < reram_card.read_noise_stderr_us < 0.05 * reram_card.read_noise_us

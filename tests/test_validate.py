@@ -25,6 +25,7 @@ def test_held_out_chip_devices_at_one_day(chip_card, pcm_session_10k):
         assert predicted == pytest.approx(measured, rel=0.01)
     # the chip verifies ~1 s after each pulse: the fit finds the drift–programming coupling
     assert 0.5 < chip_card.programming.verify_age_s < 5.0
+    assert 0 < chip_card.programming.verify_age_stderr_s < 0.2 * chip_card.programming.verify_age_s
 
 
 def test_every_level_and_age_of_held_out_devices(chip_card, pcm_session_10k):

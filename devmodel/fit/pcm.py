@@ -194,8 +194,10 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
             poly_coeffs_us=[fit_prog.values[f"c{i}"] for i in deg], g_ref_us=s.g_max_us,
             poly_coeffs_stderr_us=[fit_prog.stderr[f"c{i}"] for i in deg],
             mean_offset_coeffs_us=list(fit_off.values.values()),
+            mean_offset_stderr_us=list(fit_off.stderr.values()),
             censored_levels_us=lv.g_us[lv.censored > 0.005].tolist(),
             verify_age_s=tau_v,
+            verify_age_stderr_s=tau_v * coupling["L_stderr"] if tau_v else None,  # τ_v = t0·e^−L
         ),
         drift=Drift(
             nu_mean=_form(fit_mu), nu_std=_form(fit_sig),

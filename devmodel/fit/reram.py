@@ -27,18 +27,25 @@ class ReramFitOptions:
     snapshot_rel_tol: float = 0.1  # a read belongs to a snapshot within ±10 % of its age
 
 
-def read_noise_from_bursts(data: FitData) -> float | None:
-    """Robust σ of lag-1 differences of burst reads / √2 (None without bursts)."""
+def read_noise_from_bursts(data: FitData) -> tuple[float | None, float | None]:
+    """Robust σ of lag-1 differences of burst reads / √2, and its standard error from the spread
+    of the bursts' own estimates (consecutive differences share a read, so bursts, not
+    differences, are the independent units); (None, None) without bursts."""
     r = data.session.reads
     sel = r["burst"] >= 0
     if not sel.any():
-        return None
+        return None, None
     bid, t, g, dev = r["burst"][sel], r["t_s"][sel], r["g_us"][sel], r["device"][sel]
     order = np.lexsort((t, bid))
     bid, g, dev = bid[order], g[order], dev[order]
     same = (bid[1:] == bid[:-1]) & data.use[dev[1:]]
     diffs = np.diff(g)[same]
-    return float(robust_sigma(diffs) / np.sqrt(2)) if diffs.size > 10 else None
+    if diffs.size <= 10:
+        return None, None
+    _, grp, n = np.unique(bid[1:][same], return_inverse=True, return_counts=True)
+    per_burst = np.sqrt(np.bincount(grp, diffs**2) / n / 2)  # RMS σ of each burst
+    se = float(per_burst.std(ddof=1) / np.sqrt(per_burst.size)) if per_burst.size > 1 else None
+    return float(robust_sigma(diffs) / np.sqrt(2)), se
 
 
 def _schedule(config: dict) -> list[float]:
@@ -69,14 +76,14 @@ def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel
             f"{s.path} has {data.levels_us.size} programmed levels; a degree-{opts.degree} σ(x) "
             f"polynomial needs at least {opts.degree + 2}"
         )
-    rn = read_noise_from_bursts(data)
+    rn, rn_se = read_noise_from_bursts(data)
     ages = _nominal_ages(typical_ages(data.age_s[data.use[data.dev]], data.dev[data.use[data.dev]]),
                          _schedule(s.config), opts.snapshot_rel_tol / 2)
     snapshots, quality = [], {}
     x_all = data.levels_us / s.g_max_us
     for age in ages:
         g = read_near(data.dev, data.age_s, data.g_us, data.n_devices, age, opts.snapshot_rel_tol)
-        sig, se, mean, n = (np.full(data.levels_us.size, np.nan) for _ in range(4))
+        sig, se, mean, n, sd_err = (np.full(data.levels_us.size, np.nan) for _ in range(5))
         for j in range(data.levels_us.size):
             err = (g - data.target_us)[data.use & (data.level == j) & np.isfinite(g)]
             if err.size < 10:
@@ -86,21 +93,22 @@ def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel
             var = sd**2 - (rn or 0.0) ** 2
             sig[j] = np.sqrt(max(var, 0.0))
             se[j] = var_se(kept) / (2 * max(sig[j], 0.05))
-            mean[j], n[j] = m, err.size
+            mean[j], n[j], sd_err[j] = m, err.size, sd
         ok = np.isfinite(sig) & (sig > 0)
         if ok.sum() < opts.degree + 2:
             continue
         fit = fit_poly(x_all[ok], sig[ok], se[ok], opts.degree)
         shift = float(np.nansum(mean * n) / np.nansum(n))
+        shift_se = float(np.sqrt(np.nansum(n * sd_err**2)) / np.nansum(n))  # levels independent
         snapshots.append(Snapshot(
             t_s=float(age), poly_coeffs_us=[fit.values[f"c{i}"] for i in range(opts.degree + 1)],
-            mean_shift_us=shift,
+            mean_shift_us=shift, mean_shift_stderr_us=shift_se,
             poly_coeffs_stderr_us=[fit.stderr[f"c{i}"] for i in range(opts.degree + 1)]))
         quality[f"{age:g}"] = fit.quality | {"mean_by_level_us": mean.tolist(), "n": n.tolist()}
     if not snapshots:
         raise DevmodelError(f"{s.path}: no read age has enough devices per level for a snapshot")
     card = DeviceModel(technology="reram", g_max_us=s.g_max_us, t0_s=float(snapshots[0].t_s),
-                       snapshots=snapshots, read_noise_us=float(rn or 0.0))
+                       snapshots=snapshots, read_noise_us=float(rn or 0.0), read_noise_stderr_us=rn_se)
     card.fit_quality = {
         "options": opts.__dict__, "snapshots": quality,
         "read_noise_source": "bursts (lag-1 differences)" if rn is not None

@@ -160,6 +160,7 @@ def card_scalars(card: DeviceModel) -> dict[str, float]:
     for s in card.snapshots:
         for i, c in enumerate(s.poly_coeffs_us):
             out[f"snapshot.{s.t_s:g}.c{i}"] = c
+        out[f"snapshot.{s.t_s:g}.mean_shift_us"] = s.mean_shift_us
     if card.read_noise_us is not None:
         out["read_noise_us"] = card.read_noise_us
     return out

@@ -73,6 +73,8 @@ class Programming:
     mean_offset_coeffs_us: list[float] = field(default_factory=lambda: [0.0])
     censored_levels_us: list[float] = field(default_factory=list)
     verify_age_s: float | None = None
+    mean_offset_stderr_us: list[float | None] = field(default_factory=list)
+    verify_age_stderr_s: float | None = None
 
     def sigma_us(self, g_target_us: np.ndarray) -> np.ndarray:
         """σ_prog(G_T) ≥ 0 in µS."""
@@ -127,6 +129,7 @@ class Snapshot:
     poly_coeffs_us: list[float]
     mean_shift_us: float = 0.0
     poly_coeffs_stderr_us: list[float | None] = field(default_factory=list)
+    mean_shift_stderr_us: float | None = None
 
 
 @dataclass
@@ -141,6 +144,7 @@ class DeviceModel:
     read_noise: ReadNoise | None = None
     snapshots: list[Snapshot] = field(default_factory=list)
     read_noise_us: float | None = None
+    read_noise_stderr_us: float | None = None
     fit_quality: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
