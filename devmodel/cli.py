@@ -811,21 +811,28 @@ from devmodel.replay.cli import replay; main.add_command(replay)  # noqa: E402, 
 
 
 def _versus_ground_truth(session, card) -> str:
-    """Per level: the chip's true ν and Q_s statistics next to the fitted card's."""
+    """Per level: the chip's true programming spread (of the noise-free G at t0), ν and Q_s
+    statistics next to the fitted card's; then the white read noise."""
     gt = session.ground_truth["devices"]
     d = session.devices
     ok = (gt["defect"] == 0) & (d["converged"] == 1)
     lines = ["fitted card vs the simulated chip's ground truth (converged, non-defective devices):",
-             "  target µS   ν mean true/fit    ν std true/fit     Q_s true/fit"]
+             "  target µS   σ_prog µS true/fit   ν mean true/fit    ν std true/fit     Q_s true/fit"]
     for lv in session.levels_us:
         m = ok & (d["target_us"] == lv)
         if m.sum() < 10:
             continue
         x = lv / card.g_max_us
         q_fit = card.read_noise.q_s(np.median(gt["g20_us"][m]) / card.g_max_us)
-        lines.append(f"  {lv:9.2f}   {gt['nu'][m].mean():.4f} / {card.drift.nu_mean(x):.4f}   "
+        lines.append(f"  {lv:9.2f}   {gt['g20_us'][m].std():.3f} / {float(card.programming.sigma_us(lv)):.3f}"
+                     f"        {gt['nu'][m].mean():.4f} / {card.drift.nu_mean(x):.4f}   "
                      f"{gt['nu'][m].std():.4f} / {card.drift.nu_std(x):.4f}   "
                      f"{np.mean(gt['q_s'][m]):.4f} / {float(q_fit):.4f}")
+    white = session.ground_truth.get("params", {}).get("white_noise_us")
+    if white is not None:
+        se = card.read_noise.stderr.get("white_noise_us")
+        lines.append(f"  white read noise per read: true {white:g} µS, fitted "
+                     f"{card.read_noise.white_noise_us:.3f}" + (f" ± {se:.3f}" if se else "") + " µS")
     return "\n".join(lines)
 
 

@@ -99,6 +99,12 @@ def test_demo_runs_the_whole_loop(tmp_path):
     for name in ("demo_pcm.h5", "demo_pcm_model.json", "demo_pcm_aihwkit.py"):
         assert (tmp_path / name).stat().st_size > 1000
     assert "fitted card vs the simulated chip's ground truth" in r.stdout
+    # the 10 µS row: true/fitted σ_prog, ν mean, ν std, Q_s (100 devices per level: loose margins)
+    truth = r.stdout.split("ground truth", 1)[1]
+    row = next(ln for ln in truth.splitlines() if ln.strip().startswith("10.00 ")).split()
+    sig, q = (float(row[i]) / float(row[i + 2]) for i in (1, 10))
+    assert 0.75 < sig < 1.33 and abs(float(row[4]) - float(row[6])) < 0.006 and 0.85 < q < 1.18, row
+    assert "white read noise per read: true 0.05 µS, fitted" in r.stdout
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("digits MLP on this chip"))
     accs = [float(v.split(" %")[0]) for v in line.split(": ", 1)[1].split("; ")[1].split(", ")]
     assert len(accs) == 3 and all(80 < a <= 100 for a in accs)
