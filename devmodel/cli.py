@@ -663,6 +663,9 @@ def _load_network(name: str, epochs: int, seed: int, quiet: bool):
               "ideal: no non-ideality.")
 @click.option("--scales", type=click.Choice(["column", "tile"]), default="column", show_default=True)
 @click.option("--no-drift-compensation", is_flag=True, help="Turn global drift compensation off.")
+@click.option("--bit-serial", is_flag=True,
+              help="Read each input bit separately with its own read noise (seed 004_…; needs the "
+              "DAC of --crossbar standard); prints the reads per matrix-vector product.")
 @click.option("--extrapolate/--no-extrapolate", default=True, show_default=True,
               help="Times outside the ages the card was fitted on: use the fitted laws there (a note "
               "on stderr, rows marked *) or refuse.")
@@ -673,8 +676,8 @@ def _load_network(name: str, epochs: int, seed: int, quiet: bool):
               help="Save accuracy vs time as a PNG.")
 @click.option("--quiet", is_flag=True)
 @_friendly
-def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensation, extrapolate,
-             epochs, seed, plot, quiet) -> None:
+def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensation, bit_serial,
+             extrapolate, epochs, seed, plot, quiet) -> None:
     """Accuracy of a network programmed onto the characterised chip, over time (mean ± SEM)."""
     from devmodel.export.native import ExtrapolationError
     from devmodel.model.card import DeviceModel
@@ -688,6 +691,11 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
            "ideal": CrossbarConfig.ideal()}[crossbar]
     cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
                     and not no_drift_compensation)
+    if bit_serial:
+        if not cfg.dac_bits:
+            raise DevmodelError(f"--bit-serial needs an input DAC; --crossbar {crossbar} has none "
+                                "(use --crossbar standard)")
+        cfg = cfg.with_(bit_serial=True)
     outside = _check_times(model, times_s, extrapolate)
     net, data = _load_network(network, epochs, seed, quiet)
     fp = accuracy(net, data.x_test, data.y_test)
@@ -705,6 +713,9 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
     click.echo(f"network {network} on {card} ({model.technology}), crossbar {crossbar}, "
                f"{scales} scales, drift compensation {'on' if cfg.drift_compensation else 'off'}, "
                f"{trials} trials; floating point {100 * fp:.2f} %")
+    if bit_serial:
+        click.echo(f"bit-serial inputs: {anet.layers[0].reads_per_mvm} reads per matrix-vector product, "
+                   f"{anet.reads_per_inference():,} device reads per inference")
     click.echo("        time s   accuracy %    ± SEM")
     for t, m, e, o in zip(times_s, mean, sem, outside, strict=True):
         click.echo(f"  {t:12g}   {100 * m:10.2f}   {100 * e:6.2f}" + ("  *" if o else ""))

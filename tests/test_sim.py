@@ -144,6 +144,9 @@ def test_evaluate_cli(tmp_path, published_pcm_card):
                  "31536000", "--trials", "1", "--epochs", "1", "--quiet", "--no-extrapolate")
     assert r.returncode == 2 and "outside the ages this card was fitted on" in r.stderr
     assert "--no-extrapolate" in r.stderr and "Traceback" not in r.stderr
+    r = devmodel("evaluate", "--card", str(card), "--network", "digits-mlp", "--times", "3600",
+                 "--trials", "1", "--epochs", "1", "--bit-serial", "--quiet")
+    assert r.returncode == 0 and "7 reads per matrix-vector product" in r.stdout, r.stderr
     r = devmodel("evaluate", "--card", str(card), "--epochs", "0", "--quiet")
     assert r.returncode == 2 and r.stderr.startswith("devmodel: error: invalid value for '--epochs'")
     r = devmodel("evaluate", "--card", str(card), "--network", "nonsense", "--times", "3600", "--quiet")

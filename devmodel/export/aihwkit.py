@@ -11,7 +11,9 @@ text of a small Python module that builds them (``devmodel export --to aihwkit``
 * ReRAM → ``ReRamWan2022NoiseModel`` with the fitted snapshots (aihwkit accepts only those times)
   and ``DevmodelNoiseModel`` (any time, interpolated in ln t).
 
-Supported aihwkit: 1.0.0 – 1.2.0 (their ``aihwkit.inference`` noise code is identical). The 1.2.0
+Supported aihwkit: 1.0.0 – 1.2.0. Tested against 1.2.0; the modules used here (noise base, pcm,
+reram, custom and the conductance converter) are identical in 1.0.0 and 1.1.0 apart from their
+copyright line (compared file by file, docs/export.md). The 1.2.0
 constructor pitfalls are avoided: coefficients are passed already expressed against the converter's
 g_max and ``prog_coeff_g_max_reference`` / ``coeff_g_max_reference`` are never passed; the converter
 is given explicitly (aihwkit ignores ``g_max`` when a converter is passed and the Wan model defaults

@@ -260,8 +260,10 @@ class NativeNoiseModel:
 
 def global_drift_compensation(w_t0: torch.Tensor, w_t: torch.Tensor,
                               x_cal: torch.Tensor | None = None) -> torch.Tensor:
-    """Seed 001_…: α = Σ|y(t0)| / Σ|y(t)| for the calibration input (default all ones), y = W x;
-    multiply the crossbar outputs at t by α."""
+    """α = Σ|y(t0)| / Σ|y(t)| for a calibration input (default all ones), y = W x; multiply the
+    crossbar outputs at t by α. Seed 001_… divides the summed current of the columns at a constant
+    voltage at t0 by that at t (what ``devmodel.sim`` does with Σ G of every device); this is the
+    same ratio taken on the signed outputs of a chosen input, aihwkit's form."""
     if x_cal is None:
         x_cal = torch.ones(w_t0.shape[-1], dtype=w_t0.dtype, device=w_t0.device)
     ref = (w_t0.reshape(w_t0.shape[0], -1) @ x_cal).abs().sum()

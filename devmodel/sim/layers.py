@@ -49,7 +49,7 @@ class AnalogLayer(nn.Module):
         self._w: list[tuple[torch.Tensor, ...]] = []  # per input tile: effective normalised weights
         self._scale: list[torch.Tensor] = []  # per input tile: digital output scale per output
         self._prog: list[tuple] = []  # per input tile: programmed state (G⁺, ν⁺, G⁻, ν⁻)
-        self._ref = 1.0  # Σ|y_cal| at t0, for drift compensation
+        self._ref = 1.0  # summed current of all devices at a constant read voltage (Σ G) at t0
         self.set_ideal()
 
     # -- tiling -------------------------------------------------------------------------------
