@@ -90,6 +90,11 @@ def test_loops_are_bounded_by_iterations_and_pulses():
     cfg = PcmVerifyConfig(tolerance_us=1e-4, max_duration_s=5.0)
     res = program_verify_pcm(chip, np.arange(200), np.full(200, 12.0), cfg)
     assert np.all(res.stop_reason[~res.converged] == StopReason.TIME_LIMIT)
+    # wall time bounds the loop too (a virtual clock need not advance): one iteration, then stop
+    cfg = PcmVerifyConfig(tolerance_us=1e-4, max_wall_s=1e-9)
+    res = program_verify_pcm(chip, np.arange(200), np.full(200, 12.0), cfg)
+    assert res.iterations.max() == 1
+    assert np.all(res.stop_reason[~res.converged] == StopReason.TIME_LIMIT)
 
 
 def test_reram_write_verify_converges_with_alternating_loops():

@@ -1,13 +1,14 @@
 """Program-and-verify: drive many devices to target conductances at once, with per-device state.
 
 All addressed devices step together (converged mask, amplitude, iteration and pulse counts); every
-loop is bounded by iterations, pulses per device and chip time, and each device records why it
-stopped. The pulse-level trace (verify reading before each pulse, the pulse, the reading after)
+loop is bounded by iterations, pulses per device, chip time and wall time, and each device records
+why it stopped. The pulse-level trace (verify reading before each pulse, the pulse, the reading after)
 is kept for the session file and the pulse-response emulator.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
@@ -58,6 +59,7 @@ class PcmVerifyConfig:
     verify_delay_s: float = 1.0
     max_pulses_per_device: int = 100
     max_duration_s: float = 6 * 3600.0  # chip time
+    max_wall_s: float = 24 * 3600.0  # host time of one run (a virtual clock can stand still)
 
     def validate(self) -> None:
         if not (self.tolerance_us > 0 and self.n_verify_reads >= 1 and self.max_iterations >= 1):
@@ -104,6 +106,7 @@ class ReramVerifyConfig:
     verify_delay_s: float = 0.0
     max_pulses_per_device: int = 100
     max_duration_s: float = 6 * 3600.0
+    max_wall_s: float = 24 * 3600.0
 
     def validate(self) -> None:
         if not (self.tolerance_us > 0 and self.max_iterations >= 1):
@@ -125,13 +128,16 @@ class ReramVerifyConfig:
 
 
 def _check_bounds(cfg) -> None:
-    """What keeps every loop finite: iterations, pulses per device and chip time, all bounded."""
+    """What keeps every loop finite: iterations, pulses per device, chip time and host (wall) time,
+    all bounded."""
     if not (isinstance(cfg.max_pulses_per_device, int) and cfg.max_pulses_per_device >= 1):
         raise DevmodelError("verify max_pulses_per_device must be a positive integer")
     if not (isinstance(cfg.max_iterations, int) and cfg.max_iterations <= 100_000):
         raise DevmodelError("verify max_iterations must be an integer of at most 100000")
     if not (np.isfinite(cfg.max_duration_s) and cfg.max_duration_s > 0):
         raise DevmodelError("verify max_duration_s must be a positive number of seconds")
+    if not (np.isfinite(cfg.max_wall_s) and cfg.max_wall_s > 0):
+        raise DevmodelError("verify max_wall_s must be a positive number of seconds")
     if not (np.isfinite(cfg.verify_delay_s) and cfg.verify_delay_s >= 0):
         raise DevmodelError("verify_delay_s must be a number of seconds ≥ 0")
 
@@ -359,9 +365,11 @@ class VerifyRun:
         self.stage = 0  # 0 initialise, 1 iterate, 2 done
         self.it = 1
         self.t_start = np.nan
+        self.wall_start = time.monotonic()
         self.act = np.empty(0, np.int64)
 
     def run(self, checkpoint: Callable[[], None] | None = None) -> VerifyResult:
+        self.wall_start = time.monotonic()  # a resumed run gets its own wall budget
         if self.stage == 0:
             self.t_start = self.chip.now_s()
             self._initialise()
@@ -417,7 +425,8 @@ class VerifyRun:
             lp.done(act, StopReason.MAX_ITERATIONS)
             self.act = act[:0]
             return None
-        return _enforce_bounds(lp, act, err, g, self.chip.now_s() - self.t_start, cfg, self.budget)
+        return _enforce_bounds(lp, act, err, g, self.chip.now_s() - self.t_start,
+                               time.monotonic() - self.wall_start, cfg, self.budget)
 
 
 class PcmVerify(VerifyRun):
@@ -552,9 +561,10 @@ def program_verify_reram(
     return ReramVerify(chip, addresses, targets_us, config, progress, record_trace, host).run()
 
 
-def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, cfg, budget: np.ndarray):
-    """Stop devices out of pulse budget or out of chip time; return the rest."""
-    if elapsed_s > cfg.max_duration_s:
+def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, wall_s: float, cfg,
+                    budget: np.ndarray):
+    """Stop devices out of pulse budget, chip time or wall time; return the rest."""
+    if elapsed_s > cfg.max_duration_s or wall_s > cfg.max_wall_s:
         lp.done(act, StopReason.TIME_LIMIT)
         return act[:0], err[:0], g[:0]
     spent = lp.pulses[act] >= budget[act]
