@@ -34,8 +34,11 @@ _friendly = friendly("serve-chip could not listen")  # the port is taken, the ad
               help="Allow binding to a non-loopback address (the chip is then reachable by others).")
 @click.option("--max-clients", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Connections served at once (more are closed at once).")
+@click.option("--station", type=click.Path(dir_okay=False), default=None,
+              help="Station file whose chip limits (amplitude, width, compliance, pulses per device, "
+              "reads per request, address range) the server declares and enforces itself.")
 @_friendly
-def serve_chip(technology, port, seed, devices, host, allow_remote, max_clients) -> None:
+def serve_chip(technology, port, seed, devices, host, allow_remote, max_clients, station) -> None:
     """Serve a simulated PCM/ReRAM chip over the SCPI test-chip protocol (docs/chip-protocol.md).
 
     \b
@@ -54,7 +57,18 @@ def serve_chip(technology, port, seed, devices, host, allow_remote, max_clients)
         raise DevmodelError(f"--host {host} is not a loopback address; pass --allow-remote to "
                             f"expose the simulated chip on the network")
     chip = open_chip(f"sim:{technology}?devices={devices}", seed)
-    server = ChipServer(chip, host=host, port=port, max_clients=max_clients)
+    address_range = None
+    if station:
+        from instruments.station import load_station
+
+        lim = load_station(station).chip_limits
+        chip.narrow_limits(lim.combine(chip.info.limits))
+        address_range = lim.address_range
+        click.echo(f"serve-chip: limits from {station}: {chip.info.limits.to_dict()}"
+                   + (f", addresses {address_range[0]}..{address_range[1]}" if address_range else ""),
+                   err=True)
+    server = ChipServer(chip, host=host, port=port, max_clients=max_clients,
+                        address_range=address_range)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
     click.echo(f"serve-chip: {chip.info.identity} ({chip.info.n_devices} devices) listening on "

@@ -98,8 +98,10 @@ class ChipServer:
     """Serve ``chip`` (a simulated device array) on ``host:port`` (port 0: the OS picks one)."""
 
     def __init__(self, chip, host: str = "127.0.0.1", port: int = 5025, max_clients: int = 16,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 address_range: tuple[int, int] | None = None) -> None:
         self.chip = chip
+        self.address_range = address_range  # a station's first and last address that may be touched
         self.max_clients = max_clients
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=16)
@@ -339,7 +341,12 @@ class ChipServer:
     def _selected(self, conn) -> np.ndarray:
         if conn.selection is None:
             raise ScpiError(scpi.SETTINGS_CONFLICT, "no addresses selected (CHIP:ADDRess)")
-        return conn.selection
+        a, rng = conn.selection, self.address_range
+        if rng is not None and a.size and (a.min() < rng[0] or a.max() > rng[1]):
+            bad = a[(a < rng[0]) | (a > rng[1])][0]
+            raise ScpiError(scpi.DATA_OUT_OF_RANGE,
+                            f"address {bad} is outside the station's range {rng[0]}..{rng[1]}")
+        return a
 
     def _per_address(self, conn, p, m: int, dtype: str, what: str):
         """A parameter given as one number for all addresses or a block with one value each."""

@@ -239,3 +239,20 @@ def test_reram_chip_with_per_address_compliance():
                 remote.pulse(a[:1], PulseKind.SET, 1.0, 100.0, 250.0)
         finally:
             remote.close()
+
+
+def test_serve_chip_takes_a_station_files_limits_and_enforces_them_itself(tmp_path):
+    """`serve-chip --station` declares the station's narrower limits and refuses, on the server, what
+    exceeds them, so a station limit is enforced on both sides of the wire."""
+    station = tmp_path / "station.yaml"
+    station.write_text("station: 1\nchip:\n  limits:\n    max_amplitude: 300\n    address_range: [0, 99]\n")
+    with ServerProcess("--devices", "4096", "--station", str(station)) as s:
+        chip = ScpiChip(VisaTransport(s.resource, "@py", 5.0))  # no station on the client side
+        assert chip.info.limits.max_amplitude == 300.0
+        chip.close()
+        assert raw(s.port, b"CHIP:ADDR:RANG 0,4;:CHIP:PULS? RES,400,50;:SYST:ERR?\n").startswith(
+            b'-222,"Data out of range;pulse amplitude 400 uA exceeds the chip limit 300 uA"')
+        assert raw(s.port, b"CHIP:ADDR:RANG 95,10;:CHIP:READ? 1;:SYST:ERR?\n").startswith(
+            b'-222,"Data out of range;address 100 is outside the station\'s range 0..99"')
+        assert raw(s.port, b"CHIP:ADDR:RANG 0,4;:CHIP:PULS? RES,300,50;:SYST:ERR?\n").endswith(
+            b'0,"No error"')

@@ -10,12 +10,13 @@ reads of one device follow each other before the next device is read. Reads with
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from devmodel.array import (
     ChipInfo,
+    Limits,
     PulseCounter,
     PulseKind,
     ReadBatch,
@@ -48,6 +49,12 @@ class SimulatedChip(ClockedArray):
         self.clock = VirtualClock()
         self.rng = np.random.default_rng(seed)
         self.pulse_counter = PulseCounter(info.n_devices, info.limits.max_pulses_per_device)
+
+    def narrow_limits(self, limits: Limits) -> None:
+        """Declare (and enforce) these limits instead, e.g. a station file's narrower ones behind
+        ``serve-chip --station``; only before the first pulse (the pulse counter starts afresh)."""
+        self.info = replace(self.info, limits=limits)
+        self.pulse_counter = PulseCounter(self.info.n_devices, limits.max_pulses_per_device)
 
     # -- DeviceArray protocol ------------------------------------------------------------------
     def close(self) -> None:
