@@ -762,11 +762,14 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Save the trained network (torch.save) here.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
-              help="Write a checkpoint after every epoch here.")
+              help="Write a checkpoint after every epoch here (checkpoint.pt, replaced whole).")
+@click.option("--resume", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Continue from a checkpoint.pt written with the same method and options (--epochs "
+              "may be larger); the result equals an uninterrupted run.")
 @click.option("--quiet", is_flag=True)
 @_friendly
 def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, perturbations, seed,
-                  times, trials, extrapolate, out, checkpoint_dir, quiet) -> None:
+                  times, trials, extrapolate, out, checkpoint_dir, resume, quiet) -> None:
     """Hardware-aware training with a seed's method, then accuracy over time vs the FP network."""
     import torch
 
@@ -786,7 +789,7 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, per
     opts = HWAOptions(epochs=epochs, lr=lr, seed=seed, noise_scale=noise_scale,
                       n_perturb=perturbations)
     result = train_hwa(fp_net, model, method, data, opts, progress=not quiet,
-                       checkpoint_dir=checkpoint_dir)
+                       checkpoint_dir=checkpoint_dir, resume=resume)
     try:
         with _quiet_extrapolation():
             fp_acc = evaluate_hwa(fp_net, model, data, times_s, trials, seed,

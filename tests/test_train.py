@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from devmodel.errors import DevmodelError
 from devmodel.sim import CrossbarConfig, accuracy, convert
 from devmodel.sim.networks import build, train_fp
 from devmodel.train import METHODS, HWAOptions, evaluate_hwa, train_hwa
@@ -175,6 +176,12 @@ def test_train_hwa_cli(tmp_path, pcm_card):
     assert r.returncode == 0, r.stderr
     assert "fluct-004 (004_" in r.stdout and "reads_per_mvm = 7" in r.stdout
     assert "86400" in r.stdout and (ckpt / "checkpoint.pt").exists()
+    for m, code, phrase in (("fluct-004", 0, "fluct-004 (004_"),  # one more epoch from the checkpoint
+                            ("noise-001", 2, "written by method fluct-004, not noise-001")):
+        r2 = devmodel("train-hwa", "--card", str(path), "--network", "digits-mlp-small", "--method", m,
+                      "--epochs", "2", "--fp-epochs", "2", "--times", "1", "--trials", "1",
+                      "--resume", str(ckpt / "checkpoint.pt"), "--quiet")
+        assert r2.returncode == code and phrase in (r2.stdout + r2.stderr), r2.stderr
     net = torch.load(out, weights_only=False)
     assert isinstance(net, nn.Module) and net(torch.zeros(1, 64)).shape == (1, 10)
     r = devmodel("train-hwa", "--card", str(path), "--method", "noise-001", "--out", str(out))
@@ -186,3 +193,22 @@ def test_train_hwa_cli(tmp_path, pcm_card):
     for bad in (["--perturbations", "-3"], ["--lr", "0"], ["--noise-scale", "-2"], ["--epochs", "-1"]):
         r = devmodel("train-hwa", "--card", str(path), "--method", "hasgd-002", *bad, "--quiet")
         assert r.returncode == 2 and f"invalid value for '{bad[0]}'" in r.stderr, (bad, r.stderr)
+
+
+def test_a_checkpoint_resumes_to_the_uninterrupted_network(mlp, digits_data, pcm_card, tmp_path):
+    """device-000 (ramp, drop-connect draws, remapping): 3 epochs straight equal 2 epochs, a stop,
+    and a resumed third epoch, weight for weight; a checkpoint of other options is refused."""
+    straight = train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=3, seed=4))
+    train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=2, seed=4),
+              checkpoint_dir=tmp_path)
+    resumed = train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=3, seed=4),
+                        resume=tmp_path / "checkpoint.pt")
+    for a, b in zip(straight.net.state_dict().values(), resumed.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    with pytest.raises(DevmodelError, match="option seed was 4"):
+        train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=3, seed=5),
+                  resume=tmp_path / "checkpoint.pt")
+    with pytest.raises(DevmodelError, match="written by method device-000, not noise-001"):
+        train_hwa(mlp, pcm_card, "noise-001", digits_data, HWAOptions(epochs=3, seed=4),
+                  resume=tmp_path / "checkpoint.pt")

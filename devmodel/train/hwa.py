@@ -74,8 +74,13 @@ def make_method(name: str, card: DeviceModel, opts: HWAOptions) -> Method:
 
 def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
               opts: HWAOptions | None = None, progress: bool = False,
-              checkpoint_dir: str | Path | None = None) -> HWAResult:
-    """Hardware-aware training from the floating-point ``net`` (see the module docstring)."""
+              checkpoint_dir: str | Path | None = None,
+              resume: str | Path | None = None) -> HWAResult:
+    """Hardware-aware training from the floating-point ``net`` (see the module docstring).
+
+    With ``checkpoint_dir``, ``checkpoint.pt`` there is replaced after every epoch (weights, optimizer,
+    the method's step and every random generator); ``resume`` continues from such a file with the
+    same method and options and gives the network an uninterrupted run would have given."""
     opts = opts or HWAOptions()
     if opts.epochs < 1 or opts.batch < 1 or opts.lr <= 0:
         raise DevmodelError("epochs and batch must be ≥ 1 and the learning rate positive")
@@ -85,6 +90,9 @@ def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
     wrapped = wrap(net, m)
     levels = opts.levels if method == "tile-003" else (None,)
     history: list[dict] = []
+    first, opt_state = (0, 0), None  # (level index, epoch) to start from
+    if resume is not None:
+        first, opt_state, history = _restore(Path(resume), method, opts, wrapped, m, gen, levels)
     start = time.perf_counter()
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     if ckpt:
@@ -92,26 +100,68 @@ def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small networks: one thread, and the same seed gives the same model
     try:
-        for level in levels:
+        for li in range(first[0], len(levels)):
+            level = levels[li]
             if level is not None:
                 m.level = level  # each pipeline fine-tunes the previous one
             opt = torch.optim.Adam(wrapped.parameters(), lr=opts.lr)
-            bar = tqdm(range(opts.epochs), desc=f"{method}{'' if level is None else f' L{level}'}",
+            e0 = first[1] if li == first[0] else 0
+            if opt_state is not None and li == first[0]:
+                opt.load_state_dict(opt_state)
+            bar = tqdm(range(e0, opts.epochs), desc=f"{method}{'' if level is None else f' L{level}'}",
                        disable=not progress, leave=False)
             for epoch in bar:
                 loss = _epoch(wrapped, m, opt, data, opts, gen)
                 history.append({"level": level, "epoch": epoch, "loss": loss})
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if ckpt:
-                    torch.save({"method": method, "options": opts.to_dict(), "level": level,
-                                "epoch": epoch, "step": m.step, "state": wrapped.state_dict(),
-                                "optimizer": opt.state_dict()}, ckpt / "checkpoint.pt.part")
-                    # replaced whole, so a stopped run never leaves a half-written checkpoint
-                    (ckpt / "checkpoint.pt.part").replace(ckpt / "checkpoint.pt")
+                    _checkpoint(ckpt, method, opts, level, epoch, m, wrapped, opt, gen, history)
     finally:
         torch.set_num_threads(threads)
     wrapped.eval()
     return HWAResult(unwrap(wrapped), m, history, m.report(wrapped), time.perf_counter() - start)
+
+
+def _checkpoint(ckpt: Path, method: str, opts: HWAOptions, level, epoch: int, m: Method, wrapped,
+                opt, gen, history: list[dict]) -> None:
+    torch.save({"method": method, "options": opts.to_dict(), "level": level, "epoch": epoch,
+                "step": m.step, "state": wrapped.state_dict(), "optimizer": opt.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "batches": gen.get_state(),
+                        "method": m.gen.get_state()},
+                "history": history}, ckpt / "checkpoint.pt.part")
+    # replaced whole, so a stopped run never leaves a half-written checkpoint
+    (ckpt / "checkpoint.pt.part").replace(ckpt / "checkpoint.pt")
+
+
+def _restore(path: Path, method: str, opts: HWAOptions, wrapped, m: Method, gen, levels):
+    """Load a checkpoint into the wrapped network, method and generators; where to go on from."""
+    try:
+        ck = torch.load(path, weights_only=False)
+        keys = ("method", "options", "level", "epoch", "step", "state", "optimizer", "rng")
+        missing = [k for k in keys if k not in ck] if isinstance(ck, dict) else list(keys)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file
+        raise DevmodelError(f"--resume: {path} is not a readable checkpoint ({e})") from None
+    if missing:
+        raise DevmodelError(f"--resume: {path} is not a train-hwa checkpoint (no {missing[0]!r}; "
+                            "checkpoints before resuming was possible cannot be continued)")
+    if ck["method"] != method:
+        raise DevmodelError(f"--resume: {path} was written by method {ck['method']}, not {method}")
+    diff = [k for k, v in opts.to_dict().items() if k != "epochs" and ck["options"].get(k) != v]
+    if diff:
+        raise DevmodelError(f"--resume: option {diff[0]} was {ck['options'].get(diff[0])!r} in "
+                            f"{path}, not {getattr(opts, diff[0])!r}; resume with the same options")
+    try:
+        wrapped.load_state_dict(ck["state"])
+    except RuntimeError as e:
+        raise DevmodelError(f"--resume: {path} holds another network ({str(e).splitlines()[0]})") from None
+    m.step = int(ck["step"])
+    torch.set_rng_state(ck["rng"]["torch"])
+    gen.set_state(ck["rng"]["batches"])
+    m.gen.set_state(ck["rng"]["method"])
+    li, epoch = levels.index(ck["level"]), int(ck["epoch"]) + 1
+    if epoch >= opts.epochs:  # that level was finished: the next one starts with a new optimizer
+        return (li + 1, 0), None, list(ck.get("history", []))
+    return (li, epoch), ck["optimizer"], list(ck.get("history", []))
 
 
 def _epoch(net, m: Method, opt, data: Split, opts: HWAOptions, gen) -> float:
