@@ -661,7 +661,9 @@ def _load_network(name: str, epochs: int, seed: int, quiet: bool):
               default="standard", show_default=True,
               help="standard: the seed's crossbar model; ideal-periphery: device noise only; "
               "ideal: no non-ideality.")
-@click.option("--scales", type=click.Choice(["column", "tile"]), default="column", show_default=True)
+@click.option("--scales", type=click.Choice(["column", "tile", "learned"]), default="column",
+              show_default=True, help="Digital output scales: abs-max per column or per tile, or the "
+              "ones a hardware-aware training learned (a --network saved by train-hwa --method device-000).")
 @click.option("--no-drift-compensation", is_flag=True, help="Turn global drift compensation off.")
 @click.option("--bit-serial", is_flag=True,
               help="Read each input bit separately with its own read noise (seed 004_…; needs the "

@@ -212,3 +212,27 @@ def test_a_checkpoint_resumes_to_the_uninterrupted_network(mlp, digits_data, pcm
     with pytest.raises(DevmodelError, match="written by method device-000, not noise-001"):
         train_hwa(mlp, pcm_card, "noise-001", digits_data, HWAOptions(epochs=3, seed=4),
                   resume=tmp_path / "checkpoint.pt")
+
+
+def test_device_000_learns_output_scales_the_simulator_can_use(mlp, digits_data, pcm_card):
+    """Seed 000_…: codes stay within ±1 (g_max) while γ is learned; the unwrapped network carries γ
+    as `out_scale`, and `scales="learned"` maps W/γ onto the devices (clipped) instead of abs-max."""
+    r = train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=2, seed=0))
+    layers = [m for m in r.net.modules() if isinstance(m, nn.Linear)]
+    assert all(hasattr(m, "out_scale") and m.out_scale.shape == (m.weight.shape[0],) for m in layers)
+    for m in layers:
+        codes = m.weight / m.out_scale[:, None]
+        assert codes.abs().max() <= 1 + 1e-5  # no weight beyond its learned scale
+    ideal = CrossbarConfig.ideal()
+    learned = convert(r.net, pcm_card, ideal.with_(scales="learned"))
+    x = digits_data.x_test[:64]
+    learned.calibrate(x)
+    assert torch.allclose(learned(x), r.net(x), atol=1e-5)  # ideal devices: the digital network
+    assert torch.equal(learned.layers[0]._scales(learned.layers[0].weight), layers[0].out_scale)
+    # a shrunken scale clips: the weights beyond it are programmed at g_max
+    layers[0].out_scale.mul_(0.5)
+    clipped = convert(r.net, pcm_card, ideal.with_(scales="learned"))
+    clipped.calibrate(x)
+    assert not torch.allclose(clipped(x), r.net(x), atol=1e-3)
+    with pytest.raises(DevmodelError, match="scales='learned' needs"):
+        convert(mlp, pcm_card, ideal.with_(scales="learned")).calibrate(x)

@@ -26,7 +26,9 @@ class CrossbarConfig:
     out_bound: float | None = None  # output clipping
     out_noise: float = 0.0  # output-referred Gaussian noise, per output per MVM
     w_noise: float = 0.0  # short-term weight noise, re-drawn at every MVM
-    scales: str = "column"  # "column": a digital scale per output and tile; "tile": one per tile
+    # "column": a digital scale per output and tile (abs-max); "tile": one per tile; "learned": the
+    # per-output scales a hardware-aware training learned (seed 000_…), weights beyond them clipped
+    scales: str = "column"
     differential: str = "pair"  # "pair": G⁺ − G⁻ summed in one column; "two_columns": digitised apart
     on_off_ratio: float | None = None  # g_min = g_max / ratio on both devices (None: g_min = 0)
     input_percentile: float = 99.99  # static input range from calibration data
@@ -36,8 +38,8 @@ class CrossbarConfig:
     bit_serial: bool = False  # seed 004_…: each input bit read separately (needs dac_bits)
 
     def __post_init__(self) -> None:
-        if self.scales not in ("column", "tile"):
-            raise ValueError(f"scales must be 'column' or 'tile', not {self.scales!r}")
+        if self.scales not in ("column", "tile", "learned"):
+            raise ValueError(f"scales must be 'column', 'tile' or 'learned', not {self.scales!r}")
         if self.differential not in ("pair", "two_columns"):
             raise ValueError(f"differential must be 'pair' or 'two_columns', not {self.differential!r}")
         if self.bit_serial and not self.dac_bits:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from devmodel.errors import DevmodelError
 from devmodel.sim.config import CrossbarConfig
 
 
@@ -36,12 +37,16 @@ def quantize(x: torch.Tensor, bits: int, bound: float) -> torch.Tensor:
 class AnalogLayer(nn.Module):
     """Common tiling, programming, time and periphery of the analog layers."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, config: CrossbarConfig):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, config: CrossbarConfig,
+                 out_scale: torch.Tensor | None = None):
         super().__init__()
         self.config = config
         self.register_buffer("weight", weight.detach().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.register_buffer("input_range", torch.tensor(1.0, dtype=weight.dtype))
+        # per-output scales a training learned (scales="learned"; the digital module's `out_scale`)
+        self.register_buffer("out_scale", None if out_scale is None
+                             else out_scale.detach().clone().reshape(-1).to(weight.dtype))
         self.in_tiles = self._input_tiles()
         self.out_tiles = self._chunks(weight.shape[0], config.tile_cols)
         self.alpha = 1.0
@@ -69,7 +74,13 @@ class AnalogLayer(nn.Module):
         return self.weight[:, self.in_tiles[k]]
 
     def _scales(self, wk: torch.Tensor) -> torch.Tensor:
-        """Digital output scale per output for one input tile: column max or tile max."""
+        """Digital output scale per output for one input tile: column max, tile max, or learned."""
+        if self.config.scales == "learned":
+            if self.out_scale is None:
+                raise DevmodelError("scales='learned' needs the output scales a hardware-aware training "
+                                 "learned (device-000 networks carry them as `out_scale`); this "
+                                 f"{type(self).__name__} has none: use scales='column'")
+            return self.out_scale
         col = wk.abs().reshape(wk.shape[0], -1).amax(dim=1)
         if self.config.scales == "tile":
             col = torch.cat([col[s].amax().expand(s.stop - s.start) for s in self.out_tiles])
@@ -86,7 +97,7 @@ class AnalogLayer(nn.Module):
         for k in range(len(self.in_tiles)):
             wk = self._tile_weight(k)
             s = self._scales(wk)
-            wn = wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))
+            wn = (wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))).clamp(-1, 1)  # learned: clipped
             self._scale.append(s)
             self._w.append((wn.clamp_min(0), (-wn).clamp_min(0)) if self._two else (wn,))
         self.alpha = 1.0
@@ -102,7 +113,7 @@ class AnalogLayer(nn.Module):
         for k in range(len(self.in_tiles)):
             wk = self._tile_weight(k)
             s = self._scales(wk)
-            wn = wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))
+            wn = (wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))).clamp(-1, 1)  # learned: clipped
             span = g_max - g_min_us
             gp = g_min_us + span * wn.clamp_min(0)
             gm = g_min_us + span * (-wn).clamp_min(0)
@@ -268,7 +279,7 @@ class AnalogLinear(AnalogLayer):
 
     @classmethod
     def from_digital(cls, m: nn.Linear, config: CrossbarConfig) -> AnalogLinear:
-        return cls(m.weight, m.bias, config)
+        return cls(m.weight, m.bias, config, out_scale=getattr(m, "out_scale", None))
 
     def _tile_input(self, x, k):
         return x[..., self.in_tiles[k]]
@@ -284,15 +295,16 @@ class AnalogConv2d(AnalogLayer):
     """``nn.Conv2d`` on analog tiles: kernels flattened into crossbar columns, tiles holding whole
     input channels (each tile is a convolution over a channel group)."""
 
-    def __init__(self, weight, bias, config, stride=1, padding=0, dilation=1):
+    def __init__(self, weight, bias, config, stride=1, padding=0, dilation=1, out_scale=None):
         self.stride, self.padding, self.dilation = stride, padding, dilation
-        super().__init__(weight, bias, config)
+        super().__init__(weight, bias, config, out_scale)
 
     @classmethod
     def from_digital(cls, m: nn.Conv2d, config: CrossbarConfig) -> AnalogConv2d:
         if m.groups != 1 or m.padding_mode != "zeros":
             raise ValueError("analog Conv2d supports groups=1 and zero padding")
-        return cls(m.weight, m.bias, config, m.stride, m.padding, m.dilation)
+        return cls(m.weight, m.bias, config, m.stride, m.padding, m.dilation,
+                   out_scale=getattr(m, "out_scale", None))
 
     def _input_tiles(self) -> list[slice]:
         _, c_in, kh, kw = self.weight.shape

@@ -159,6 +159,8 @@ class HWALayer(nn.Module):
         return self.method.forward(self, x)
 
     def to_digital(self) -> nn.Module:
+        """A plain Linear/Conv2d with the programmed weights; a learned per-output scale travels as
+        its ``out_scale`` buffer (used by ``CrossbarConfig(scales="learned")``)."""
         w = self.clean_weight().detach()
         if self.is_conv:
             m = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), *self.conv_args,
@@ -169,6 +171,9 @@ class HWALayer(nn.Module):
             m.weight.copy_(w)
             if self.bias is not None:
                 m.bias.copy_(self.bias.detach())
+        gamma = getattr(self, "gamma", None)
+        if gamma is not None:
+            m.register_buffer("out_scale", gamma.detach().abs().clone())
         return m
 
 
@@ -272,6 +277,9 @@ class DeviceShaped000(Method):
     @torch.no_grad()
     def after_step(self, net):
         super().after_step(net)
+        for m in net.modules():  # codes are conductances: never beyond g_max (seed 000_… clipping)
+            if isinstance(m, HWALayer):
+                m.weight.clamp_(-1.0, 1.0)
         if self.step % max(self.opts.remap_every, 1):
             return
         for m in net.modules():  # periodic remapping: max |code| per column back to 1
