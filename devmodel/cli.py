@@ -336,12 +336,13 @@ def info(session) -> None:
 @main.command()
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the demo's files [default: a new temporary folder].")
-@click.option("--devices", type=int, default=300, show_default=True,
+@click.option("--devices", type=click.IntRange(20, 5000), default=300, show_default=True,
               help="Devices per level in the demo session.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly
 def demo(out_dir, devices, quiet) -> None:
-    """A complete small session on the built-in simulated PCM chip, then its summary."""
+    """The whole loop on the built-in simulated PCM chip: session, fitted card vs ground truth,
+    aihwkit export, a network's accuracy over a day, and an offline replay of a shipped recording."""
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import BurstConfig, SweepConfig
     from devmodel.report.summary import format_summary, summarize
@@ -367,6 +368,7 @@ def demo(out_dir, devices, quiet) -> None:
     click.echo("\n" + format_card(card))
     click.echo("\n" + _versus_ground_truth(session, card))
     click.echo("\n" + _demo_export_and_network(card, folder))
+    _demo_replay()
     click.echo(f"demo finished in {time.perf_counter() - start:.1f} s; files in {folder}")
 
 
@@ -390,6 +392,19 @@ def _demo_export_and_network(card, folder: Path) -> str:
             f"{100 * accuracy(net, data.x_test, data.y_test):.2f} % in floating point; "
             + ", ".join(f"{100 * a:.2f} % at {t:g} s" for a, t in zip(acc, times_s, strict=True))
             + "\nnext: devmodel evaluate / train-hwa --card " + str(folder / "demo_pcm_model.json"))
+
+
+def _demo_replay() -> None:
+    """Offline: re-run the drift schedule and bursts of the shipped recording on ``replay:``."""
+    from devmodel.replay.cli import replay_reads
+
+    sample = Path(__file__).resolve().parents[1] / "calibration_data" / "pcm_sample.h5"
+    if not sample.exists():  # a wheel install does not carry the repository's calibration_data/
+        click.echo("\n(offline replay skipped: calibration_data/ is not next to this installation)")
+        return
+    click.echo(f"\noffline, from the recording shipped in {sample.parent.name}/ "
+               "(devmodel replay; no chip needed):")
+    replay_reads(str(sample), ("drift", "bursts"))
 
 
 def _write_atomically(path: Path, text: str, overwrite: bool) -> None:

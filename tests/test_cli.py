@@ -105,6 +105,7 @@ def test_demo_runs_the_whole_loop(tmp_path):
     sig, q = (float(row[i]) / float(row[i + 2]) for i in (1, 10))
     assert 0.75 < sig < 1.33 and abs(float(row[4]) - float(row[6])) < 0.006 and 0.85 < q < 1.18, row
     assert "white read noise per read: true 0.05 µS, fitted" in r.stdout
+    assert "identical to the record (device, time, age, value): yes" in r.stdout  # offline replay
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("digits MLP on this chip"))
     accs = [float(v.split(" %")[0]) for v in line.split(": ", 1)[1].split("; ")[1].split(", ")]
     assert len(accs) == 3 and all(80 < a <= 100 for a in accs)

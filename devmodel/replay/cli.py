@@ -76,10 +76,13 @@ def replay(session, procedure, out, overwrite, policy, window, schedule, toleran
         return
     if tolerance is not None or overrides or live_url:
         raise DevmodelError("--tolerance, --set and --compare-live apply to --procedure program-verify")
-    _schedule(session, names, out, overwrite, policy, window, schedule, quiet)
+    replay_reads(session, names, out, overwrite, policy, window, schedule, quiet)
 
 
-def _schedule(session, names, out, overwrite, policy, window, schedule, quiet) -> None:
+def replay_reads(session, names, out=None, overwrite=False, policy="exact", window=0.05,
+                 schedule=None, quiet=True) -> None:
+    """Re-run the drift schedule and/or bursts of ``session`` on ``replay:`` and print whether the
+    replayed reads equal the record (also the demo's last step)."""
     import numpy as np
 
     from devmodel.errors import DevmodelError
