@@ -153,3 +153,14 @@ def test_evaluate_cli(tmp_path, published_pcm_card):
     assert r.returncode == 2 and "neither digits-mlp" in r.stderr
     r = devmodel("evaluate", "--card", str(card), "--times", "-5", "--quiet")
     assert r.returncode == 2 and "positive" in r.stderr
+
+
+def test_quantile_by_selection_equals_torch_quantile():
+    """Calibration and tile-003 take percentiles by two kthvalue selections instead of a sort."""
+    from devmodel.sim.analog import quantile
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 1000, 12_345):
+        v = torch.randn(n, generator=g)
+        for q in (0.0, 0.25, 0.5, 0.999, 1.0):
+            assert quantile(v, q) == pytest.approx(float(torch.quantile(v, q)), rel=1e-5, abs=1e-6)  # float32

@@ -86,7 +86,7 @@ class AnalogNet(nn.Module):
         v = x.abs().reshape(-1).float()
         if v.numel() > 1_000_000:  # quantile needs a bounded sample
             v = v[torch.randperm(v.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
-        r = _quantile(v, self.config.input_percentile / 100.0) if v.numel() else 1.0
+        r = quantile(v, self.config.input_percentile / 100.0) if v.numel() else 1.0
         r = r if r > 0 else 1.0
         if bound is not None:
             worst = 0.0
@@ -96,7 +96,7 @@ class AnalogNet(nn.Module):
                     y = m._mvm(xk, w).abs().reshape(-1).float()
                     if y.numel() > 1_000_000:
                         y = y[:1_000_000]
-                    worst = max(worst, _quantile(y, self.config.output_percentile / 100))
+                    worst = max(worst, quantile(y, self.config.output_percentile / 100))
             if worst > bound:
                 r *= worst / bound
         return r
@@ -149,9 +149,9 @@ def convert(net: nn.Module, card: DeviceModel | None, config: CrossbarConfig | N
     return AnalogNet(net, card, config, extrapolate)
 
 
-def _quantile(v: torch.Tensor, q: float) -> float:
-    """torch.quantile(v, q) (linear interpolation) by two selections instead of a full sort:
-    calibration spent most of its time sorting."""
+def quantile(v: torch.Tensor, q: float) -> float:
+    """torch.quantile(v, q) of a 1-D tensor (linear interpolation) by two selections instead of a
+    full sort: calibration (and tile-003's bound-aware range) spent most of its time sorting."""
     pos = q * (v.numel() - 1)
     lo = int(pos)
     a = float(torch.kthvalue(v, lo + 1).values)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from devmodel.model.card import DeviceModel
+from devmodel.sim.analog import quantile
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.layers import quantize
 
@@ -73,10 +74,7 @@ def read_noise_rel(card: DeviceModel) -> float:
 
 
 def _percentile(v: torch.Tensor, q: float) -> float:
-    v = v.reshape(-1)
-    if v.numel() > 1_000_000:
-        v = v[:1_000_000]
-    return float(torch.quantile(v.float(), q / 100.0))
+    return quantile(v.reshape(-1)[:1_000_000].float(), q / 100.0)
 
 
 def _noise(like: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
