@@ -64,3 +64,5 @@ def test_shift_and_read_noise_have_standard_errors(reram_card):
     assert all(s.mean_shift_stderr_us is not None and 0 < s.mean_shift_stderr_us < 0.1
                for s in reram_card.snapshots)
     assert 0 < reram_card.read_noise_stderr_us < 0.05 * reram_card.read_noise_us
+    text = reram_card.to_json()  # and they survive the card's JSON round trip
+    assert DeviceModel.from_json(text).to_json() == text

@@ -191,6 +191,7 @@ class DeviceModel:
             read_noise=ReadNoise(**rn) if rn else None,
             snapshots=[Snapshot(**s) for s in d.get("snapshots", [])],
             read_noise_us=d.get("read_noise_us"),
+            read_noise_stderr_us=d.get("read_noise_stderr_us"),
             fit_quality=d.get("fit_quality", {}), provenance=d.get("provenance", {}),
             schema=d["schema"],
         )
