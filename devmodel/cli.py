@@ -610,13 +610,12 @@ def _check_times(model, times_s: list[float], extrapolate: bool) -> list[bool]:
     Refused without ``extrapolate``; otherwise one note on stderr (the rows are marked '*') and the
     native model's per-call warnings are silenced by the caller (``_quiet_extrapolation``)."""
     from devmodel.export.native import NativeNoiseModel
+    from devmodel.sim.analog import inference_age_s
 
-    lo, hi = NativeNoiseModel(model).fitted_time_range()
-    if lo is None:
-        return [False] * len(times_s)
-    ages = [t + model.t0_s if model.technology == "pcm" else t for t in times_s]
-    outside = [not (lo * 0.999 <= a <= hi * 1.001) for a in ages]
+    native = NativeNoiseModel(model)
+    outside = [native.outside_fitted_ages(inference_age_s(model, t)) for t in times_s]
     if any(outside):
+        lo, hi = native.fitted_time_range()
         shown = ", ".join(f"{t:g}" for t, o in zip(times_s, outside, strict=True) if o)
         age = f" (age t0 + t, t0 = {model.t0_s:g} s)" if model.technology == "pcm" else ""
         where = f"t = {shown} s{age} lies outside the ages this card was fitted on ({lo:g}–{hi:g} s)"

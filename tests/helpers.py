@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from devmodel.chips import open_chip
@@ -41,3 +44,9 @@ def per_device_matrix(session, schedule):
     G[dev, col] = g
     A[dev, col] = age
     return G, A
+
+
+def run_devmodel(*args, cwd=None, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """``devmodel ARGS`` as a real subprocess (every argument through ``str``), output captured."""
+    return subprocess.run([sys.executable, "-m", "devmodel.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout_s)

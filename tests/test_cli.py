@@ -1,18 +1,14 @@
 """The command line, run as a real subprocess: outputs, and one clear sentence for bad input."""
 
-import subprocess
-import sys
 
 import h5py
 import pytest
+from helpers import run_devmodel as devmodel
 
 FAST = ["--devices", "20", "--schedule", "20,600", "--burst-devices", "2", "--burst-reads", "8",
         "--burst-age", "100", "--quiet"]
 
 
-def devmodel(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
 
 
 def test_characterize_then_info(tmp_path):

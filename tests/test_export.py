@@ -3,14 +3,13 @@ at 20,000 samples per level), the round trip card → samples → fit → card h
 refused. aihwkit's ``aihwkit.inference`` comes from its pinned source distribution (aihwkit_ref)."""
 
 import importlib.util
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
 import torch
 from aihwkit_ref import import_aihwkit
+from helpers import run_devmodel as devmodel
 from scipy import stats
 
 from devmodel.export.native import ExtrapolationError, NativeNoiseModel, global_drift_compensation
@@ -212,9 +211,6 @@ def test_extrapolation_is_explicit(published_pcm_card):
         r.at_time(g, g, 1e6)
 
 
-def devmodel(*args):
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", *args], capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_export_cli(aihwkit, published_pcm_card, tmp_path):

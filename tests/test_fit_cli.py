@@ -1,17 +1,11 @@
 """`devmodel fit | validate | report` as real subprocesses, and model-card refusals."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from helpers import run_devmodel as devmodel
 
 from devmodel.model.card import DeviceModel, ModelCardError
-
-
-def devmodel(*args):
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", *args], capture_output=True,
-                          text=True, timeout=600)
 
 
 def test_fit_validate_report(published_pcm_session, tmp_path):

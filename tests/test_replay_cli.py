@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import pytest
+from helpers import run_devmodel
 
 ROOT = Path(__file__).resolve().parents[1]
 PCM = ROOT / "calibration_data" / "pcm_sample.h5"
@@ -17,8 +17,7 @@ RERAM = ROOT / "calibration_data" / "reram_sample.h5"
 
 
 def devmodel(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)
+    return run_devmodel(*args, cwd=cwd)
 
 
 def test_calibration_data_is_shipped_small_and_not_ignored():

@@ -1,11 +1,10 @@
 """Analog inference driven by fitted device models (analog-inference issue)."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import run_devmodel as devmodel
 from torch import nn
 
 from devmodel.model.card import DeviceModel
@@ -119,9 +118,6 @@ def test_resnet32_is_the_seed_network():
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def devmodel(*args):
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", *args], capture_output=True,
-                          text=True, timeout=600)
 
 
 def test_evaluate_cli(tmp_path, published_pcm_card):

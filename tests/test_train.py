@@ -1,12 +1,11 @@
 """Hardware-aware training with the seeds' methods, driven by a card fitted from the simulated PCM
 chip (hardware-aware training issue)."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import run_devmodel as devmodel
 from torch import nn
 
 from devmodel.errors import DevmodelError
@@ -161,9 +160,6 @@ def test_noise_injection_cuts_the_one_day_accuracy_loss(digits_data, pcm_card):
         assert reduction >= 0.30, (method, fp_loss, losses)
 
 
-def devmodel(*args):
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", *args], capture_output=True,
-                          text=True, timeout=600)
 
 
 def test_train_hwa_cli(tmp_path, pcm_card):

@@ -238,16 +238,21 @@ class NativeNoiseModel:
         return (g_target_us + shift + sigma * self._randn(g_target_us)).clamp_min(0.0)
 
     def _check_time(self, t_s: float) -> None:
-        lo, hi = self.fitted_time_range()
         if t_s <= 0:
             raise ExtrapolationError(f"time {t_s} s: ages are counted from programming and must "
                                      "be positive")
-        if lo is not None and not (lo * 0.999 <= t_s <= hi * 1.001):
+        if self.outside_fitted_ages(t_s):
+            lo, hi = self.fitted_time_range()
             msg = (f"t = {t_s:g} s is outside the ages this card was fitted on "
                    f"({lo:g}–{hi:g} s)")
             if not self.extrapolate:
                 raise ExtrapolationError(msg + "; allow extrapolation explicitly")
             warnings.warn(msg + ": extrapolating", ExtrapolationWarning, stacklevel=3)
+
+    def outside_fitted_ages(self, age_s: float) -> bool:
+        """True for an age beyond the card's data (0.1 % slack for the reads' own timing)."""
+        lo, hi = self.fitted_time_range()
+        return lo is not None and not (lo * 0.999 <= age_s <= hi * 1.001)
 
     def fitted_time_range(self) -> tuple[float | None, float | None]:
         """Ages the card's data covered (None: a published card, no limit recorded)."""

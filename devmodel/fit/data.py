@@ -106,3 +106,10 @@ def representative_ages(data: FitData, use: np.ndarray) -> list[np.ndarray]:
         if sel.any():
             out.append(typical_ages(data.age_s[sel], data.dev[sel]))
     return out
+
+
+def require_levels(data: FitData, degree: int, what: str) -> None:
+    """A degree-``degree`` polynomial across levels needs at least degree + 2 of them."""
+    if data.levels_us.size < degree + 2:
+        raise DevmodelError(f"{data.session.path} has {data.levels_us.size} programmed levels; a "
+                            f"degree-{degree} {what} polynomial needs at least {degree + 2}")

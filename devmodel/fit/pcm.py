@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, representative_ages
+from devmodel.fit.data import FitData, representative_ages, require_levels
 from devmodel.fit.lmfits import (
     FitResult,
     fit_clipped_log,
@@ -94,11 +94,7 @@ def fit_pcm(data: FitData, opts: PcmFitOptions | None = None) -> DeviceModel:
     """Fit the PCM card from prepared session data (see the module docstring)."""
     opts = opts or PcmFitOptions()
     s = data.session
-    if data.levels_us.size < opts.prog_degree + 2:
-        raise DevmodelError(
-            f"{s.path} has {data.levels_us.size} programmed levels; a degree-{opts.prog_degree} "
-            f"σ_prog polynomial needs at least {opts.prog_degree + 2}"
-        )
+    require_levels(data, opts.prog_degree, "σ_prog")
     drift = fit_drift_per_device(data.dev, data.age_s, data.g_us, data.n_devices, s.t0_s)
     use = data.use & np.isfinite(drift.nu)
     lv = level_stats(data, drift, use)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, read_near, typical_ages
+from devmodel.fit.data import FitData, read_near, require_levels, typical_ages
 from devmodel.fit.lmfits import fit_poly
 from devmodel.fit.stats import clipped_std, var_se
 from devmodel.model.card import DeviceModel, Snapshot
@@ -71,11 +71,7 @@ def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel
     """Fit the ReRAM card: snapshots of σ(x) and mean shift, read noise."""
     opts = opts or ReramFitOptions()
     s = data.session
-    if data.levels_us.size < opts.degree + 2:
-        raise DevmodelError(
-            f"{s.path} has {data.levels_us.size} programmed levels; a degree-{opts.degree} σ(x) "
-            f"polynomial needs at least {opts.degree + 2}"
-        )
+    require_levels(data, opts.degree, "σ(x)")
     rn, rn_se = read_noise_from_bursts(data)
     ages = _nominal_ages(typical_ages(data.age_s[data.use[data.dev]], data.dev[data.use[data.dev]]),
                          _schedule(s.config), opts.snapshot_rel_tol / 2)

@@ -127,7 +127,13 @@ class AnalogNet(nn.Module):
             m.set_time(self.native, age)
 
     def _age(self, t_s: float) -> float:
-        return t_s + self.card.t0_s if self.card.technology == "pcm" else max(t_s, 1e-9)
+        return inference_age_s(self.card, t_s)
+
+
+def inference_age_s(card: DeviceModel, t_s: float) -> float:
+    """Device age at inference time ``t_s``: PCM counts from t0 (aihwkit and seed 000_…), ReRAM
+    from programming."""
+    return t_s + card.t0_s if card.technology == "pcm" else max(t_s, 1e-9)
 
 
 def convert(net: nn.Module, card: DeviceModel | None, config: CrossbarConfig | None = None,

@@ -275,13 +275,12 @@ class DeviceShaped000(Method):
     @torch.no_grad()
     def after_step(self, net):
         super().after_step(net)
-        for m in net.modules():  # codes are conductances: never beyond g_max (seed 000_… clipping)
-            if isinstance(m, HWALayer):
-                m.weight.clamp_(-1.0, 1.0)
-        if self.step % max(self.opts.remap_every, 1):
-            return
-        for m in net.modules():  # periodic remapping: max |code| per column back to 1
-            if isinstance(m, HWALayer):
+        remap = self.step % max(self.opts.remap_every, 1) == 0
+        for m in net.modules():
+            if not isinstance(m, HWALayer):
+                continue
+            m.weight.clamp_(-1.0, 1.0)  # codes are conductances: never beyond g_max (seed 000_…)
+            if remap:  # periodic remapping: max |code| per column back to 1
                 peak = m.weight.abs().reshape(m.weight.shape[0], -1).amax(1).clamp_min(1e-8)
                 m.weight.div_(m._shape(peak))
                 m.gamma.mul_(peak)
