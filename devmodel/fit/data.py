@@ -99,12 +99,12 @@ def typical_ages(age_s: np.ndarray, dev: np.ndarray, gap: float = 0.1) -> np.nda
 
 
 def representative_ages(data: FitData, use: np.ndarray) -> list[np.ndarray]:
-    """Per level, the typical drift-schedule ages of its used devices."""
+    """Per level (indexed like ``levels_us``), the typical drift-schedule ages of its used devices;
+    empty for a level without any."""
     out = []
     for j in range(data.levels_us.size):
         sel = use[data.dev] & (data.level[data.dev] == j)
-        if sel.any():
-            out.append(typical_ages(data.age_s[sel], data.dev[sel]))
+        out.append(typical_ages(data.age_s[sel], data.dev[sel]) if sel.any() else np.empty(0))
     return out
 
 
