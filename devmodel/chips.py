@@ -42,7 +42,7 @@ def open_chip(url: str, seed: int | None = None, station: str | None = None) -> 
     if scheme == "sim":
         return _open_sim(url, target.lower(), opts, seed)
     if scheme == "visa":
-        return _open_visa(url, station)
+        return _open_visa(url, target.removeprefix("//"), opts, station)
     if scheme in ("replay", "emulate"):
         return _open_record(url, scheme, target, opts, seed)
     raise ChipURLError(
@@ -51,19 +51,13 @@ def open_chip(url: str, seed: int | None = None, station: str | None = None) -> 
     )
 
 
-def _open_visa(url: str, station: str | None) -> DeviceArray:
+def _open_visa(url: str, resource: str, opts: dict[str, str], station: str | None) -> DeviceArray:
     """The only place devmodel imports ``instruments`` (DESIGN.md seam 1)."""
     try:
         from instruments.chip import open_visa_chip
     except ImportError:
         raise ChipURLError(f"chip URL {url!r}: the instruments package is not installed") from None
-    resource = url[len("visa://"):] if url.startswith("visa://") else url[5:]
     # VISA resource strings hold no '?': what follows one are this toolkit's options (reliability)
-    resource, _, query = resource.partition("?")
-    try:
-        opts = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
-    except ValueError:
-        raise ChipURLError(f"chip URL {url!r} has a malformed option list after '?'") from None
     unknown = sorted(set(opts) - {"faults", "retries"})
     if unknown:
         raise ChipURLError(f"chip URL {url!r} sets unknown option {unknown[0]!r}; visa:// URLs take "

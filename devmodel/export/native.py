@@ -133,18 +133,17 @@ class NativeNoiseModel:
         x = g / p.g_ref_us
         mean = g + _poly(p.mean_offset_coeffs_us, x)
         sigma = _poly(p.poly_coeffs_us, x).clamp_min(0.0)
-        if p.verify_age_s and nu is not None:
-            # G_prog = G_base·e^(−L(ν − μ_ν)), mean and spread at t0 kept (devmodel.model.sample)
-            d = self.card.drift
-            ln_x = torch.log((g.abs() / self.g_max_us).clamp_min(1e-7))
-            mu_nu = (d.nu_mean.a * ln_x + d.nu_mean.b).clamp(d.nu_mean.lo, d.nu_mean.hi)
-            sd_nu = (d.nu_std.a * ln_x + d.nu_std.b).clamp(d.nu_std.lo, d.nu_std.hi)
-            L = math.log(self.card.t0_s / p.verify_age_s)
-            k1, k2 = torch.exp((L * sd_nu) ** 2 / 2), torch.exp(2 * (L * sd_nu) ** 2)
-            base_mean = mean / k1
-            base_sd = ((sigma**2 + mean**2) / k2 - base_mean**2).clamp_min(0.0).sqrt()
-            base = (base_mean + base_sd * self._randn(g)).clamp_min(0.0)
-            return base * torch.exp(-L * (nu - mu_nu))
+        # G_prog = G_base·e^(−L(ν − μ_ν)), mean and spread at t0 kept (devmodel.model.sample)
+        d = self.card.drift
+        ln_x = torch.log((g.abs() / self.g_max_us).clamp_min(1e-7))
+        mu_nu = (d.nu_mean.a * ln_x + d.nu_mean.b).clamp(d.nu_mean.lo, d.nu_mean.hi)
+        sd_nu = (d.nu_std.a * ln_x + d.nu_std.b).clamp(d.nu_std.lo, d.nu_std.hi)
+        L = math.log(self.card.t0_s / p.verify_age_s)
+        k1, k2 = torch.exp((L * sd_nu) ** 2 / 2), torch.exp(2 * (L * sd_nu) ** 2)
+        base_mean = mean / k1
+        base_sd = ((sigma**2 + mean**2) / k2 - base_mean**2).clamp_min(0.0).sqrt()
+        base = (base_mean + base_sd * self._randn(g)).clamp_min(0.0)
+        return base * torch.exp(-L * (nu - mu_nu))
 
     def at_time(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_s: float) -> torch.Tensor:
         """Conductance ``t_s`` seconds after programming: drift and accumulated 1/f noise (PCM) or

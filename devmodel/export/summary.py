@@ -6,6 +6,7 @@ import numpy as np
 from scipy import stats
 
 from devmodel.model.card import DeviceModel
+from devmodel.physics.published import poly_us
 
 
 def summary(card: DeviceModel) -> dict[str, float | str]:
@@ -27,9 +28,9 @@ def summary(card: DeviceModel) -> dict[str, float | str]:
         out["t0_s"] = card.t0_s
     else:
         for s in card.snapshots:
-            sig = np.polynomial.polynomial.polyval(x, s.poly_coeffs_us)
+            sig = poly_us(s.poly_coeffs_us, x)
             out[f"sigma_rel_g_max_at_{s.t_s:g}s"] = float(np.mean(sig) / card.g_max_us)
-        sig0 = np.polynomial.polynomial.polyval(0.0, card.snapshots[0].poly_coeffs_us)
+        sig0 = poly_us(card.snapshots[0].poly_coeffs_us, 0.0)
         out["on_off_ratio"] = float(card.g_max_us / max(sig0 * np.sqrt(2 / np.pi), 1e-6))
         out["read_noise_rel_g_max"] = float((card.read_noise_us or 0.0) / card.g_max_us)
     return out

@@ -113,3 +113,16 @@ def require_levels(data: FitData, degree: int, what: str) -> None:
     if data.levels_us.size < degree + 2:
         raise DevmodelError(f"{data.session.path} has {data.levels_us.size} programmed levels; a "
                             f"degree-{degree} {what} polynomial needs at least {degree + 2}")
+
+
+def burst_reads(session: Session) -> tuple[np.ndarray, ...] | None:
+    """The read-noise burst reads (burst id, t_s, g_us, device, age_s), ordered by burst and time;
+    None without bursts."""
+    r = session.reads
+    sel = r["burst"] >= 0
+    if not sel.any():
+        return None
+    bid, t = r["burst"][sel], r["t_s"][sel]
+    order = np.lexsort((t, bid))
+    return (bid[order], t[order], r["g_us"][sel][order], r["device"][sel].astype(int)[order],
+            r["age_s"][sel][order])

@@ -102,30 +102,6 @@ def fit_clipped_log(x: np.ndarray, y: np.ndarray, se: np.ndarray, init: ClippedL
     return _finish(res, ["a", "b", "lo", "hi"], x, y, fixed)
 
 
-def _power_cap(x, amp, exp, cap):
-    return np.minimum(amp / x**exp, cap)
-
-
-def fit_power_law_cap(x: np.ndarray, y: np.ndarray, se: np.ndarray, init: PowerLawCap) -> FitResult:
-    """Q_s(x) = min(amp/x^exp, cap); the cap is held at ``init`` unless ≥ 2 levels reach it."""
-    model = Model(_power_cap)
-    p = model.make_params(amp=init.amp, exp=init.exp, cap=init.cap)
-    p["amp"].set(min=1e-9)
-    fixed: list[str] = []
-    # fit the power law alone first; the cap is identifiable only if the data sit on it
-    p["cap"].set(vary=False, value=max(init.cap, 10 * float(np.max(y))))
-    res = model.fit(y, p, x=x, weights=1.0 / np.asarray(se))
-    capped = res.params["amp"].value / x ** res.params["exp"].value >= init.cap
-    if capped.sum() >= 2:
-        p["cap"].set(vary=True, value=init.cap)
-        res = model.fit(y, p, x=x, weights=1.0 / np.asarray(se))
-    else:
-        p["cap"].set(vary=False, value=init.cap)
-        res = model.fit(y, p, x=x, weights=1.0 / np.asarray(se))
-        fixed.append("cap")
-    return _finish(res, ["amp", "exp", "cap"], x, y, fixed)
-
-
 def fit_power_law_cap_levels(x_dev: list[np.ndarray], q: np.ndarray, se: np.ndarray,
                              init: PowerLawCap) -> FitResult:
     """Q_s(x) = min(amp/x^exp, cap) fitted to per-level values that are, as the burst variogram

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, representative_ages, require_levels
+from devmodel.fit.data import FitData, burst_reads, representative_ages, require_levels
 from devmodel.fit.lmfits import (
     FitResult,
     fit_clipped_log,
@@ -87,7 +87,6 @@ class LevelStats:
     rss_rel: np.ndarray
     cov_t0_nu: np.ndarray
     cov_t0_nu_se: np.ndarray
-    g_fit_t0: list  # per level: fitted G(t0) of its devices (for the estimator simulation)
 
 
 def fit_pcm(data: FitData, opts: PcmFitOptions | None = None) -> DeviceModel:
@@ -122,11 +121,10 @@ def level_stats(data: FitData, drift: DeviceDrift, use: np.ndarray) -> LevelStat
         cov_se = float(np.sqrt(np.var(rel) * np.var(nu_k) / max(nu_k.size - 1, 1)))
         rows.append((target, sel.size, mean, sd**2, var_se(kept) / max(1 - cens, 0.05), cens,
                      nu_mean, nu_var, nu_var_se, float(np.median(drift.rss_rel[pos][keep])), cov,
-                     cov_se, drift.g_t0_us[pos][keep]))
+                     cov_se))
     if len(rows) < 2:
         raise DevmodelError(f"{data.session.path}: fewer than two levels have ≥ 10 usable devices")
-    cols = list(zip(*rows, strict=True))
-    return LevelStats(*(np.asarray(c, float) for c in cols[:-1]), g_fit_t0=list(cols[-1]))
+    return LevelStats(*(np.asarray(c, float) for c in zip(*rows, strict=True)))
 
 
 def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -> DeviceModel:
@@ -257,12 +255,10 @@ def _unfold_levels(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.nd
 @dataclass
 class BurstNoise:
     g_us: np.ndarray  # level targets with bursts
-    x: np.ndarray  # mean programmed conductance of the burst devices / g_max
     q2: np.ndarray
     q2_se: np.ndarray
     white_var_us2: np.ndarray
     white_var_se_us2: np.ndarray
-    n_devices: np.ndarray
 
 
 def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
@@ -274,15 +270,10 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
     conductance); with E[H²] = E[G_d²]·(1 + Q_s²·V), V = ln(age/(2 t_read)), the pooled slope s gives
     Q_s² = s / (2 E[H²] − s V) without dividing any device by its own noisy mean.
     """
-    s = data.session
-    r = s.reads
-    sel = r["burst"] >= 0
-    if not sel.any():
+    b = burst_reads(data.session)
+    if b is None:
         return None
-    bid, t, g, dev = r["burst"][sel], r["t_s"][sel], r["g_us"][sel], r["device"][sel].astype(int)
-    age = r["age_s"][sel]
-    order = np.lexsort((t, bid))
-    bid, t, g, dev, age = bid[order], t[order], g[order], dev[order], age[order]
+    bid, t, g, dev, age = b
     _, start, length = np.unique(bid, return_index=True, return_counts=True)
     per_level: dict[int, list] = {}
     for n_reads in np.unique(length):  # bursts of one length form one matrix
@@ -301,14 +292,13 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
         var = np.stack([np.mean((H[:, k:] - H[:, :-k]) ** 2, axis=1) for k in lags], 1)
         X = np.column_stack([np.log(lags * max(dt, 1e-12)), np.ones(lags.size)])
         coef = np.linalg.lstsq(X, var.T, rcond=None)[0]  # per device (slope, intercept)
-        g_prog = drift.g_t0_us[D]
         for j in np.unique(data.level[D]):
             m = data.level[D] == j
             per_level.setdefault(int(j), []).append(
-                (coef[0, m], coef[1, m], np.mean(H[m] ** 2, axis=1), A[m].mean(), g_prog[m]))
+                (coef[0, m], coef[1, m], np.mean(H[m] ** 2, axis=1), A[m].mean()))
     res = {k: [] for k in BurstNoise.__dataclass_fields__}
     for j, parts in sorted(per_level.items()):
-        slope, icpt, h2, g_p = (np.concatenate([p[i] for p in parts]) for i in (0, 1, 2, 4))
+        slope, icpt, h2 = (np.concatenate([p[i] for p in parts]) for i in (0, 1, 2))
         white2 = (icpt + slope * np.log(4 * t_read_s)) / 2  # per device, can be < 0
         if slope.size < 3:
             continue
@@ -318,12 +308,10 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
         if not (sl > 0 and denom > 0):
             continue
         res["g_us"].append(data.levels_us[j])
-        res["x"].append(max(float(np.median(g_p)), 1e-3) / s.g_max_us)
         res["q2"].append(sl / denom)
         res["q2_se"].append(slope.std(ddof=1) / np.sqrt(slope.size) / denom)
         res["white_var_us2"].append(white2.mean())
         res["white_var_se_us2"].append(white2.std(ddof=1) / np.sqrt(white2.size))
-        res["n_devices"].append(slope.size)
     out = BurstNoise(**{k: np.asarray(v, float) for k, v in res.items()})
     return out if out.q2.size >= 2 else None
 

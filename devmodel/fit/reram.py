@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, read_near, require_levels, typical_ages
+from devmodel.fit.data import FitData, burst_reads, read_near, require_levels, typical_ages
 from devmodel.fit.lmfits import fit_poly
 from devmodel.fit.stats import clipped_std, var_se
 from devmodel.model.card import DeviceModel, Snapshot
@@ -31,13 +31,10 @@ def read_noise_from_bursts(data: FitData) -> tuple[float | None, float | None]:
     """Robust σ of lag-1 differences of burst reads / √2, and its standard error from the spread
     of the bursts' own estimates (consecutive differences share a read, so bursts, not
     differences, are the independent units); (None, None) without bursts."""
-    r = data.session.reads
-    sel = r["burst"] >= 0
-    if not sel.any():
+    b = burst_reads(data.session)
+    if b is None:
         return None, None
-    bid, t, g, dev = r["burst"][sel], r["t_s"][sel], r["g_us"][sel], r["device"][sel]
-    order = np.lexsort((t, bid))
-    bid, g, dev = bid[order], g[order], dev[order]
+    bid, _, g, dev, _ = b
     same = (bid[1:] == bid[:-1]) & data.use[dev[1:]]
     diffs = np.diff(g)[same]
     if diffs.size <= 10:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,8 @@ def _subset(session: Session, keep: np.ndarray) -> Session:
     sel = keep[r["device"]]
     reads = {k: v[sel] for k, v in r.items()}
     reads["device"] = new_row[reads["device"]]
-    return Session(**{**session.__dict__, "devices": {k: v[keep] for k, v in
-                                                      session.devices.items()},
-                      "reads": reads, "ground_truth": None, "trace": {}})
+    return replace(session, devices={k: v[keep] for k, v in session.devices.items()}, reads=reads,
+                   ground_truth=None, trace={})
 
 
 def resample_devices(session: Session, rng: np.random.Generator) -> Session:
@@ -97,9 +97,6 @@ def resample_devices(session: Session, rng: np.random.Generator) -> Session:
     target = d["target_us"]
     rows = np.concatenate([rng.choice(np.flatnonzero(target == t), np.sum(target == t))
                            for t in np.unique(target)])
-    new_of = {}  # old row → list of new rows
-    for new, old in enumerate(rows):
-        new_of.setdefault(int(old), []).append(new)
     r = session.reads
     # every read of an old device is copied once per copy of the device
     counts = np.bincount(rows, minlength=target.size)
@@ -114,11 +111,7 @@ def resample_devices(session: Session, rng: np.random.Generator) -> Session:
     # a copied burst becomes a new burst: id = old id × copies + copy index
     reads["burst"] = np.where(has, burst.astype(np.int64) * int(counts.max()) + k, -1)
     devices = {key: v[rows] for key, v in d.items()}
-    return Session(path=session.path, technology=session.technology, g_max_us=session.g_max_us,
-                   t0_s=session.t0_s, status=session.status, status_reason=session.status_reason,
-                   levels_us=session.levels_us, devices=devices, reads=reads, bursts={},
-                   trace={}, chip=session.chip, config=session.config,
-                   provenance=session.provenance, ground_truth=None, attrs=session.attrs)
+    return replace(session, devices=devices, reads=reads, bursts={}, trace={}, ground_truth=None)
 
 
 def bootstrap_intervals(session: Session, card: DeviceModel, n: int, seed: int = 0,

@@ -39,6 +39,7 @@ from devmodel.physics.published import (
     PcmStatModel,
     PowerLawCap,
     poly_us,
+    sqrt_log_term,
 )
 
 SCHEMA = "devmodel.model/1"
@@ -119,8 +120,7 @@ class ReadNoise:
         return PowerLawCap(self.q_s_amp, self.q_s_exp, self.q_s_max)(x)
 
     def sqrt_log_term(self, t_s: np.ndarray) -> np.ndarray:
-        t = np.asarray(t_s, dtype=float)
-        return np.sqrt(np.log((t + self.t_read_s) / (2.0 * self.t_read_s)))
+        return sqrt_log_term(t_s, self.t_read_s)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from devmodel.model.card import DeviceModel, ModelCardError
+from devmodel.physics.published import poly_us
 
 
 def sample_conductance(card: DeviceModel, g_target_us: np.ndarray, t_s: float,
@@ -24,7 +25,7 @@ def sample_conductance(card: DeviceModel, g_target_us: np.ndarray, t_s: float,
         return _sample_pcm(card, g, t_s, rng, read_noise)
     if card.technology == "reram":
         c, shift = card.snapshot_coeffs(t_s, extrapolate)
-        sigma = np.maximum(np.polynomial.polynomial.polyval(g / card.g_max_us, c), 0.0)
+        sigma = np.maximum(poly_us(c, g / card.g_max_us), 0.0)
         out = g + shift + sigma * rng.standard_normal(g.shape)
         if read_noise and card.read_noise_us:
             out += card.read_noise_us * rng.standard_normal(g.shape)

@@ -23,6 +23,7 @@ from devmodel.fit.session import card_scalars  # noqa: E402
 from devmodel.fit.validate import ValidationReport, format_report  # noqa: E402
 from devmodel.model.card import DeviceModel  # noqa: E402
 from devmodel.model.sample import sample_conductance  # noqa: E402
+from devmodel.physics.published import poly_us
 from devmodel.store.session import read_session  # noqa: E402
 
 
@@ -81,7 +82,7 @@ def _sigma_prog(card, out):
     cov = fq.get("covar")
     if cov:
         draws = np.random.default_rng(1).multivariate_normal(p.poly_coeffs_us, cov, 400)
-        band = np.polynomial.polynomial.polyval(x, draws.T)
+        band = poly_us(draws.T, x)
         ax.fill_between(g, np.percentile(band, 16, 0), np.percentile(band, 84, 0), alpha=0.3,
                         label="±1 SE band")
     if lev:
@@ -98,10 +99,10 @@ def _drift(card, data, out):
     sel = data.use[data.dev]
     ages = typical_ages(data.age_s[sel], data.dev[sel])
     colors = plt.cm.viridis(np.linspace(0, 0.95, data.levels_us.size))
+    g_at = [read_near(data.dev, data.age_s, data.g_us, data.n_devices, a) for a in ages]
     for j, lv in enumerate(data.levels_us):
         med = []
-        for a in ages:
-            g = read_near(data.dev, data.age_s, data.g_us, data.n_devices, a)
+        for g in g_at:
             m = data.use & (data.level == j) & np.isfinite(g)
             med.append(np.median(g[m]) if m.sum() else np.nan)
         med = np.array(med)
@@ -154,7 +155,7 @@ def _snapshots(card, out):
     fig, ax = plt.subplots(figsize=(6, 4))
     x = np.linspace(0, 1, 200)
     for s in card.snapshots:
-        line, = ax.plot(x * card.g_max_us, np.polynomial.polynomial.polyval(x, s.poly_coeffs_us),
+        line, = ax.plot(x * card.g_max_us, poly_us(s.poly_coeffs_us, x),
                         label=f"t = {s.t_s:g} s")
         q = card.fit_quality.get("snapshots", {}).get(f"{s.t_s:g}")
         if q:

@@ -45,15 +45,12 @@ class SessionInfo:
 def first_read_near(session: Session, age_s: float, rel_tol: float = 0.1) -> tuple[np.ndarray,
                                                                                    np.ndarray]:
     """(g_us, has_read) per device: its schedule read closest to ``age_s`` (within ``rel_tol``)."""
+    from devmodel.fit.data import read_near
+
     r = session.reads
-    sel = (r["burst"] < 0) & (np.abs(r["age_s"] - age_s) <= rel_tol * age_s)
-    dev, g, err = r["device"][sel], r["g_us"][sel], np.abs(r["age_s"][sel] - age_s)
-    n = session.n_devices
-    order = np.lexsort((err, dev))
-    dev, g = dev[order], g[order]
-    first = np.r_[True, dev[1:] != dev[:-1]] if dev.size else np.empty(0, bool)
-    out = np.full(n, np.nan)
-    out[dev[first]] = g[first]
+    sch = r["burst"] < 0
+    out = read_near(r["device"][sch], r["age_s"][sch], r["g_us"][sch], session.n_devices, age_s,
+                    rel_tol)
     return out, np.isfinite(out)
 
 

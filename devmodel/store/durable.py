@@ -187,8 +187,6 @@ class DurableSessionWriter:
     points). ``fsync`` makes a commit survive power loss, not just the death of the process.
     """
 
-    durable = True
-
     def journal_path(self, seq: int | None = None) -> Path:
         """Where the chip journal of commit ``seq`` (default: the last) lives."""
         return self.side / f"journal-{self._seq if seq is None else seq}.bin"
@@ -254,7 +252,6 @@ class DurableSessionWriter:
         self.resumes = 0
         self._last_commit = time.monotonic()
         self._last_commit_cost = 0.0
-        self.max_commit_share = MAX_COMMIT_SHARE
         self._seq = 0
         self._spare: h5py.File | None = None
         self._closed = False
@@ -413,7 +410,7 @@ class DurableSessionWriter:
         commits take at most ``MAX_COMMIT_SHARE`` of the time (interval 0: every safe point)."""
         gap = self.commit_interval_s
         if gap > 0:
-            gap = max(gap, self._last_commit_cost / self.max_commit_share)
+            gap = max(gap, self._last_commit_cost / MAX_COMMIT_SHARE)
         return time.monotonic() - self._last_commit >= gap
 
     def checkpoint(self, state: Any, force: bool = False) -> bool:

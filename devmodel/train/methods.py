@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from devmodel.model.card import DeviceModel
+from devmodel.physics.published import poly_us
 from devmodel.sim.analog import quantile
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.layers import quantize
@@ -45,7 +46,7 @@ def spread_at_t0_rel(card: DeviceModel, x: np.ndarray) -> np.ndarray:
     g = x * card.g_max_us
     if card.technology == "reram":
         c, _ = card.snapshot_coeffs(card.snapshots[0].t_s)
-        return np.maximum(np.polynomial.polynomial.polyval(x, c), 0) / card.g_max_us
+        return np.maximum(poly_us(c, x), 0) / card.g_max_us
     p, rn = card.programming, card.read_noise
     mean = np.maximum(p.mean_us(g), 0)
     flicker = mean * rn.q_s(mean / card.g_max_us) * rn.sqrt_log_term(card.t0_s)
