@@ -118,6 +118,20 @@ def as_addresses(addresses: np.ndarray, n_devices: int) -> np.ndarray:
     return a
 
 
+def estimate_pulse_ends(t_before: float, t_now: float, width_ns, m: int, overhead_s: float) -> np.ndarray:
+    """End times of a pulse batch that ran but whose answer was lost: the clock stands at the end of its
+    last pulse; the others are spread by each pulse's width plus a per-pulse overhead (the read cycle),
+    exact on the last pulse, off by µs at most on the others."""
+    cost = np.broadcast_to(np.asarray(width_ns, dtype=float), (m,)) * 1e-9 + overhead_s
+    return t_before + (t_now - t_before) * np.cumsum(cost) / cost.sum()
+
+
+def check_wait(dt_s: float) -> None:
+    """Refuse a wait that is not a finite number of seconds ≥ 0."""
+    if not np.isfinite(dt_s) or dt_s < 0:
+        raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
+
+
 def check_reads(info: ChipInfo, n_reads: int, interval_s: float, label: str = "") -> int:
     """Refuse a read request outside the chip's declared read limits; returns ``n_reads`` as int.
     ``label`` (e.g. "probe station") prefixes the message so the user knows which chip refused."""

@@ -35,6 +35,8 @@ from devmodel.array import (
     as_addresses,
     check_pulses,
     check_reads,
+    check_wait,
+    estimate_pulse_ends,
 )
 from devmodel.errors import DevmodelError, LimitError
 from instruments.base import Identity, Instrument, InstrumentConnectionError, InstrumentError
@@ -48,7 +50,14 @@ from instruments.scpi import (
     parse_error,
     split_units,
 )
-from instruments.station import DEFAULT_STATION, ChipLimits, InstrumentSpec, Station, load_station
+from instruments.station import (
+    DEFAULT_STATION,
+    ChipLimits,
+    InstrumentSpec,
+    Station,
+    load_station,
+    outside_range,
+)
 from instruments.transport import Transport, TransportError, VisaTransport
 
 PROTOCOL_NAME, PROTOCOL_VERSION = "DEVMODEL-CHIP", 1
@@ -164,8 +173,6 @@ class ScpiChip(Instrument):
             self.ground_truth = self._ground_truth  # only simulated chips have one (run_sweep looks)
         else:
             self.__dict__.pop("ground_truth", None)
-            if previous is None:
-                self._t_host0 = time.monotonic()
 
     # -- recovery -------------------------------------------------------------------------------
     def raise_queue(self, first: tuple[int, str], context: str) -> None:
@@ -296,12 +303,8 @@ class ScpiChip(Instrument):
                                       f"real time, cannot tell whether the batch ran; not retried") from None
         t_before = self._retrying("CHIP:CLOCk?", self._clock_once)
 
-        def ran(t_now: float) -> np.ndarray:
-            # the batch ran and only its answer was lost: the chip clock stands at the end of its last
-            # pulse; earlier ends are spread by each pulse's width plus one read cycle of overhead
-            # (exact on the last pulse, off by µs at most on the others)
-            cost = np.broadcast_to(np.asarray(width_ns, dtype=float), (m,)) * 1e-9 + self.info.read_cycle_s
-            return t_before + (t_now - t_before) * np.cumsum(cost) / cost.sum()
+        def ran(t_now: float) -> np.ndarray:  # the batch ran and only its answer was lost
+            return estimate_pulse_ends(t_before, t_now, width_ns, m, self.info.read_cycle_s)
 
         return self._retrying("CHIP:PULSe?", once, t_before=t_before, applied=ran)
 
@@ -340,8 +343,7 @@ class ScpiChip(Instrument):
 
     def wait(self, dt_s: float) -> None:
         """Let ``dt_s`` pass: a virtual clock is advanced on the chip, a real one is slept host-side."""
-        if not np.isfinite(dt_s) or dt_s < 0:
-            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
+        check_wait(dt_s)
         if not self.virtual_clock:
             time.sleep(dt_s)
             return
@@ -373,8 +375,8 @@ class ScpiChip(Instrument):
     # -- encoding -------------------------------------------------------------------------------
     def _check_range(self, a: np.ndarray) -> None:
         rng = self.station_limits.address_range
-        if rng is not None and a.size and (a.min() < rng[0] or a.max() > rng[1]):
-            bad = a[(a < rng[0]) | (a > rng[1])][0]
+        bad = outside_range(a, rng)
+        if bad is not None:
             raise LimitError(f"address {bad} is outside the station's address range {rng[0]}..{rng[1]}")
 
     @staticmethod

@@ -25,6 +25,7 @@ from devmodel.array import (
     as_addresses,
     check_pulses,
     check_reads,
+    check_wait,
 )
 from devmodel.errors import DevmodelError, LimitError
 from instruments.base import (
@@ -36,7 +37,7 @@ from instruments.base import (
     strict_int_range,
     strict_range,
 )
-from instruments.station import ChipLimits, ProbeStationSpec, Station, StationError
+from instruments.station import ChipLimits, ProbeStationSpec, Station, StationError, outside_range
 from instruments.transport import Transport, TransportError, VisaTransport
 
 
@@ -178,7 +179,7 @@ class ProbeStation:
     def _addresses(self, addresses: np.ndarray) -> np.ndarray:
         a = as_addresses(addresses, self.info.n_devices)
         rng = self.station_limits.address_range
-        if rng is not None and a.size and (a.min() < rng[0] or a.max() > rng[1]):
+        if outside_range(a, rng) is not None:
             raise LimitError(f"probe station: an address is outside the station's range {rng[0]}..{rng[1]}")
         return a
 
@@ -232,8 +233,7 @@ class ProbeStation:
         return time.monotonic() - self._t0
 
     def wait(self, dt_s: float) -> None:
-        if not np.isfinite(dt_s) or dt_s < 0:
-            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
+        check_wait(dt_s)
         time.sleep(dt_s)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from devmodel.array import PulseKind, as_addresses, check_pulses
 from devmodel.errors import DevmodelError, LimitError
 from instruments import scpi
 from instruments.scpi import Block, Framer, Message, encode_block, format_error, header_forms
+from instruments.station import outside_range
 
 PROTOCOL = "DEVMODEL-CHIP,1"
 ERROR_QUEUE_DEPTH = 32
@@ -342,8 +343,8 @@ class ChipServer:
         if conn.selection is None:
             raise ScpiError(scpi.SETTINGS_CONFLICT, "no addresses selected (CHIP:ADDRess)")
         a, rng = conn.selection, self.address_range
-        if rng is not None and a.size and (a.min() < rng[0] or a.max() > rng[1]):
-            bad = a[(a < rng[0]) | (a > rng[1])][0]
+        bad = outside_range(a, rng)
+        if bad is not None:
             raise ScpiError(scpi.DATA_OUT_OF_RANGE,
                             f"address {bad} is outside the station's range {rng[0]}..{rng[1]}")
         return a

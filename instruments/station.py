@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from devmodel.array import Limits
 from devmodel.errors import DevmodelError
 
@@ -38,6 +40,13 @@ class InstrumentSpec:
     limits: dict[str, tuple] = field(default_factory=dict)
     retries: dict | None = None  # RetryPolicy fields (chip only): attempts, backoff_s, max_backoff_s, seed
     faults: dict | None = None  # injected faults for rehearsals (chip only), see instruments.faults
+
+
+def outside_range(a: np.ndarray, rng: tuple[int, int] | None) -> int | None:
+    """The first address of ``a`` outside a station's [first, last] range, None if all are in."""
+    if rng is None or not a.size or (a.min() >= rng[0] and a.max() <= rng[1]):
+        return None
+    return int(a[(a < rng[0]) | (a > rng[1])][0])
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@ reads stay realistic (the clock is what the 1/f process and drift see).
 
 from __future__ import annotations
 
-import numpy as np
-
-from devmodel.errors import DevmodelError
+from devmodel.array import check_wait
 
 
 class VirtualClock:
@@ -38,6 +36,5 @@ class ClockedArray:
         return self.clock.now_s()
 
     def wait(self, dt_s: float) -> None:
-        if not np.isfinite(dt_s) or dt_s < 0:
-            raise DevmodelError(f"wait time must be a finite number of seconds ≥ 0, got {dt_s}")
+        check_wait(dt_s)
         self.clock.advance(dt_s)

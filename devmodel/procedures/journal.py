@@ -29,19 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from devmodel.array import ChipInfo, PulseKind, ReadBatch
+from devmodel.array import ChipInfo, PulseKind, ReadBatch, estimate_pulse_ends
 from devmodel.errors import DevmodelError
 
 MAGIC = b"DMJ1"
 _HEAD = struct.Struct("<4sII")
-
-
-def estimate_pulse_ends(t_before: float, t_now: float, width_ns, m: int, overhead_s: float) -> np.ndarray:
-    """End times of a pulse batch that ran but whose answer was lost: the clock stands at the end of its
-    last pulse; the others are spread by each pulse's width plus a per-pulse overhead (the read cycle),
-    exact on the last pulse, off by µs at most on the others."""
-    cost = np.broadcast_to(np.asarray(width_ns, dtype=float), (m,)) * 1e-9 + overhead_s
-    return t_before + (t_now - t_before) * np.cumsum(cost) / cost.sum()
 
 
 def _digest(*parts) -> str:
@@ -90,7 +82,6 @@ class JournalChip:
         self.on_live = on_live
         self.last_known_time = float("nan")
         self.last_wall = float(self._replay[-1]["wall"]) if self._replay else float("nan")
-        self.replayed = 0
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if not self._replay:
             self._live()
@@ -130,7 +121,6 @@ class JournalChip:
                                 f"record {self._pos} (expected {kind}, found {rec['kind']}); the session "
                                 f"cannot be continued exactly")
         self._pos += 1
-        self.replayed += 1
         return rec
 
     def _intent(self, kind: str, digest: str) -> dict | None:

@@ -232,11 +232,11 @@ class _Waiter:
 class _Loop:
     """Per-device bookkeeping shared by the PCM and ReRAM loops."""
 
-    def __init__(self, chip: DeviceArray, addresses, targets, max_pulses: int,
-                 host: Host | None, chunk: int = 4096) -> None:
+    chunk = 4096  # devices per read batch of the verify reads
+
+    def __init__(self, chip: DeviceArray, addresses, targets, host: Host | None) -> None:
         self.chip = chip
         self.host = host or _Waiter(chip)
-        self.chunk = chunk
         self.addr = np.asarray(addresses, dtype=np.int64)
         self.target = np.asarray(targets, dtype=float)
         n = self.addr.size
@@ -247,7 +247,6 @@ class _Loop:
             self.target > g_max
         ):
             raise DevmodelError(f"targets must lie in [0, g_max = {g_max:g} µS]")
-        self.max_pulses = max_pulses
         self.converged = np.zeros(n, bool)
         self.iterations = np.zeros(n, np.int32)
         self.pulses = np.zeros(n, np.int32)
@@ -350,7 +349,7 @@ class VerifyRun:
         self.chip = chip
         self.cfg = cfg = config or self.config_cls()
         cfg.validate()
-        self.lp = _Loop(chip, addresses, targets_us, cfg.max_pulses_per_device, host)
+        self.lp = _Loop(chip, addresses, targets_us, host)
         check_limits(cfg, chip.info, self.lp.addr)
         # pulses each device may still take: the loop's own bound, and what is left of a lifetime
         # limit the chip declares (as far as this host has counted them)
@@ -365,7 +364,7 @@ class VerifyRun:
         self.stage = 0  # 0 initialise, 1 iterate, 2 done
         self.it = 1
         self.t_start = np.nan
-        self.wall_start = time.monotonic()
+        self.wall_start = np.nan  # set by run()
         self.act = np.empty(0, np.int64)
 
     def run(self, checkpoint: Callable[[], None] | None = None) -> VerifyResult:

@@ -74,7 +74,6 @@ class ReplayChip(ClockedArray):
         self._cursor = 0  # next file row of a replay in the recorded order
         self._index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.clock = VirtualClock()
-        self.n_served = 0
 
     # -- DeviceArray protocol ------------------------------------------------------------------
     def close(self) -> None:
@@ -103,7 +102,6 @@ class ReplayChip(ClockedArray):
             g, t = self._serve_indexed(a, rows, n, t_nom)
         end = max(t_nom[-1, -1], float(t.max())) + self._cycle_s
         self.clock.advance(end - self.clock.now_s())
-        self.n_served += m * n
         return ReadBatch(g_us=g, t_s=t)
 
     # -- internals -----------------------------------------------------------------------------

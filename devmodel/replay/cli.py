@@ -181,7 +181,7 @@ def _program_verify(session, tolerance, overrides, seed, live_url) -> None:
         sets[key.strip()] = value.strip()
     if tolerance is not None:
         sets["tolerance_us"] = str(tolerance)
-    record = read_session(session)
+    record = read_session(session, with_trace=False)  # the emulator reads the trace itself
     d = record.devices
     cfg = verify_config_of(record, record.technology, sets)
     chip = EmulatedChip(session, seed)

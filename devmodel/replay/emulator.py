@@ -26,7 +26,7 @@ record holds (unrecorded addresses borrow a recorded device's initial state).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,6 @@ class PulseResponseModel:
     read_noise_us: np.ndarray  # per-read noise σ at that grid
     init_pulses: list[tuple[int, float, float]]  # (kind, amplitude, width_ns)
     discard_reads: int
-    verify_config: dict = field(default_factory=dict)
     unresponsive: np.ndarray | None = None  # per recorded device: stuck (pulses do not move it)
 
     def read_sigma(self, g_us: np.ndarray) -> np.ndarray:
@@ -70,14 +69,6 @@ class PulseResponseModel:
         if self.read_noise_us.size == 0:
             return np.zeros_like(g_us)
         return np.interp(g_us, self.read_noise_g_us, self.read_noise_us)
-
-    def summary(self) -> dict:
-        """What was learned, for people (JSON-ready)."""
-        return {"source": str(self.path), "technology": self.technology,
-                "groups": [g.summary() for g in self.groups],
-                "read_noise_us": {"g_us": self.read_noise_g_us.round(3).tolist(),
-                                  "sigma_us": self.read_noise_us.round(4).tolist()},
-                "init_pulses": [[PulseKind(k).name, a, w] for k, a, w in self.init_pulses]}
 
 
 # -- fitting -----------------------------------------------------------------------------------
@@ -122,7 +113,7 @@ def fit_response_model(path: str | Path) -> PulseResponseModel:
         path=path, technology=rec.technology, groups=groups,
         post_init_us=_post_init(rec, tr, dev), read_noise_g_us=g_noise, read_noise_us=s_noise,
         init_pulses=_init_pulses(rec.technology, verify),
-        discard_reads=int(verify.get("discard_reads", 0) or 0), verify_config=verify,
+        discard_reads=int(verify.get("discard_reads", 0) or 0),
         unresponsive=stuck,
     )
 

@@ -26,8 +26,6 @@ import numpy as np
 from scipy import sparse
 from scipy.special import ndtr, ndtri
 
-from devmodel.array import PulseKind
-
 MAX_DISCRETE = 64  # at most this many distinct amplitudes: one knot each
 N_AMPLITUDE_KNOTS = 64  # knots of a continuous amplitude (quantiles)
 N_STATE_KNOTS = 12  # knots of the reading before the pulse (quantiles)
@@ -166,16 +164,6 @@ class GroupModel:
         e = self.residual_quantile(amplitude, g_before, compliance, ndtr(z))
         return np.clip(loc + scale * e, *self.y_range)
 
-    def summary(self) -> dict:
-        return {"kind": PulseKind(self.kind).name, "width_ns": self.width_ns, "pulses": self.n_pulses,
-                "amplitude_knots": int(self.a_knots.size),
-                "amplitude_range": [float(self.a_knots[0]), float(self.a_knots[-1])],
-                "history_dependent_amplitudes": _ranges(self.a_knots, self.history),
-                "compliance_bins": int(self.c_bins.size) if self.use_compliance else 0,
-                "device_share_of_variance": [round(float(v), 3) for v in
-                                             np.percentile(self.loading**2, [0, 50, 100])],
-                "device_memory_amplitude": None if not np.isfinite(self.memory) else round(self.memory, 4)}
-
 
 # -- fitting -----------------------------------------------------------------------------------
 def typical_next(amp: np.ndarray, c: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -270,18 +258,6 @@ def _within_slopes(g: GroupModel, amp, resid, x, dev, n_devices) -> np.ndarray:
                 den = float(x_c @ x_c)
                 out[k] = float(r_c @ x_c) / den if den > 0 else 0.0
                 break
-    return out
-
-
-def _ranges(knots: np.ndarray, mask: np.ndarray) -> list[list[float]]:
-    """Runs of consecutive knots where ``mask`` holds, as [first, last] amplitude pairs."""
-    out, start = [], None
-    for i, m in enumerate(np.r_[mask, False]):
-        if m and start is None:
-            start = i
-        elif not m and start is not None:
-            out.append([float(knots[start]), float(knots[i - 1])])
-            start = None
     return out
 
 
