@@ -605,6 +605,20 @@ def export(card, target, out, g_max_us, overwrite) -> None:
         click.echo(f"written {out}")
 
 
+def _times(text: str) -> list[float]:
+    """--times: positive inference times in seconds, comma-separated."""
+    times_s = list(_floats("times", text) or ())
+    if not times_s or any(not t > 0 for t in times_s):
+        raise DevmodelError("--times: inference times must be positive seconds")
+    return times_s
+
+
+def _sem(acc: np.ndarray) -> np.ndarray:
+    """Standard error of the mean over programming trials (axis 0); 0 for a single trial."""
+    n = acc.shape[0]
+    return acc.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(acc.shape[1:])
+
+
 def _check_times(model, times_s: list[float], extrapolate: bool) -> list[bool]:
     """Which inference times lie outside the card's fitted ages, found before any training starts.
     Refused without ``extrapolate``; otherwise one note on stderr (the rows are marked '*') and the
@@ -700,9 +714,7 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
     from devmodel.sim import CrossbarConfig, accuracy, convert, evaluate_over_time
 
     model = DeviceModel.load(card)
-    times_s = list(_floats("times", times))
-    if not times_s or any(t <= 0 for t in times_s):
-        raise DevmodelError("--times: inference times must be positive seconds")
+    times_s = _times(times)
     cfg = {"standard": CrossbarConfig.standard(), "ideal-periphery": CrossbarConfig(),
            "ideal": CrossbarConfig.ideal()}[crossbar]
     cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
@@ -725,7 +737,7 @@ def evaluate(card, network, times, trials, crossbar, scales, no_drift_compensati
         raise DevmodelError(f"{e} (drop --no-extrapolate)") from None
     finally:
         bar.close()
-    mean, sem = acc.mean(0), acc.std(0, ddof=1) / np.sqrt(trials) if trials > 1 else 0 * acc[0]
+    mean, sem = acc.mean(0), _sem(acc)
     click.echo(f"network {network} on {card} ({model.technology}), crossbar {crossbar}, "
                f"{scales} scales, drift compensation {'on' if cfg.drift_compensation else 'off'}, "
                f"{trials} trials; floating point {100 * fp:.2f} %")
@@ -795,9 +807,7 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, per
     from devmodel.train import HWAOptions, evaluate_hwa, train_hwa
 
     model = DeviceModel.load(card)
-    times_s = list(_floats("times", times))
-    if not times_s or any(t <= 0 for t in times_s):
-        raise DevmodelError("--times must be positive seconds")
+    times_s = _times(times)
     if out and Path(out).exists():
         raise DevmodelError(f"{out} already exists; choose another --out")
     outside = _check_times(model, times_s, extrapolate)
@@ -819,13 +829,11 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, per
                f"digital accuracy FP {100 * fp_digital:.2f} %, HWA {100 * hwa_digital:.2f} %")
     click.echo(f"  {', '.join(f'{k} = {v}' for k, v in result.report.items())}")
     click.echo("        time s    FP mapped %     HWA %   (mean ± SEM over trials; HWA median, top-25 %)")
-    def sem(a: np.ndarray) -> float:  # standard error of the mean, as `devmodel evaluate` prints it
-        return float(a.std(ddof=1) / np.sqrt(a.size)) if a.size > 1 else 0.0
-
+    fp_sem, hwa_sem = _sem(fp_acc), _sem(hwa_acc)
     for j, t in enumerate(times_s):
         a, b = fp_acc[:, j], hwa_acc[:, j]
-        click.echo(f"  {t:12g}   {100 * a.mean():6.2f} ± {100 * sem(a):4.2f}   "
-                   f"{100 * b.mean():6.2f} ± {100 * sem(b):4.2f}   "
+        click.echo(f"  {t:12g}   {100 * a.mean():6.2f} ± {100 * fp_sem[j]:4.2f}   "
+                   f"{100 * b.mean():6.2f} ± {100 * hwa_sem[j]:4.2f}   "
                    f"({100 * np.median(b):.2f}, {100 * np.percentile(b, 75):.2f})"
                    + ("  *" if outside[j] else ""))
     if out:

@@ -2,11 +2,10 @@
 kind of bad table gives one sentence naming file, column and line, exit 2, and writes nothing."""
 
 import csv
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_devmodel
 
 from devmodel.fit.session import card_scalars, fit_session
 from devmodel.physics.statistical import synthesize_pcm_session
@@ -94,9 +93,8 @@ def test_cli_bad_table_is_one_line_exit_2(tmp_path):
     src = tmp_path / "bad.csv"
     src.write_text(GOOD + "2,10,20,abc\n")
     out = tmp_path / "o.h5"
-    r = subprocess.run([sys.executable, "-m", "devmodel.cli", "import-table", str(src),
-                        "--technology", "pcm", "--g-max-us", "25", "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
+    r = run_devmodel("import-table", src, "--technology", "pcm", "--g-max-us", "25", "--out", out,
+                     timeout_s=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "line 6, column g_us" in r.stderr
     assert not out.exists()
 

@@ -4,10 +4,10 @@ session that agrees with the in-process `sim:pcm?seed=7` session, statistically 
 fact value for value (the protocol is lossless and the chip deterministic given its seed)."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_devmodel
 
 from devmodel.report.summary import summarize
 from devmodel.store.session import read_session
@@ -17,9 +17,8 @@ DEVICES = 150  # per level; the full acceptance (13 × 2000) is reported in docs
 
 
 def characterize(url: str, out) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", "characterize", "--chip", url, "--seed", "7",
-                           "--devices", str(DEVICES), "--quiet", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    return run_devmodel("characterize", "--chip", url, "--seed", "7", "--devices", DEVICES, "--quiet",
+                        "--out", out, timeout_s=300)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ the driver refuses to go on out of step until it reconnects, and a session stops
 half-written."""
 
 import socket
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
+from helpers import run_devmodel
 
 from devmodel.physics.pcm import SimulatedPCM
 from instruments.base import InstrumentConnectionError, InstrumentError, InstrumentTimeoutError
@@ -100,9 +99,8 @@ def test_nothing_listening_is_one_sentence():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the block ends: nobody listens there
-    r = subprocess.run([sys.executable, "-m", "devmodel.cli", "characterize", "--chip",
-                        f"visa://TCPIP::127.0.0.1::{port}::SOCKET", "--devices", "5", "--quiet",
-                        "--out", "/nonexistent-dir/x.h5"], capture_output=True, text=True, timeout=60)
+    r = run_devmodel("characterize", "--chip", f"visa://TCPIP::127.0.0.1::{port}::SOCKET", "--devices", "5",
+                     "--quiet", "--out", "/nonexistent-dir/x.h5", timeout_s=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert f"instrument chip (TCPIP::127.0.0.1::{port}::SOCKET)" in r.stderr and "*IDN?" in r.stderr
 
@@ -112,11 +110,9 @@ def test_a_session_cut_mid_batch_stops_cleanly_with_nothing_half_written(tmp_pat
     station = tmp_path / "station.yaml"  # a short timeout: pyvisa-py sees a closed socket only then
     station.write_text("station: 1\ninstruments:\n  chip: {driver: scpi-chip, timeout_s: 1}\n")
     with ThreadedServer(FaultyServer("close", after=40)) as srv:
-        r = subprocess.run([sys.executable, "-m", "devmodel.cli", "characterize", "--chip",
-                            f"visa://{srv.resource}", "--station", str(station), "--devices", "20",
-                            "--schedule", "20,600",
-                            "--burst-devices", "0", "--quiet", "--out", str(out)],
-                           capture_output=True, text=True, timeout=120)
+        r = run_devmodel("characterize", "--chip", f"visa://{srv.resource}", "--station", station,
+                         "--devices", "20", "--schedule", "20,600", "--burst-devices", "0", "--quiet",
+                         "--out", out, timeout_s=120)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "instrument chip" in r.stderr and "CHIP:READ?" in r.stderr and "connection was closed" in r.stderr
@@ -132,10 +128,8 @@ def test_a_limit_violation_stops_the_session_and_is_logged_in_it(tmp_path):
     station.write_text("station: 1\nchip:\n  limits: {max_amplitude: 300}\n")
     out = tmp_path / "limited.h5"
     with ThreadedServer(FaultyServer("none", header="never")) as srv:
-        r = subprocess.run([sys.executable, "-m", "devmodel.cli", "characterize", "--chip",
-                            f"visa://{srv.resource}", "--station", str(station), "--devices", "5",
-                            "--burst-devices", "0", "--quiet", "--out", str(out)],
-                           capture_output=True, text=True, timeout=120)
+        r = run_devmodel("characterize", "--chip", f"visa://{srv.resource}", "--station", station,
+                         "--devices", "5", "--burst-devices", "0", "--quiet", "--out", out, timeout_s=120)
         chip_time_s = srv.server.chip.now_s()
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "pulse amplitude 450 uA exceeds the chip limit 300 uA; nothing was sent" in r.stderr

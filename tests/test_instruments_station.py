@@ -1,9 +1,8 @@
 """Station files: schema-validated YAML; one sentence naming the file and the field for each mistake."""
 
-import subprocess
-import sys
 
 import pytest
+from helpers import run_devmodel
 
 from devmodel.array import Limits
 from instruments.station import ChipLimits, StationError, load_station
@@ -78,9 +77,8 @@ def test_missing_station_and_missing_sim_file(tmp_path):
 def test_the_cli_reports_a_bad_station_and_writes_nothing(tmp_path):
     p = write(tmp_path, "station: 1\nchip: {limits: {max_amplitude: zero}}\n")
     out = tmp_path / "s.h5"
-    r = subprocess.run([sys.executable, "-m", "devmodel.cli", "characterize", "--chip",
-                        "visa://TCPIP::127.0.0.1::5025::SOCKET", "--station", str(p), "--quiet",
-                        "--out", str(out)], capture_output=True, text=True, timeout=60)
+    r = run_devmodel("characterize", "--chip", "visa://TCPIP::127.0.0.1::5025::SOCKET", "--station", p,
+                     "--quiet", "--out", out, timeout_s=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "chip.limits.max_amplitude: 'zero' is not of type 'number'" in r.stderr
     assert not out.exists()

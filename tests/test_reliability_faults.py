@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
+from helpers import run_devmodel
 
 from devmodel.array import PulseKind
 from devmodel.errors import DevmodelError
@@ -159,8 +159,7 @@ def test_random_faults_at_eight_percent_leave_the_pulsed_state_right():
 
 
 def characterize(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", "characterize", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return run_devmodel("characterize", *args, timeout_s=timeout)
 
 
 def card_distance(a, b) -> dict[str, float]:

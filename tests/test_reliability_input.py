@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import traceback
 from collections import Counter
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers import run_devmodel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -499,8 +498,7 @@ def test_a_flood_of_clients_and_garbage_at_once(server):
 ])
 def test_real_processes_print_one_line_and_exit_2(args, tmp_path):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    r = subprocess.run([sys.executable, "-m", "devmodel.cli", *argv], capture_output=True, text=True,
-                       timeout=120)
+    r = run_devmodel(*argv, timeout_s=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
 

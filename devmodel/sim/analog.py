@@ -140,19 +140,31 @@ def convert(net: nn.Module, card: DeviceModel | None, config: CrossbarConfig | N
             extrapolate: bool = False) -> AnalogNet:
     """A deep copy of ``net`` with its Linear and Conv2d layers on analog tiles."""
     config = config or CrossbarConfig()
+
+    def analog(m: nn.Module) -> AnalogLayer | None:
+        if isinstance(m, nn.Linear):
+            return AnalogLinear.from_digital(m, config)
+        return AnalogConv2d.from_digital(m, config) if isinstance(m, nn.Conv2d) else None
+
+    net = replace_modules(net, analog)
+    return AnalogNet(net, card, config, extrapolate)
+
+
+def replace_modules(net: nn.Module, fn) -> nn.Module:
+    """A deep copy of ``net`` where every module for which ``fn`` returns a replacement is replaced
+    (its children are not visited); the others are searched recursively."""
     net = copy.deepcopy(net)
 
     def swap(module: nn.Module) -> None:
         for name, child in module.named_children():
-            if isinstance(child, nn.Linear):
-                setattr(module, name, AnalogLinear.from_digital(child, config))
-            elif isinstance(child, nn.Conv2d):
-                setattr(module, name, AnalogConv2d.from_digital(child, config))
+            new = fn(child)
+            if new is not None:
+                setattr(module, name, new)
             else:
                 swap(child)
 
     swap(net)
-    return AnalogNet(net, card, config, extrapolate)
+    return net
 
 
 def quantile(v: torch.Tensor, q: float) -> float:

@@ -14,7 +14,7 @@ in those units (w_noise per weight, re-drawn at every matrix-vector product).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,3 @@ class CrossbarConfig:
 
     def with_(self, **changes) -> CrossbarConfig:
         return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)

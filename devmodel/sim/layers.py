@@ -91,13 +91,17 @@ class AnalogLayer(nn.Module):
         return v
 
     # -- programming and time -----------------------------------------------------------------
+    def _normalised(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output scale, weights / scale in [−1, 1]) of input tile ``k`` (learned scales clip)."""
+        wk = self._tile_weight(k)
+        s = self._scales(wk)
+        return s, (wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))).clamp(-1, 1)
+
     def set_ideal(self) -> None:
         """Effective weights = the digital weights (no devices)."""
         self._w, self._scale = [], []
         for k in range(len(self.in_tiles)):
-            wk = self._tile_weight(k)
-            s = self._scales(wk)
-            wn = (wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))).clamp(-1, 1)  # learned: clipped
+            s, wn = self._normalised(k)
             self._scale.append(s)
             self._w.append((wn.clamp_min(0), (-wn).clamp_min(0)) if self._two else (wn,))
         self.alpha = 1.0
@@ -109,11 +113,10 @@ class AnalogLayer(nn.Module):
     def program(self, native, g_min_us: float, age_t0_s: float | None) -> None:
         """Program every tile's devices with the card's native noise model (once per trial)."""
         g_max = native.g_max_us
-        self._prog = []
+        self._prog, self._scale = [], []
         for k in range(len(self.in_tiles)):
-            wk = self._tile_weight(k)
-            s = self._scales(wk)
-            wn = (wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))).clamp(-1, 1)  # learned: clipped
+            s, wn = self._normalised(k)
+            self._scale.append(s)
             span = g_max - g_min_us
             gp = g_min_us + span * wn.clamp_min(0)
             gm = g_min_us + span * (-wn).clamp_min(0)
@@ -131,14 +134,13 @@ class AnalogLayer(nn.Module):
         """Effective weights at ``age_s`` after programming (drift and accumulated 1/f noise)."""
         self._w = []
         self._current = 0.0
-        for k, (gp, nup, gm, num) in enumerate(self._prog):
+        for gp, nup, gm, num in self._prog:
             gp_t, gm_t = native.at_time(gp, nup, age_s), native.at_time(gm, num, age_s)
             self._current += float(gp_t.sum() + gm_t.sum())
             if self._two:
                 self._w.append((gp_t / self._span, gm_t / self._span))
             else:
                 self._w.append(((gp_t - gm_t) / self._span,))
-            self._scale[k] = self._scales(self._tile_weight(k))
         self.alpha = 1.0
         if self.config.drift_compensation and self._ref is not None:
             self.alpha = self._ref / max(self._current, 1e-30)
@@ -268,12 +270,6 @@ class AnalogLayer(nn.Module):
         return out
 
 
-def _quantize_(x: torch.Tensor, bits: int, bound: float) -> torch.Tensor:
-    """In-place ``quantize`` for inference."""
-    steps = 2 ** (bits - 1) - 1
-    return x.mul_(steps / bound).round_().mul_(bound / steps)
-
-
 class AnalogLinear(AnalogLayer):
     """``nn.Linear`` on analog tiles."""
 
@@ -331,15 +327,3 @@ class AnalogConv2d(AnalogLayer):
                                 count_include_pad=True) * (kh * kw)
         ones = torch.ones((1, 1, kh, kw), dtype=x_sq.dtype, device=x_sq.device)
         return F.conv2d(per_pixel, ones, None, self.stride, self.padding, self.dilation)
-
-
-def tile_count(layer: AnalogLayer) -> int:
-    return len(layer.in_tiles) * len(layer.out_tiles)
-
-
-def describe(layer: AnalogLayer) -> str:
-    rows = layer.weight[0].numel()
-    return (f"{type(layer).__name__}: {layer.weight.shape[0]} outputs × {rows} inputs on "
-            f"{tile_count(layer)} tile(s), {layer.n_devices:,} devices, input range "
-            f"{float(layer.input_range):.3g}")
-

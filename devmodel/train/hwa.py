@@ -8,7 +8,6 @@ crossbar configuration over time and programming trials.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from devmodel.errors import DevmodelError
 from devmodel.model.card import DeviceModel
-from devmodel.sim.analog import convert, evaluate_over_time
+from devmodel.sim.analog import convert, evaluate_over_time, replace_modules
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.data import Split
 from devmodel.train.methods import METHODS, HWALayer, HWAOptions, Method
@@ -38,32 +37,13 @@ class HWAResult:
 
 def wrap(net: nn.Module, method: Method) -> nn.Module:
     """A deep copy of ``net`` with every Linear/Conv2d replaced by an HWALayer."""
-    net = copy.deepcopy(net)
-
-    def swap(module: nn.Module) -> None:
-        for name, child in module.named_children():
-            if isinstance(child, (nn.Linear, nn.Conv2d)):
-                setattr(module, name, HWALayer(child, method))
-            else:
-                swap(child)
-
-    swap(net)
-    return net
+    return replace_modules(net, lambda m: HWALayer(m, method)
+                           if isinstance(m, (nn.Linear, nn.Conv2d)) else None)
 
 
 def unwrap(net: nn.Module) -> nn.Module:
     """The digital network the wrapped one programs (learned scales folded into the weights)."""
-    net = copy.deepcopy(net)
-
-    def swap(module: nn.Module) -> None:
-        for name, child in module.named_children():
-            if isinstance(child, HWALayer):
-                setattr(module, name, child.to_digital())
-            else:
-                swap(child)
-
-    swap(net)
-    return net.eval()
+    return replace_modules(net, lambda m: m.to_digital() if isinstance(m, HWALayer) else None).eval()
 
 
 def make_method(name: str, card: DeviceModel, opts: HWAOptions) -> Method:

@@ -139,15 +139,6 @@ class HWALayer(nn.Module):
             return F.conv2d(x, w, b, *self.conv_args)
         return F.linear(x, w, b)
 
-    def sum_inputs(self, x_sq: torch.Tensor) -> torch.Tensor:
-        """Σ over each output's inputs of ``x_sq`` (the per-sample weight-noise norm when x_sq = x²)."""
-        if not self.is_conv:
-            return x_sq.sum(dim=-1, keepdim=True)
-        kh, kw = self.weight.shape[2:]
-        stride, padding, _ = self.conv_args
-        return F.avg_pool2d(x_sq.sum(1, keepdim=True), (kh, kw), stride, padding,
-                            count_include_pad=True) * (kh * kw)
-
     def clean_weight(self) -> torch.Tensor:
         """The weights as they will be programmed (after learned scales)."""
         return self.method.clean_weight(self)
@@ -398,7 +389,7 @@ class TileAware003(Method):
             out = out + y * layer.multiplier[k]
         out = out * s * r * rng / (1 - g_min)
         if layer.bias is not None:
-            out = out + (layer.bias.reshape(1, -1, 1, 1) if layer.is_conv else layer.bias)
+            out = out + layer._out(layer.bias)
         return out
 
     def _tile(self, layer, g, x, start, stop):
