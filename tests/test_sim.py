@@ -160,3 +160,14 @@ def test_quantile_by_selection_equals_torch_quantile():
         v = torch.randn(n, generator=g)
         for q in (0.0, 0.25, 0.5, 0.999, 1.0):
             assert quantile(v, q) == pytest.approx(float(torch.quantile(v, q)), rel=1e-5, abs=1e-6)  # float32
+
+
+def test_calibration_keeps_each_layers_own_configuration(digits_data, pcm_card):
+    """fluct-004 reads each layer with noise ∝ 1/ρ by giving it its own config; calibrating (which
+    runs with the periphery off) must hand every layer back its own, not the network's."""
+    net = digits_mlp().eval()
+    anet = convert(net, pcm_card, CrossbarConfig.standard())
+    anet.layers[0].config = anet.layers[0].config.with_(w_noise=0.5)
+    anet.calibrate(digits_data.x_train)
+    assert anet.layers[0].config.w_noise == 0.5
+    assert anet.layers[1].config.w_noise == CrossbarConfig.standard().w_noise

@@ -62,24 +62,22 @@ class AnalogNet(nn.Module):
         seen: dict[AnalogLayer, list[torch.Tensor]] = {m: [] for m in self.layers}
         hooks = [m.register_forward_pre_hook(lambda m, a: seen[m].append(a[0].detach()))
                  for m in self.layers]
-        saved = self.config
-        quiet = self.config.with_(w_noise=0.0, out_noise=0.0, dac_bits=None, adc_bits=None,
-                                  bit_serial=False,
-                                  out_bound=None)
+        saved = {m: m.config for m in self.layers}  # a layer may have its own (004's noise ∝ 1/ρ)
         for m in self.layers:
-            m.config = quiet
+            m.config = m.config.with_(w_noise=0.0, out_noise=0.0, dac_bits=None, adc_bits=None,
+                                      bit_serial=False, out_bound=None)
         was_training = self.training
         self.eval()
         try:
             for i in range(0, min(x.shape[0], max_samples), batch):
                 self.net(x[i:min(i + batch, max_samples)])
             for m, inputs in seen.items():
-                m.input_range.fill_(self._range_for(m, torch.cat(inputs), saved.out_bound))
+                m.input_range.fill_(self._range_for(m, torch.cat(inputs), saved[m].out_bound))
         finally:
             for h in hooks:
                 h.remove()
             for m in self.layers:
-                m.config = saved
+                m.config = saved[m]
             self.train(was_training)
 
     def _range_for(self, m: AnalogLayer, x: torch.Tensor, bound: float | None) -> float:
