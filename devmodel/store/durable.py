@@ -23,13 +23,9 @@ in the file and the state that produced them always agree. A row is *acknowledge
 from __future__ import annotations
 
 import fcntl
-import getpass
 import json
 import os
-import platform
 import shutil
-import socket
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -38,16 +34,17 @@ from typing import Any
 import h5py
 import numpy as np
 
-from devmodel import __version__
 from devmodel.errors import SessionFileError
 from devmodel.store.session import (
+    _COMPRESSION,
     BURST_COLUMNS,
     DEVICE_COLUMNS,
     SCHEMA,
-    SCHEMA_VERSION,
     TABLES,
     _utc_now,
     append_rows,
+    header_attrs,
+    provenance,
     to_json,
 )
 
@@ -58,7 +55,7 @@ _CHUNK_ROWS = 1 << 14
 #: Largest share of wall time commits may take: a commit copies the whole procedure state (for 10^5
 #: PCM devices ~100 MB with their 1/f banks), so the interval stretches to ≥ 20× the last commit's cost.
 MAX_COMMIT_SHARE = 0.05
-_LEVEL = 4  # gzip level, as SessionWriter's filter
+_LEVEL = _COMPRESSION["compression_opts"]  # gzip level of both writers' filter
 #: v0/v2 superblocks: no write-access flags that would lock plain readers out after a crash.
 _LIBVER = ("earliest", "v108")
 GAP_COLUMNS: dict[str, tuple[str, str]] = {
@@ -135,8 +132,7 @@ class _Array:
             ds = g.create_dataset(name, data=self.data)
         else:
             ds = g.create_dataset(name, shape=self.data.shape, dtype=self.data.dtype,
-                                  chunks=(self.chunk,), compression="gzip", compression_opts=_LEVEL,
-                                  shuffle=True)
+                                  chunks=(self.chunk,), **_COMPRESSION)
             for ci, b in self.chunks:
                 ds.id.write_direct_chunk((ci * self.chunk,), b)
         if self.unit is not None:
@@ -163,7 +159,7 @@ def _apply(f: h5py.File, op: tuple) -> None:
         g.attrs["n_rows"] = 0
         for col, (dtype, unit) in op[2].items():
             ds = g.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(_CHUNK_ROWS,),
-                                  compression="gzip", compression_opts=_LEVEL, shuffle=True)
+                                  **_COMPRESSION)
             ds.attrs["unit"] = unit
     elif kind == "rows":
         _, table, n_rows, cols, chunk = op
@@ -213,14 +209,8 @@ class DurableSessionWriter:
         self.side.mkdir()
         self._init_common(commit_interval_s, fsync)
         self._lock_side()
-        a = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "technology": technology,
-             "g_max_us": float(g_max_us), "t0_s": float(t0_s), "status": "running", "status_reason": ""}
-        prov = {"toolkit_version": __version__, "seed": -1 if seed is None else int(seed),
-                "host": socket.gethostname(), "user": getpass.getuser(), "python": sys.version.split()[0],
-                "platform": platform.platform(), "numpy": np.__version__, "h5py": h5py.__version__,
-                "command": command, "start_utc": _utc_now(), "end_utc": ""}
-        ops: list[tuple] = [("attrs", "/", a)]
-        for name, attrs in (("provenance", prov), ("chip", {"json": to_json(chip)}),
+        ops: list[tuple] = [("attrs", "/", header_attrs(technology, g_max_us, t0_s))]
+        for name, attrs in (("provenance", provenance(seed, command)), ("chip", {"json": to_json(chip)}),
                             ("config", {"json": to_json(config)}),
                             ("resume", {"seq": 0, "durable": 1, "resumes": 0, "sidecar": self.side.name,
                                         "commit_utc": _utc_now(), "commit_chip_s": np.nan})):

@@ -127,26 +127,8 @@ class SessionWriter:
         if not self.path.parent.exists():
             raise SessionFileError(f"the folder of {self.path} does not exist")
         self.f = h5py.File(self.path, "w", libver="latest")
-        a = self.f.attrs
-        a["schema"] = SCHEMA
-        a["schema_version"] = SCHEMA_VERSION
-        a["technology"] = technology
-        a["g_max_us"] = float(g_max_us)
-        a["t0_s"] = float(t0_s)
-        a["status"] = "running"
-        a["status_reason"] = ""
-        prov = self.f.create_group("provenance").attrs
-        prov["toolkit_version"] = __version__
-        prov["seed"] = -1 if seed is None else int(seed)
-        prov["host"] = socket.gethostname()
-        prov["user"] = getpass.getuser()
-        prov["python"] = sys.version.split()[0]
-        prov["platform"] = platform.platform()
-        prov["numpy"] = np.__version__
-        prov["h5py"] = h5py.__version__
-        prov["command"] = command
-        prov["start_utc"] = _utc_now()
-        prov["end_utc"] = ""
+        self.f.attrs.update(header_attrs(technology, g_max_us, t0_s))
+        self.f.create_group("provenance").attrs.update(provenance(seed, command))
         self.f.create_group("chip").attrs["json"] = to_json(chip)
         self.f.create_group("config").attrs["json"] = to_json(config)
         for name, cols in TABLES.items():
@@ -282,6 +264,20 @@ def append_rows(table: str, columns: dict[str, np.ndarray]) -> int:
     if len(n) != 1:
         raise ValueError(f"append to {table}: columns of different lengths {n}")
     return n.pop()
+
+
+def header_attrs(technology: str, g_max_us: float, t0_s: float) -> dict[str, Any]:
+    """Root attributes of a new session file (both writers)."""
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "technology": technology,
+            "g_max_us": float(g_max_us), "t0_s": float(t0_s), "status": "running", "status_reason": ""}
+
+
+def provenance(seed: int | None, command: str) -> dict[str, Any]:
+    """``/provenance`` attributes of a new session file (both writers)."""
+    return {"toolkit_version": __version__, "seed": -1 if seed is None else int(seed),
+            "host": socket.gethostname(), "user": getpass.getuser(), "python": sys.version.split()[0],
+            "platform": platform.platform(), "numpy": np.__version__, "h5py": h5py.__version__,
+            "command": command, "start_utc": _utc_now(), "end_utc": ""}
 
 
 def read_session(path: str | Path, *, with_trace: bool = True) -> Session:

@@ -94,6 +94,23 @@ def _read_columns(src: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]
 
 
 def _numbers(src: Path, name: str, cells: list[str], kind: type, allow_empty: bool = False):
+    """The column as numbers: converted whole; a column with any bad cell goes through the cell
+    loop, which names the first bad cell's line."""
+    try:
+        u = np.asarray(cells, dtype=str)
+        empty = u == ""
+        f = np.where(empty, "-1", u).astype(float) if allow_empty else u.astype(float)
+        if kind is float and np.isfinite(f).all():
+            return f
+        if (kind is int and np.isfinite(f).all() and (f == np.floor(f)).all()
+                and f.min(initial=0) >= -(2.0**63) and f.max(initial=0) < 2.0**63):
+            return f.astype(np.int64)
+    except ValueError:
+        pass
+    return _numbers_by_cell(src, name, cells, kind, allow_empty)
+
+
+def _numbers_by_cell(src: Path, name: str, cells: list[str], kind: type, allow_empty: bool):
     out = np.empty(len(cells), dtype=float if kind is float else np.int64)
     for i, c in enumerate(cells):
         if c == "" and allow_empty:
@@ -246,7 +263,7 @@ def _write(tmp: Path, src: Path, t: dict, extra: dict, technology: str, g_max_us
         for name, cells in extra.items():
             key = name.replace("/", "_")  # '/' would nest HDF5 groups; the header name is kept
             try:
-                d = ex.create_dataset(key, data=np.array([float(c) for c in cells]))
+                d = ex.create_dataset(key, data=np.asarray(cells, dtype=str).astype(float))
             except ValueError:  # text: UTF-8 strings, any script
                 d = ex.create_dataset(key, data=np.array(cells, dtype=object),
                                       dtype=h5py.string_dtype("utf-8"))
