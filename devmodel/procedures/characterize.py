@@ -19,7 +19,7 @@ import heapq
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -414,3 +414,20 @@ def _burst_rows(level: np.ndarray, k: int, per_level: int) -> np.ndarray:
 def config_dict(cfg: SweepConfig, verify) -> dict:
     """The session's configuration as recorded in the file."""
     return {"sweep": asdict(cfg), "verify": asdict(verify) if verify else None}
+
+
+def sweep_from_dict(sweep: dict) -> SweepConfig:
+    """The inverse of ``config_dict(...)["sweep"]``: levels, devices and schedule are required (a
+    missing one raises KeyError), the rest default; unknown burst fields are ignored."""
+    known = {f.name for f in fields(BurstConfig)}
+    b = sweep.get("bursts") or {}
+    d = SweepConfig.__dataclass_fields__
+    return SweepConfig(
+        levels_us=tuple(float(v) for v in sweep["levels_us"]),
+        devices_per_level=int(sweep["devices_per_level"]),
+        schedule_s=tuple(float(a) for a in sweep["schedule_s"]),
+        bursts=BurstConfig(**{k: v for k, v in b.items() if k in known}),
+        first_address=int(sweep.get("first_address", d["first_address"].default)),
+        age_tolerance=float(sweep.get("age_tolerance", d["age_tolerance"].default)),
+        record_trace=bool(sweep.get("record_trace", d["record_trace"].default)),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import IntEnum
 from typing import Protocol
 
@@ -569,3 +569,11 @@ def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, wall_s: float, cfg
     spent = lp.pulses[act] >= budget[act]
     lp.done(act[spent], StopReason.PULSE_LIMIT)
     return act[~spent], err[~spent], g[~spent]
+
+
+def verify_config_from_dict(technology: str, d: dict) -> PcmVerifyConfig | ReramVerifyConfig:
+    """The inverse of ``asdict`` of a verify configuration as recorded (JSON lists back to tuples,
+    unknown fields ignored)."""
+    cls = PcmVerifyConfig if technology == "pcm" else ReramVerifyConfig
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})

@@ -22,14 +22,17 @@ the chip between that commit and the stop is handled by the kind of chip:
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 
 import numpy as np
 
 from devmodel.array import DeviceArray
 from devmodel.errors import DevmodelError
-from devmodel.procedures.characterize import BurstConfig, SweepConfig
-from devmodel.procedures.program_verify import PcmVerifyConfig, ReramVerifyConfig
+from devmodel.procedures.characterize import SweepConfig, sweep_from_dict
+from devmodel.procedures.program_verify import (
+    PcmVerifyConfig,
+    ReramVerifyConfig,
+    verify_config_from_dict,
+)
 
 DOWNTIME_RULES = ("wall", "paused")
 
@@ -37,17 +40,8 @@ DOWNTIME_RULES = ("wall", "paused")
 def configs_from_file(info: dict) -> tuple[SweepConfig, PcmVerifyConfig | ReramVerifyConfig]:
     """The sweep and verify configurations recorded in a session file's ``/config``."""
     try:
-        sweep = dict(info["config"]["sweep"])
-        sweep["bursts"] = BurstConfig(**sweep["bursts"])
-        for key in ("levels_us", "schedule_s"):
-            sweep[key] = tuple(float(v) for v in sweep[key])
-        cfg = SweepConfig(**sweep)
-        vcls = PcmVerifyConfig if info["technology"] == "pcm" else ReramVerifyConfig
-        vd = dict(info["config"]["verify"] or {})
-        for f in fields(vcls):
-            if isinstance(f.default, tuple) and f.name in vd:
-                vd[f.name] = tuple(vd[f.name])
-        return cfg, vcls(**vd)
+        return (sweep_from_dict(info["config"]["sweep"]),
+                verify_config_from_dict(info["technology"], dict(info["config"]["verify"] or {})))
     except (KeyError, TypeError, ValueError) as e:
         raise DevmodelError(f"the session's /config cannot be read back ({type(e).__name__}: {e})") from None
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from devmodel.array import DeviceArray
 from devmodel.errors import DevmodelError, SessionFileError
-from devmodel.procedures.characterize import BurstConfig, Scheduler, SweepConfig
+from devmodel.procedures.characterize import Scheduler, SweepConfig, sweep_from_dict
 from devmodel.procedures.program_verify import (
     PcmVerifyConfig,
     ReramVerifyConfig,
@@ -54,18 +54,12 @@ def sweep_config(session: Session) -> SweepConfig:
     sweep = (session.config or {}).get("sweep")
     if not isinstance(sweep, dict) or "schedule_s" not in sweep:
         raise SessionFileError(f"{session.path} records no sweep configuration (/config 'sweep')")
-    b = sweep.get("bursts") or {}
-    fields = {f.name for f in dataclasses.fields(BurstConfig)}
-    bursts = BurstConfig(**{k: v for k, v in b.items() if k in fields})
-    return SweepConfig(
-        levels_us=tuple(sweep.get("levels_us", session.levels_us.tolist())),
-        devices_per_level=int(sweep.get("devices_per_level", 1)),
-        schedule_s=tuple(float(a) for a in sweep["schedule_s"]),
-        bursts=bursts,
-        first_address=int(sweep.get("first_address", 0)),
-        age_tolerance=float(sweep.get("age_tolerance", 0.01)),
-        record_trace=bool(sweep.get("record_trace", True)),
-    )
+    try:
+        return sweep_from_dict({"levels_us": session.levels_us.tolist(), "devices_per_level": 1,
+                                **sweep})
+    except (TypeError, ValueError) as e:
+        raise SessionFileError(f"{session.path} has an unreadable sweep configuration "
+                               f"({type(e).__name__}: {e})") from None
 
 
 @dataclass
