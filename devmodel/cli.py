@@ -199,7 +199,6 @@ def _resume(path, out, chip_url, station, downtime, durability, checkpoint_inter
             faults, retries):
     """Continue a session from its last commit (``characterize --resume``)."""
     from devmodel.chips import open_chip
-    from devmodel.procedures.characterize import run_sweep
     from devmodel.procedures.resume import configs_from_file, restore_chip
     from devmodel.store.durable import DurableSessionWriter, inspect_resumable
 
@@ -241,16 +240,7 @@ def _resume(path, out, chip_url, station, downtime, durability, checkpoint_inter
             writer.set_attr("status", "running")
             writer.set_attr("status_reason", "")
             writer.commit_now()
-            run_chip = _journaled(chip, writer, state, downtime)
-            bars = PhaseBars(not quiet, unit="reads", units={"program-verify": "devices"})
-            try:
-                summary = run_sweep(run_chip, cfg, writer, verify, bars, state)
-            finally:
-                bars.close()
-                if run_chip is not chip:
-                    run_chip.close_journal()
-            _instrument_record(writer, chip)
-            writer.finish("complete")
+            summary = _sweep_into(chip, writer, cfg, verify, quiet, state, downtime)
     finally:
         chip.close()
     return path, summary
@@ -282,7 +272,7 @@ def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quie
     ``durability`` "full" or "process" writes a crash-safe, resumable file (commits every
     ``checkpoint_interval_s``, fsynced for "full"); "off" the plain incremental file.
     """
-    from devmodel.procedures.characterize import config_dict, run_sweep
+    from devmodel.procedures.characterize import config_dict
     from devmodel.procedures.program_verify import PcmVerifyConfig, ReramVerifyConfig
     from devmodel.store.durable import DurableSessionWriter
     from devmodel.store.session import SessionWriter
@@ -290,7 +280,6 @@ def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quie
     verify = PcmVerifyConfig() if chip.info.technology == "pcm" else ReramVerifyConfig()
     t0_s = 20.0 if chip.info.technology == "pcm" else 1.0
     chip_meta = dict(chip.info.to_dict(), url=chip_url)
-    bars = PhaseBars(not quiet, unit="reads", units={"program-verify": "devices"})
     kw = dict(technology=chip.info.technology, g_max_us=chip.info.g_max_us, t0_s=t0_s, chip=chip_meta,
               config=config_dict(cfg, verify), seed=getattr(chip, "seed", seed),
               command=shlex.join(sys.argv), overwrite=overwrite)
@@ -300,15 +289,25 @@ def run_session(chip, chip_url, cfg, out_path: Path, seed, overwrite: bool, quie
         writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
                                       fsync=durability == "full", **kw)
     with writer as w:
-        run_chip = _journaled(chip, w, None, "wall") if durability != "off" else chip
-        try:
-            summary = run_sweep(run_chip, cfg, w, verify, bars)
-        finally:
-            bars.close()
-            if run_chip is not chip:
-                run_chip.close_journal()
-        _instrument_record(w, chip)
-        w.finish("complete")
+        return _sweep_into(chip, w, cfg, verify, quiet, journal=durability != "off")
+
+
+def _sweep_into(chip, writer, cfg, verify, quiet: bool, state=None, downtime: str = "wall",
+                journal: bool = True):
+    """Run the sweep (new or resumed from ``state``) into ``writer`` with progress bars, through
+    an instrument's journal when the file is resumable, and mark the session complete."""
+    from devmodel.procedures.characterize import run_sweep
+
+    run_chip = _journaled(chip, writer, state, downtime) if journal else chip
+    bars = PhaseBars(not quiet, unit="reads", units={"program-verify": "devices"})
+    try:
+        summary = run_sweep(run_chip, cfg, writer, verify, bars, state)
+    finally:
+        bars.close()
+        if run_chip is not chip:
+            run_chip.close_journal()
+    _instrument_record(writer, chip)
+    writer.finish("complete")
     return summary
 
 
