@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -90,16 +92,23 @@ def build(name: str, seed: int = 0) -> nn.Module:
         return NETWORKS[name]()
 
 
-def train_fp(net: nn.Module, data: Split, epochs: int = 30, lr: float = 3e-3, batch: int = 64,
-             seed: int = 0, progress: bool = False) -> nn.Module:
-    """Floating-point training (Adam, cross entropy), deterministic in ``seed``: it runs on one
-    thread, since multithreaded reductions make the same seed give slightly different networks."""
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread for the block: multithreaded reductions make the same seed give slightly
+    different networks (and these networks are too small to gain from threads)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(net, data, epochs, lr, batch, seed, progress)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def train_fp(net: nn.Module, data: Split, epochs: int = 30, lr: float = 3e-3, batch: int = 64,
+             seed: int = 0, progress: bool = False) -> nn.Module:
+    """Floating-point training (Adam, cross entropy), deterministic in ``seed`` (``one_thread``)."""
+    with one_thread():
+        return _train(net, data, epochs, lr, batch, seed, progress)
 
 
 def _train(net, data, epochs, lr, batch, seed, progress) -> nn.Module:

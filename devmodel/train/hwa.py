@@ -23,6 +23,7 @@ from devmodel.model.card import DeviceModel
 from devmodel.sim.analog import convert, evaluate_over_time, replace_modules
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.data import Split
+from devmodel.sim.networks import one_thread
 from devmodel.train.methods import METHODS, HWALayer, HWAOptions, Method
 
 
@@ -77,9 +78,7 @@ def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     if ckpt:
         ckpt.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks: one thread, and the same seed gives the same model
-    try:
+    with one_thread():  # the same seed gives the same model
         for li in range(first[0], len(levels)):
             level = levels[li]
             if level is not None:
@@ -96,8 +95,6 @@ def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if ckpt:
                     _checkpoint(ckpt, method, opts, level, epoch, m, wrapped, opt, gen, history)
-    finally:
-        torch.set_num_threads(threads)
     wrapped.eval()
     return HWAResult(unwrap(wrapped), m, history, m.report(wrapped), time.perf_counter() - start)
 

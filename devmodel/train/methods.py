@@ -375,7 +375,7 @@ class TileAware003(Method):
         trainable multiplier per array."""
         o = self.opts
         r = layer.in_range.clamp_min(1e-8)
-        bound = 10.0  # normalised output bound of the standard crossbar (000_… Suppl. Table 1)
+        bound = CrossbarConfig.standard().out_bound  # 000_… Suppl. Table 1
         raw = [[layer.op(*self._tile(layer, g, xq / r, start, stop)) for g in cells]
                for start, stop in self._tile_rows(layer)]
         with torch.no_grad():  # bound-aware input range, as the simulator calibrates it
