@@ -63,6 +63,7 @@ class PulseResponseModel:
     init_pulses: list[tuple[int, float, float]]  # (kind, amplitude, width_ns)
     discard_reads: int
     unresponsive: np.ndarray | None = None  # per recorded device: stuck (pulses do not move it)
+    record: Record | None = None  # the recording it was fitted on (header, devices, programming)
 
     def read_sigma(self, g_us: np.ndarray) -> np.ndarray:
         """Per-read noise σ (µS) at these conductances (0 if the record has no bursts)."""
@@ -114,7 +115,7 @@ def fit_response_model(path: str | Path) -> PulseResponseModel:
         post_init_us=_post_init(rec, tr, dev), read_noise_g_us=g_noise, read_noise_us=s_noise,
         init_pulses=_init_pulses(rec.technology, verify),
         discard_reads=int(verify.get("discard_reads", 0) or 0),
-        unresponsive=stuck,
+        unresponsive=stuck, record=rec,
     )
 
 
@@ -217,9 +218,12 @@ class EmulatedChip(ClockedArray):
 
     def __init__(self, path: str | Path, seed: int = 0, model: PulseResponseModel | None = None) -> None:
         self.model = model or fit_response_model(path)
-        path, f = open_h5(path)
-        with f:
-            self.record = load_record(f, path, "the pulse-response emulator", programming=True)
+        if self.model.record is not None and Path(self.model.path).resolve() == Path(path).resolve():
+            self.record, path = self.model.record, Path(path)  # loaded once, by the fit
+        else:
+            path, f = open_h5(path)
+            with f:
+                self.record = load_record(f, path, "the pulse-response emulator", programming=True)
         self.path = path
         self.info = self.record.chip_info("emulate")
         self.seed = int(seed)
