@@ -544,10 +544,12 @@ def report(card, session, out, no_validation) -> None:
     from devmodel.fit.validate import validate as run_validation
     from devmodel.model.card import DeviceModel
     from devmodel.report.figures import write_report
+    from devmodel.store.session import read_session
 
     model = DeviceModel.load(card)
-    val = None if no_validation else run_validation(model, session)
-    page = write_report(model, session, out, val)
+    record = read_session(session, with_trace=False)  # loaded once for the table and the figures
+    val = None if no_validation else run_validation(model, record)
+    page = write_report(model, record, out, val)
     click.echo(f"written {page}")
 
 

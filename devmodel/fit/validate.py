@@ -24,7 +24,7 @@ from devmodel.fit.session import fit_session, holdout_split, sha256_of
 from devmodel.fit.stats import clipped_std
 from devmodel.model.card import DeviceModel
 from devmodel.model.sample import sample_conductance
-from devmodel.store.session import read_session
+from devmodel.store.session import Session, read_session
 
 
 @dataclass
@@ -76,8 +76,10 @@ class ValidationReport:
 def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, seed: int = 0,
              max_ks: float = 0.05, gate_ages_s: list[float] | None = None, n_sim: int = 20_000,
              min_devices: int = 30, alpha: float = 0.05) -> ValidationReport:
-    """Compare the card's predictions with held-out data (see the module docstring)."""
-    session = read_session(session_path, with_trace=False)
+    """Compare the card's predictions with held-out data (see the module docstring);
+    ``session_path`` may be an already loaded Session."""
+    session = (session_path if isinstance(session_path, Session)
+               else read_session(session_path, with_trace=False))
     data = prepare(session)
     same = card.provenance.get("source_sha256") == sha256_of(session.path)
     fitted_holdout = card.provenance.get("holdout", {})

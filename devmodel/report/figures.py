@@ -24,15 +24,17 @@ from devmodel.fit.validate import ValidationReport, format_report  # noqa: E402
 from devmodel.model.card import DeviceModel  # noqa: E402
 from devmodel.model.sample import sample_conductance  # noqa: E402
 from devmodel.physics.published import poly_us
-from devmodel.store.session import read_session  # noqa: E402
+from devmodel.store.session import Session, read_session  # noqa: E402
 
 
 def write_report(card: DeviceModel, session_path, out_dir, validation: ValidationReport | None = None,
                  seed: int = 0) -> Path:
-    """Write PNG figures and ``index.html`` into ``out_dir``; returns the HTML path."""
+    """Write PNG figures and ``index.html`` into ``out_dir``; returns the HTML path.
+    ``session_path`` may be an already loaded Session."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    session = read_session(session_path, with_trace=False)
+    session = (session_path if isinstance(session_path, Session)
+               else read_session(session_path, with_trace=False))
     data = prepare(session)
     rng = np.random.default_rng(seed)
     figs = [_cdf_t0(card, data, rng, out)]
