@@ -189,8 +189,9 @@ def fit_group(kind: int, width_ns: float, amp: np.ndarray, x: np.ndarray, c: np.
     # does the reading before matter? judged per amplitude knot, within devices, on the residual of
     # an amplitude-only fit
     g.history = np.ones(g.a_knots.size, bool)
-    g.loc = _solve(g.design(amp, x, c), y, _penalty(g))
-    g.within_slope = _within_slopes(g, amp, y - g.design(amp, x, c) @ g.loc, x, dev, n_devices)
+    X0 = g.design(amp, x, c)
+    g.loc = _solve(X0, y, _penalty(g))
+    g.within_slope = _within_slopes(g, amp, y - X0 @ g.loc, x, dev, n_devices)
     g.history = ~(np.abs(g.within_slope) < HISTORY_SLOPE)  # NaN (too few devices): keep history
     if g.history.any():
         g.x_knots = knots_of(x, N_STATE_KNOTS)
