@@ -37,6 +37,20 @@ class Timing:
     command_overhead_s: float = 10e-6
 
 
+def pulse_end_times(start_s: float, width_ns: np.ndarray, overhead_s: float) -> np.ndarray:
+    """End times of a pulse batch: the pulses run one after another, each its width plus a fixed
+    overhead (the simulated chips, and the replay and emulator chips that stand in for them)."""
+    return start_s + np.cumsum(np.asarray(width_ns, dtype=float) * 1e-9 + overhead_s)
+
+
+def read_times(start_s: float, m: int, n: int, cycle_s: float, interval_s: float) -> np.ndarray:
+    """(m, n) times of a read batch: with an interval, each of the n passes over the m devices starts
+    ``interval_s`` after the previous; without, every device's n reads come back to back."""
+    if interval_s and n > 1:
+        return start_s + np.arange(m)[:, None] * cycle_s + np.arange(n)[None, :] * interval_s
+    return start_s + (np.arange(m)[:, None] * n + np.arange(n)[None, :]) * cycle_s
+
+
 class SimulatedChip(ClockedArray):
     """Base of the simulated chips; subclasses implement the physics hooks ``_pulse`` and ``_read``."""
 
@@ -79,7 +93,7 @@ class SimulatedChip(ClockedArray):
         comp = None if compliance_ua is None else np.broadcast_to(
             np.asarray(compliance_ua, dtype=float), (m,))
         start = self.clock.advance(self.timing.command_overhead_s)
-        t_end = start + np.cumsum(width * 1e-9 + self.timing.pulse_overhead_s)
+        t_end = pulse_end_times(start, width, self.timing.pulse_overhead_s)
         self._pulse(a, kind, amp, width, comp, t_end)
         self.clock.advance(t_end[-1] - start)
         return t_end
@@ -95,12 +109,12 @@ class SimulatedChip(ClockedArray):
                     f"a read interval of {interval_s:g} s is shorter than one pass over {m} devices "
                     f"({m * cyc:g} s)"
                 )
-            t = start + np.arange(m)[:, None] * cyc + np.arange(n_reads)[None, :] * interval_s
+            t = read_times(start, m, n_reads, cyc, interval_s)
             g = np.empty((m, n_reads))
             for j in range(n_reads):
                 g[:, j] = self._read(a, t[:, j], 1, 0.0)[:, 0]
         else:
-            t = start + (np.arange(m)[:, None] * n_reads + np.arange(n_reads)[None, :]) * cyc
+            t = read_times(start, m, n_reads, cyc, 0.0)
             g = self._read(a, t[:, 0], n_reads, cyc) if m else np.empty((0, n_reads))
         self.clock.advance((t[-1, -1] + cyc - start) if m else 0.0)
         return ReadBatch(g_us=g, t_s=t)

@@ -37,6 +37,7 @@ import numpy as np
 
 from devmodel.array import ChipInfo, PulseKind, ReadBatch, as_addresses, check_reads
 from devmodel.errors import ChipURLError, SessionFileError
+from devmodel.physics.base import read_times
 from devmodel.physics.clock import ClockedArray, VirtualClock
 from devmodel.replay.record import Record, ReplayError, load_record, open_h5, table
 
@@ -107,11 +108,7 @@ class ReplayChip(ClockedArray):
     # -- internals -----------------------------------------------------------------------------
     def _layout(self, m: int, n: int, interval_s: float) -> np.ndarray:
         """Requested read times, laid out as the simulated chips lay out a batch (physics/base.py)."""
-        start = self.clock.now_s() + self._overhead_s
-        cyc = self._cycle_s
-        if interval_s and n > 1:
-            return start + np.arange(m)[:, None] * cyc + np.arange(n)[None, :] * interval_s
-        return start + (np.arange(m)[:, None] * n + np.arange(n)[None, :]) * cyc
+        return read_times(self.clock.now_s() + self._overhead_s, m, n, self._cycle_s, interval_s)
 
     def _in_window(self, rows: np.ndarray, t_rec: np.ndarray, t_nom: np.ndarray) -> np.ndarray:
         age = t_nom - self._t_last[rows][:, None]

@@ -41,6 +41,7 @@ from devmodel.array import (
     check_reads,
 )
 from devmodel.errors import ChipURLError, SessionFileError
+from devmodel.physics.base import pulse_end_times, read_times
 from devmodel.physics.clock import ClockedArray, VirtualClock
 from devmodel.replay.record import Record, ReplayError, load_record, open_h5, table
 from devmodel.replay.response import GroupModel, fit_group, typical_next
@@ -263,7 +264,7 @@ class EmulatedChip(ClockedArray):
         comp = (np.full(m, np.nan) if compliance_ua is None
                 else np.broadcast_to(np.asarray(compliance_ua, dtype=float), (m,)))
         start = self.clock.advance(self._overhead_s)
-        t_end = start + np.cumsum(width * 1e-9 + self._pulse_overhead_s)
+        t_end = pulse_end_times(start, width, self._pulse_overhead_s)
         new = np.full(m, np.nan)
         init = np.zeros(m, bool)
         for k, a0, w0 in self.model.init_pulses:
@@ -294,10 +295,7 @@ class EmulatedChip(ClockedArray):
         n = check_reads(self.info, n_reads, interval_s)
         m, cyc = a.size, self._cycle_s
         start = self.clock.advance(self._overhead_s)
-        if interval_s and n > 1:
-            t = start + np.arange(m)[:, None] * cyc + np.arange(n)[None, :] * interval_s
-        else:
-            t = start + (np.arange(m)[:, None] * n + np.arange(n)[None, :]) * cyc
+        t = read_times(start, m, n, cyc, interval_s)
         state = self.state_us[a]
         z = self.rng.standard_normal((m, n))
         d = min(self.model.discard_reads, n - 2)
