@@ -1,10 +1,14 @@
-"""The device-array protocol: the only thing procedures know about hardware (DESIGN.md, seam 1).
+"""The device-array protocol: the only thing procedures know about hardware (docs/architecture.md,
+seam 1).
 
 A device array has integer addresses ``0 … n_devices-1``; it applies programming pulses to many
 addresses at once, reads many addresses (optionally ``n_reads`` consecutive reads each), keeps a
 clock (virtual for simulation, wall time for hardware, recorded for replay) and declares its
-capabilities and safety limits. Implementations: :mod:`devmodel.physics` (simulated chips), the
-VISA driver in ``instruments``, and the replay backends.
+capabilities and safety limits. Implementations: the simulated chips of each technology
+(``devmodel.technologies.<name>.physics``), the VISA driver in ``instruments``, and the replay
+backends. Optional capabilities are declared as protocols (:class:`Snapshots`, :class:`CountsPulses`,
+:class:`Seeded`, :class:`HasGroundTruth`, :class:`ReportsFaults`, :class:`Journaled`) and asked with
+``isinstance``, never probed attribute by attribute.
 
 Units: conductance µS, time s, pulse width ns, compliance µA. A pulse amplitude is a current in µA
 for current-mode chips (PCM) and a voltage magnitude in V for voltage-mode chips (ReRAM); the chip
@@ -50,7 +54,7 @@ class Limits:
 class ChipInfo:
     """Identity, geometry, capabilities and limits of a device array."""
 
-    technology: str  # "pcm" | "reram"
+    technology: str  # a registered technology (devmodel.technologies)
     n_devices: int
     g_max_us: float
     pulse_unit: str  # "uA" (current mode) | "V" (voltage mode)
@@ -207,3 +211,55 @@ class PulseCounter:
                 self.count[:] = 0
             else:
                 self.count[addresses] = 0
+
+
+# -- optional capabilities -------------------------------------------------------------------------
+@runtime_checkable
+class Snapshots(Protocol):
+    """A chip whose whole state lives in this process (a simulated chip): a resumable session saves
+    that state with every commit and rebuilds the chip from it (docs/reliability.md)."""
+
+    def save_state(self, addresses: np.ndarray) -> dict[str, np.ndarray]:
+        """Everything that evolves on the chip, for ``addresses``."""
+
+    def restore_state(self, state: dict[str, np.ndarray]) -> None:
+        """Put the chip back into a state from :meth:`save_state`."""
+
+
+@runtime_checkable
+class CountsPulses(Protocol):
+    """A chip whose host counts pulses per device against ``max_pulses_per_device``."""
+
+    pulse_counter: PulseCounter
+
+
+@runtime_checkable
+class Seeded(Protocol):
+    """A chip drawn from a seed (simulated, emulated): the seed is recorded with the session."""
+
+    seed: int
+
+
+@runtime_checkable
+class HasGroundTruth(Protocol):
+    """A chip that knows its true parameters and per-device state (recorded with the session)."""
+
+    def ground_truth(self) -> dict:
+        """``{"model": name, "params": {...}, "devices": {column: per-address array}}``."""
+
+
+@runtime_checkable
+class ReportsFaults(Protocol):
+    """An instrument driver that recovers from transport faults and counts what it recovered."""
+
+    def fault_record(self) -> dict[str, int | dict[str, int]]:
+        """Retries, reconnects, recovered commands and injected faults so far."""
+
+
+@runtime_checkable
+class Journaled(Protocol):
+    """A chip whose answers are journaled (procedures.journal): while ``replaying`` it answers
+    from the journal, and ``last_known_time`` is the latest chip time it has seen."""
+
+    replaying: bool
+    last_known_time: float

@@ -1,29 +1,63 @@
 """Chip URLs: one string picks the backend, as PyVISA's resource strings pick an instrument.
 
-* ``sim:pcm``, ``sim:reram`` — the built-in simulated chips; options after ``?``:
+A URL is ``scheme:target?option=value&…``; the scheme names an entry of :data:`SCHEMES`, a registry
+whose openers are imported only when used (so this module, low in the layers, can name backends that
+live above it: docs/architecture.md). The built-in schemes:
+
+* ``sim:<technology>`` — the built-in simulated chips (``sim:pcm``, ``sim:reram``, …); options
   ``devices`` (array size), ``seed``, and any ground-truth parameter of the chip's physics by its
-  dotted name (``sim:pcm?c2c_spread=0.08&stat.q_s.amp=0.01``).
-* ``visa://<VISA resource>`` — a test-chip controller behind a VISA instrument (``instruments``).
+  dotted name (``sim:pcm?c2c_spread=0.08&stat.q_s.amp=0.01``);
+* ``visa://<VISA resource>`` — a test-chip controller behind a VISA instrument (``instruments``);
 * ``replay:<session.h5>`` / ``emulate:<session.h5>`` — recorded data.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from devmodel.array import DeviceArray
 from devmodel.errors import ChipURLError
+from devmodel.registry import Registry, load_object
 
-SIM_TECHNOLOGIES = ("pcm", "reram")
-DEFAULT_SIM_DEVICES = 1 << 20  # 1,048,576 devices, the size of the seed's PCM test chip
+#: Opener signature: (url, target, options, seed, station file) → device array.
+Opener = Callable[[str, str, dict[str, str], "int | None", "str | None"], DeviceArray]
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A chip URL scheme: its usage (shown in help and errors) and where its opener lives."""
+
+    usage: str
+    opener: str  # "package.module:function"
+
+    def open(self, url: str, target: str, opts: dict[str, str], seed: int | None,
+             station: str | None) -> DeviceArray:
+        return load_object(self.opener)(url, target, opts, seed, station)
+
+
+SCHEMES: Registry[Scheme] = Registry("chip URL scheme")
+SCHEMES.register("sim", Scheme("sim:<technology>[?devices=N&seed=S&<parameter>=value]",
+                               "devmodel.physics.sim:open_sim"))
+SCHEMES.register("visa", Scheme("visa://<VISA resource>[?retries=N&faults=...]",
+                                "instruments.chip:open_visa_url"))
+SCHEMES.register("replay", Scheme("replay:<session.h5>", "devmodel.replay.backend:open_replay_url"))
+SCHEMES.register("emulate", Scheme("emulate:<session.h5>", "devmodel.replay.emulator:open_emulator_url"))
+
+
+def usages() -> str:
+    """Every scheme's usage, for help texts and error messages."""
+    return ", ".join(SCHEMES.get(n).usage for n in SCHEMES.names())
 
 
 def parse_chip_url(url: str) -> tuple[str, str, dict[str, str]]:
     """Split ``scheme:target?opt=value&…`` into (scheme, target, options)."""
     if not isinstance(url, str) or ":" not in url:
-        raise ChipURLError(f"chip URL {url!r} has no scheme; try sim:pcm or sim:reram")
+        raise ChipURLError(f"chip URL {url!r} has no scheme; known: {usages()}")
     scheme, rest = url.split(":", 1)
     target, _, query = rest.partition("?")
     try:
@@ -39,66 +73,13 @@ def open_chip(url: str, seed: int | None = None, station: str | None = None) -> 
     ``station`` is a station file (instruments, backends, timeouts, safety limits) for ``visa://``.
     """
     scheme, target, opts = parse_chip_url(url)
-    if scheme == "sim":
-        return _open_sim(url, target.lower(), opts, seed)
-    if scheme == "visa":
-        return _open_visa(url, target.removeprefix("//"), opts, station)
-    if scheme in ("replay", "emulate"):
-        return _open_record(url, scheme, target, opts, seed)
-    raise ChipURLError(
-        f"unknown chip URL scheme {scheme!r} in {url!r}; known: sim:pcm, sim:reram, "
-        f"replay:<session.h5>, emulate:<session.h5>"
-    )
+    if scheme not in SCHEMES:
+        raise ChipURLError(f"unknown chip URL scheme {scheme!r} in {url!r}; known: {usages()}")
+    return SCHEMES.get(scheme).open(url, target, opts, seed, station)
 
 
-def _open_visa(url: str, resource: str, opts: dict[str, str], station: str | None) -> DeviceArray:
-    """The only place devmodel imports ``instruments`` (DESIGN.md seam 1)."""
-    try:
-        from instruments.chip import open_visa_chip
-    except ImportError:
-        raise ChipURLError(f"chip URL {url!r}: the instruments package is not installed") from None
-    # VISA resource strings hold no '?': what follows one are this toolkit's options (reliability)
-    unknown = sorted(set(opts) - {"faults", "retries"})
-    if unknown:
-        raise ChipURLError(f"chip URL {url!r} sets unknown option {unknown[0]!r}; visa:// URLs take "
-                           f"faults and retries")
-    return open_visa_chip(resource, station, faults=opts.get("faults"), retry=opts.get("retries"))
-
-
-def _open_record(url: str, scheme: str, target: str, opts: dict[str, str],
-                 seed: int | None) -> DeviceArray:
-    """``replay:<session.h5>`` (recorded reads) and ``emulate:<session.h5>`` (pulse response)."""
-    if not target:
-        raise ChipURLError(f"chip URL {url!r} names no session file; try {scheme}:session.h5")
-    if scheme == "replay":
-        from devmodel.replay.backend import open_replay
-
-        return open_replay(target, opts)
-    from devmodel.replay.emulator import open_emulator
-
-    return open_emulator(target, opts, seed)
-
-
-def _open_sim(url: str, tech: str, opts: dict[str, str], seed: int | None) -> DeviceArray:
-    from devmodel.physics.pcm import PcmPhysics, SimulatedPCM
-    from devmodel.physics.reram import ReramPhysics, SimulatedReRAM
-
-    if tech not in SIM_TECHNOLOGIES:
-        raise ChipURLError(f"unknown simulated technology {tech!r} in {url!r}; use pcm or reram")
-    n = _int_opt(url, opts, "devices", DEFAULT_SIM_DEVICES, lo=1, hi=1 << 26)
-    if seed is not None and not 0 <= seed <= 2**63 - 1:
-        raise ChipURLError(f"seed {seed} for {url!r} is outside 0..{2**63 - 1}")
-    chip_seed = _int_opt(url, opts, "seed", 0 if seed is None else seed, lo=0, hi=2**63 - 1)
-    physics_cls, chip_cls = (
-        (PcmPhysics, SimulatedPCM) if tech == "pcm" else (ReramPhysics, SimulatedReRAM)
-    )
-    physics = physics_cls()
-    for key, value in opts.items():
-        physics = _override(url, physics, key, value)
-    return chip_cls(n_devices=n, seed=chip_seed, physics=physics)
-
-
-def _int_opt(url: str, opts: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+def int_option(url: str, opts: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    """Pop the integer option ``key`` (``default`` when absent), refused outside ``lo..hi``."""
     if key not in opts:
         return default
     raw = opts.pop(key)
@@ -111,8 +92,9 @@ def _int_opt(url: str, opts: dict[str, str], key: str, default: int, lo: int, hi
     return value
 
 
-def _override(url: str, obj: Any, dotted: str, raw: str) -> Any:
-    """Return a copy of the (nested, frozen) dataclass ``obj`` with field ``dotted`` set."""
+def override(url: str, obj: Any, dotted: str, raw: str) -> Any:
+    """A copy of the (nested, frozen) dataclass ``obj`` with field ``dotted`` set to the finite
+    number ``raw``."""
     head, _, tail = dotted.partition(".")
     names = {f.name for f in dataclasses.fields(obj)}
     if head not in names:
@@ -123,11 +105,13 @@ def _override(url: str, obj: Any, dotted: str, raw: str) -> Any:
     if tail:
         if not dataclasses.is_dataclass(current):
             raise ChipURLError(f"parameter {head!r} in {url!r} has no field {tail!r}")
-        return dataclasses.replace(obj, **{head: _override(url, current, tail, raw)})
+        return dataclasses.replace(obj, **{head: override(url, current, tail, raw)})
     if dataclasses.is_dataclass(current) or isinstance(current, tuple):
         raise ChipURLError(f"parameter {dotted!r} in {url!r} is not a scalar")
     try:
         value = float(raw)
     except ValueError:
         raise ChipURLError(f"parameter {dotted}={raw!r} in {url!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ChipURLError(f"parameter {dotted}={raw!r} in {url!r} is not a finite number")
     return dataclasses.replace(obj, **{head: value})

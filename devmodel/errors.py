@@ -22,6 +22,14 @@ class ChipURLError(DevmodelError):
     """A chip URL that names no known backend or carries invalid options."""
 
 
+class ConfigError(DevmodelError):
+    """A configuration value outside its declared constraint (see :mod:`devmodel.validation`)."""
+
+
+class UnknownNameError(DevmodelError):
+    """A name that no registry holds (a technology, chip scheme, export target, training method)."""
+
+
 def friendly(os_error: str | None = None):
     """Decorator for CLI commands: a DevmodelError becomes one sentence on stderr and exit status
     2 (never a traceback), Ctrl-C exit status 130; with ``os_error``, an OSError too (prefixed by

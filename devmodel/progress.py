@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from tqdm import tqdm
-
 
 class PhaseBars:
     """Callable ``(phase, done, total)`` progress hook: a new bar whenever the phase changes.
@@ -16,13 +14,15 @@ class PhaseBars:
 
     def __init__(self, enabled: bool, unit: str = "events", units: dict[str, str] | None = None) -> None:
         self.enabled, self.unit, self.units = enabled, unit, units or {}
-        self.bar: tqdm | None = None
+        self.bar = None
         self.phase = ""
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         if not self.enabled:
             return
         if phase != self.phase:
+            from tqdm import tqdm  # here: importing tqdm costs `devmodel --help` a third of its time
+
             self.close()
             self.bar = tqdm(total=total, desc=f"{phase:>15}", unit=f" {self.units.get(phase, self.unit)}",
                             leave=False, file=sys.stderr, disable=None, mininterval=0.5)

@@ -38,7 +38,8 @@ from devmodel.array import (
     check_wait,
     estimate_pulse_ends,
 )
-from devmodel.errors import DevmodelError, LimitError
+from devmodel.errors import ChipURLError, DevmodelError, LimitError
+from devmodel.technologies import names as technology_names
 from instruments.base import Identity, Instrument, InstrumentConnectionError, InstrumentError
 from instruments.faults import FaultSpec, FaultyTransport
 from instruments.scpi import (
@@ -121,7 +122,7 @@ class ScpiChip(Instrument):
     expressions); by default the simulated chips of ``devmodel serve-chip``.
     """
 
-    models = ("SIM-PCM", "SIM-RERAM")
+    models: tuple[str, ...] = ()  # default: the simulated chips, SIM-<TECHNOLOGY>
 
     def __init__(self, transport: Transport, name: str = "chip", *,
                  station_limits: ChipLimits | None = None, models: tuple[str, ...] | None = None,
@@ -139,9 +140,17 @@ class ScpiChip(Instrument):
         self.n_retries = 0  # operations tried again after a fault
         self.n_reconnects = 0
         self.n_recovered = 0  # non-idempotent commands found (by the clock) to have run after all
+        models = models or self.models or tuple(f"SIM-{n.upper()}" for n in technology_names())
         super().__init__(transport, name, models=models, reset=reset, connect=False)
         if connect:
             self.connect_with_retry()
+
+    def fault_record(self) -> dict[str, int | dict[str, int]]:
+        """Faults met and recovered so far (devmodel.array.ReportsFaults)."""
+        return {"instrument_retries": self.n_retries, "instrument_reconnects": self.n_reconnects,
+                "instrument_recovered": self.n_recovered,
+                "faults_injected": dict(self.transport.injected)
+                if isinstance(self.transport, FaultyTransport) else {}}
 
     # -- connection -----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -249,9 +258,11 @@ class ScpiChip(Instrument):
                                   f"speaks {PROTOCOL_NAME},{PROTOCOL_VERSION}")
         tech = v["technology"].strip().lower()
         unit = {"UA": "uA", "V": "V"}.get(v["pulse_unit"].strip().upper())
-        if tech not in ("pcm", "reram") or unit is None:
+        known = technology_names()
+        if tech not in known or unit is None:
             raise InstrumentError(f"{self.label} declares technology {v['technology'][:20]!r} and pulse "
-                                  f"unit {v['pulse_unit'][:20]!r}; expected PCM|RERAM and UA|V")
+                                  f"unit {v['pulse_unit'][:20]!r}; expected "
+                                  f"{'|'.join(n.upper() for n in known)} and UA|V")
         declared = Limits(
             max_amplitude=num("max_amplitude"), max_width_ns=num("max_width_ns"),
             max_compliance_ua=num("max_compliance_ua", optional=True),
@@ -520,3 +531,15 @@ def open_visa_chip(resource: str, station: str | None = None, transport_factory=
     except BaseException:
         transport.close()
         raise
+
+
+def open_visa_url(url: str, target: str, opts: dict[str, str], seed: int | None,
+                  station: str | None = None) -> ScpiChip:
+    """The ``visa://`` scheme of :mod:`devmodel.chips` (VISA resource strings hold no '?': what
+    follows one are this toolkit's options, ``faults`` and ``retries``)."""
+    unknown = sorted(set(opts) - {"faults", "retries"})
+    if unknown:
+        raise ChipURLError(f"chip URL {url!r} sets unknown option {unknown[0]!r}; visa:// URLs take "
+                            f"faults and retries")
+    return open_visa_chip(target.removeprefix("//"), station, faults=opts.get("faults"),
+                          retry=opts.get("retries"))

@@ -18,6 +18,7 @@ import numpy as np
 
 from devmodel.array import Limits
 from devmodel.errors import DevmodelError
+from devmodel.technologies import names as technology_names
 
 
 class StationError(DevmodelError):
@@ -190,6 +191,9 @@ def _build(path: Path, data: dict[str, Any]) -> Station:
     probe = None
     if "probe_station" in data:
         p = dict(data["probe_station"])
+        if p["technology"] not in technology_names():
+            raise StationError(f"station file {path}: probe_station.technology: {p['technology']!r} is "
+                               f"not a known technology ({', '.join(technology_names())})")
         p["devices"] = tuple(p["devices"])
         p.setdefault("switch", "switch" if "switch" in instruments else None)  # hard-wired: none
         probe = ProbeStationSpec(**p)

@@ -38,7 +38,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         """Start the server and wait (bounded) for the line that names its port."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "devmodel.cli", "serve-chip", *self.args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "devmodel", "serve-chip", *self.args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:

@@ -34,17 +34,18 @@ SAMPLES = {
 def make(path: Path, url: str, seed: int, devices: int, bursts: dict, overwrite: bool) -> None:
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import BurstConfig, SweepConfig, config_dict, run_sweep
-    from devmodel.procedures.program_verify import PcmVerifyConfig, ReramVerifyConfig
-    from devmodel.store.session import SessionWriter
+    from devmodel.procedures.program_verify import verify_parts
+    from devmodel.store import SessionWriter
+    from devmodel.technologies import technology
 
     chip = open_chip(url, seed)
     tech = chip.info.technology
     cfg = SweepConfig.default(tech, devices, bursts=BurstConfig(**bursts))
-    verify = PcmVerifyConfig() if tech == "pcm" else ReramVerifyConfig()
+    verify = verify_parts(tech)[0]()
     if path.exists() and overwrite:
         path.unlink()
     with SessionWriter(path, technology=tech, g_max_us=chip.info.g_max_us,
-                       t0_s=20.0 if tech == "pcm" else 1.0, chip=dict(chip.info.to_dict(), url=url),
+                       t0_s=technology(tech).t0_s, chip=dict(chip.info.to_dict(), url=url),
                        config=config_dict(cfg, verify), seed=seed,
                        command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])) as w:
         summary = run_sweep(chip, cfg, w, verify)

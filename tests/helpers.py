@@ -9,8 +9,9 @@ import numpy as np
 
 from devmodel.chips import open_chip
 from devmodel.procedures.characterize import BurstConfig, SweepConfig, config_dict, run_sweep
-from devmodel.procedures.program_verify import PcmVerifyConfig, ReramVerifyConfig
-from devmodel.store.session import SessionWriter, read_session
+from devmodel.procedures.program_verify import verify_parts
+from devmodel.store import SessionWriter, read_session
+from devmodel.technologies import technology
 
 
 def make_session(path, url: str, devices: int, bursts: BurstConfig | None = None,
@@ -22,9 +23,9 @@ def make_session(path, url: str, devices: int, bursts: BurstConfig | None = None
     cfg = SweepConfig.default(tech, devices, **kw)
     if schedule is not None:
         cfg = SweepConfig(cfg.levels_us, devices, tuple(schedule), cfg.bursts)
-    verify = PcmVerifyConfig() if tech == "pcm" else ReramVerifyConfig()
+    verify = verify_parts(tech)[0]()
     with SessionWriter(path, technology=tech, g_max_us=chip.info.g_max_us,
-                       t0_s=20.0 if tech == "pcm" else 1.0, chip=chip.info.to_dict(),
+                       t0_s=technology(tech).t0_s, chip=chip.info.to_dict(),
                        config=config_dict(cfg, verify), seed=seed) as w:
         run_sweep(chip, cfg, w, verify)
         w.finish()
@@ -48,5 +49,5 @@ def per_device_matrix(session, schedule):
 
 def run_devmodel(*args, cwd=None, timeout_s: float = 600) -> subprocess.CompletedProcess:
     """``devmodel ARGS`` as a real subprocess (every argument through ``str``), output captured."""
-    return subprocess.run([sys.executable, "-m", "devmodel.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "devmodel", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=timeout_s)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from helpers import per_device_matrix
 
-from devmodel.physics.published import PcmStatModel, reram_sigma_us
+from devmodel.forms import poly_us
 from devmodel.report.summary import summarize
+from devmodel.technologies.pcm.published import PcmStatModel
+from devmodel.technologies.reram.published import RERAM_WAN2022_COEFFS_US
 
 PCM_SCHEDULE = (20.0, 60.0, 200.0, 600.0, 3600.0, 10800.0, 86400.0)
 
@@ -69,6 +71,6 @@ def test_reram_error_spread_matches_published_curves(reram_session, age):
             continue
         sel = ok & (s.devices["target_us"] == lv)
         err = G[sel, col] - lv
-        ratio = err.std() / reram_sigma_us(age, x)
+        ratio = err.std() / poly_us(RERAM_WAN2022_COEFFS_US[age], x)
         assert 0.5 <= ratio <= 1.5, (lv, age, ratio)
         assert abs(err.mean()) <= 0.02 * s.g_max_us

@@ -12,8 +12,8 @@ from aihwkit_ref import import_aihwkit
 from helpers import run_devmodel as devmodel
 from scipy import stats
 
-from devmodel.export.native import ExtrapolationError, NativeNoiseModel, global_drift_compensation
 from devmodel.model.card import DeviceModel
+from devmodel.model.noise import ExtrapolationError, NativeNoiseModel, global_drift_compensation
 
 N = 20_000
 LEVELS = [0.5, 1, 2, 3, 5, 7.5, 10, 12.5, 15, 17.5, 20, 22.5, 25.0]
@@ -55,7 +55,7 @@ def _assert_same(a, b, what):
 def test_published_pcm_matches_aihwkit_defaults(aihwkit):
     from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
 
-    card, ref = DeviceModel.published_pcm(), PCMLikeNoiseModel()
+    card, ref = DeviceModel.published("pcm"), PCMLikeNoiseModel()
     for i, lv in enumerate(LEVELS):
         g = torch.full((N,), float(lv))
         for j, t in enumerate(T_INF):
@@ -93,7 +93,7 @@ def test_custom_drift_export_carries_the_fitted_nu_table(aihwkit, published_pcm_
     from devmodel.export.aihwkit import to_aihwkit
 
     card = DeviceModel.from_json(published_pcm_card.to_json())
-    ref = DeviceModel.published_pcm()
+    ref = DeviceModel.published("pcm")
     card.read_noise = ref.read_noise  # what CustomDrift cannot change
     card.programming.mean_offset_coeffs_us = [0.0]
     card.provenance.pop("age_range_s")
@@ -109,7 +109,7 @@ def test_custom_drift_export_carries_the_fitted_nu_table(aihwkit, published_pcm_
 def test_published_reram_matches_aihwkit_wan2022(aihwkit, t_s):
     from devmodel.export.aihwkit import to_aihwkit
 
-    card = DeviceModel.published_reram()
+    card = DeviceModel.published("reram")
     ref = to_aihwkit(card)["wan2022"]
     for i, lv in enumerate([1.0, 4.0, 8.0, 16.0, 24.0, 32.0, 40.0]):
         g = torch.full((N,), float(lv))
@@ -126,10 +126,10 @@ def test_round_trip_card_samples_fit_card(tmp_path):
     """Published card → native model (programming, ν, correlated 1/f reads, bursts) → session →
     fit → card within the fitting issue's tolerances."""
     from devmodel.fit.session import fit_session
-    from devmodel.physics.published import PcmStatModel
-    from devmodel.store.session import SessionWriter
+    from devmodel.store import SessionWriter
+    from devmodel.technologies.pcm.published import PcmStatModel
 
-    card = DeviceModel.published_pcm()
+    card = DeviceModel.published("pcm")
     m = NativeNoiseModel(card, torch.Generator().manual_seed(5))
     levels = torch.tensor(LEVELS, dtype=torch.float64)
     n_per = 2000
@@ -150,7 +150,7 @@ def test_round_trip_card_samples_fit_card(tmp_path):
                          "target_us": target.numpy(), "converged": np.ones(n),
                          "iterations": np.ones(n), "pulses": np.ones(n),
                          "g_verify_us": target.numpy(), "t_last_pulse_s": np.zeros(n),
-                         "stop_reason": np.zeros(n)}, {0: "converged"})
+                         "stop_reason": np.zeros(n)})
         for j, a in enumerate(ages):
             w.append("reads", {"device": rows.numpy(), "t_s": np.full(n, a), "age_s": np.full(n, a),
                                "g_us": reads[:, j].numpy(), "burst": np.full(n, -1)})
@@ -176,7 +176,7 @@ def test_round_trip_card_samples_fit_card(tmp_path):
 
 
 def test_native_model_conventions():
-    card = DeviceModel.published_pcm()
+    card = DeviceModel.published("pcm")
     g = torch.linspace(0, 25, 1000, dtype=torch.float64)
     a = NativeNoiseModel(card, torch.Generator().manual_seed(3))
     b = NativeNoiseModel(card, torch.Generator().manual_seed(3))
@@ -206,7 +206,7 @@ def test_extrapolation_is_explicit(published_pcm_card):
     m.extrapolate = True
     with pytest.warns(UserWarning, match="extrapolating"):
         m.at_time(m.program(g), nu, 3.15e7)
-    r = NativeNoiseModel(DeviceModel.published_reram())
+    r = NativeNoiseModel(DeviceModel.published("reram"))
     with pytest.raises(ExtrapolationError):
         r.at_time(g, g, 1e6)
 
@@ -244,7 +244,7 @@ def test_coupled_card_through_aihwkit(aihwkit):
     together and hands ν over, so distributions still match the native model."""
     from devmodel.export.aihwkit import to_aihwkit
 
-    card = DeviceModel.published_pcm()
+    card = DeviceModel.published("pcm")
     card.programming.verify_age_s = 1.0
     dm = to_aihwkit(card)["devmodel"]
     for i, lv in enumerate([1.0, 5.0, 12.5, 25.0]):

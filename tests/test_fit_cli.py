@@ -37,7 +37,7 @@ def test_fit_validate_report(published_pcm_session, tmp_path):
 
 
 def test_card_from_the_future_or_broken_is_refused(tmp_path):
-    d = json.loads(DeviceModel.published_pcm().to_json())
+    d = json.loads(DeviceModel.published("pcm").to_json())
     d["schema"] = "devmodel.model/2"
     with pytest.raises(ModelCardError, match="devmodel.model/2.*upgrade devmodel"):
         DeviceModel.from_dict(d)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from devmodel.fit.session import fit_session
+from devmodel.forms import poly_us
 from devmodel.model.card import DeviceModel, ModelCardError
-from devmodel.physics.published import RERAM_WAN2022_COEFFS_US, poly_us
-from devmodel.physics.statistical import synthesize_reram_session
+from devmodel.technologies.reram.published import RERAM_WAN2022_COEFFS_US
+from devmodel.technologies.reram.synthetic import synthesize_reram_session
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_interpolation_in_log_time_and_explicit_extrapolation(reram_card):
 
 
 def test_published_reram_card_round_trips():
-    card = DeviceModel.published_reram()
+    card = DeviceModel.published("reram")
     assert DeviceModel.from_json(card.to_json()).to_json() == card.to_json()
 
 

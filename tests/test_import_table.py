@@ -8,9 +8,9 @@ import pytest
 from helpers import run_devmodel
 
 from devmodel.fit.session import card_scalars, fit_session
-from devmodel.physics.statistical import synthesize_pcm_session
-from devmodel.store.session import read_session
+from devmodel.store import read_session
 from devmodel.store.table_import import TableImportError, import_table
+from devmodel.technologies.pcm.synthetic import synthesize_pcm_session
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from helpers import run_devmodel
 
 from devmodel.report.summary import summarize
-from devmodel.store.session import read_session
+from devmodel.store import read_session
 from instruments.testing import ServerProcess
 
 DEVICES = 150  # per level; the full acceptance (13 × 2000) is reported in docs/benchmarks.md

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import run_devmodel
 
-from devmodel.physics.pcm import SimulatedPCM
+from devmodel.technologies.pcm.physics import SimulatedPCM
 from instruments.base import InstrumentConnectionError, InstrumentError, InstrumentTimeoutError
 from instruments.chip import ScpiChip
 from instruments.scpi import encode_block

@@ -212,7 +212,7 @@ def test_clean_shutdown_on_signals(sig):
 
 
 def test_binding_beyond_loopback_needs_a_flag_and_a_taken_port_is_one_sentence(server):
-    run = [sys.executable, "-m", "devmodel.cli", "serve-chip", "--devices", "64"]
+    run = [sys.executable, "-m", "devmodel", "serve-chip", "--devices", "64"]
     r = subprocess.run(run + ["--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "pass --allow-remote" in r.stderr and r.stderr.count("\n") == 1

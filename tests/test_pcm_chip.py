@@ -7,8 +7,8 @@ from scipy import stats
 from devmodel.array import PulseKind
 from devmodel.chips import open_chip
 from devmodel.errors import ChipURLError, LimitError
-from devmodel.physics.pcm import DEFECT_NONE, SimulatedPCM
-from devmodel.physics.published import PcmStatModel
+from devmodel.technologies.pcm.physics import DEFECT_NONE, SimulatedPCM
+from devmodel.technologies.pcm.published import PcmStatModel
 
 N = 5000
 

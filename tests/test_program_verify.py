@@ -5,15 +5,14 @@ import pytest
 
 from devmodel.array import PulseKind
 from devmodel.errors import DevmodelError
-from devmodel.physics.pcm import DEFECT_NONE, SimulatedPCM
-from devmodel.physics.reram import SimulatedReRAM
-from devmodel.procedures.program_verify import (
-    PcmVerifyConfig,
-    ReramVerifyConfig,
-    StopReason,
-    program_verify_pcm,
-    program_verify_reram,
-)
+from devmodel.procedures.program_verify import program_verify
+from devmodel.store import StopReason
+from devmodel.technologies.pcm.physics import DEFECT_NONE, SimulatedPCM
+from devmodel.technologies.pcm.verify import PcmVerifyConfig
+from devmodel.technologies.reram.physics import SimulatedReRAM
+from devmodel.technologies.reram.verify import ReramVerifyConfig
+
+program_verify_pcm = program_verify_reram = program_verify  # the chip's technology picks the loop
 
 LEVELS = np.array([0.5, 1, 2, 3, 5, 7.5, 10, 12.5, 15, 17.5, 20, 22.5, 25.0])
 

@@ -16,8 +16,8 @@ from helpers import run_devmodel
 
 from devmodel.array import PulseKind
 from devmodel.errors import DevmodelError
-from devmodel.physics.pcm import SimulatedPCM
-from devmodel.store.session import read_session
+from devmodel.store import read_session
+from devmodel.technologies.pcm.physics import SimulatedPCM
 from instruments.base import InstrumentError
 from instruments.chip import RetryPolicy, ScpiChip
 from instruments.faults import FaultSpec, FaultyTransport

@@ -26,11 +26,11 @@ from helpers import run_devmodel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devmodel.cli import main
+from devmodel.commands import main
 from devmodel.errors import DevmodelError, SessionFileError
 from devmodel.model.card import DeviceModel, ModelCardError
+from devmodel.store import read_session
 from devmodel.store.durable import sidecar
-from devmodel.store.session import read_session
 from instruments.station import StationError, load_station
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -84,8 +84,8 @@ def test_a_partial_session_says_how_to_continue_it(tmp_path):
     out = tmp_path / "partial.h5"
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import BurstConfig, SweepConfig, config_dict, run_sweep
-    from devmodel.procedures.program_verify import PcmVerifyConfig
     from devmodel.store.durable import DurableSessionWriter
+    from devmodel.technologies.pcm.verify import PcmVerifyConfig
 
     chip = open_chip("sim:pcm?devices=4096", 2)
     cfg = SweepConfig.default("pcm", 40, bursts=BurstConfig(devices_per_level=0))
@@ -166,7 +166,7 @@ def test_malformed_model_cards(name, phrase):
         DeviceModel.load(CORPUS / "cards" / name)
 
 
-GOOD_CARD = json.loads(DeviceModel.published_pcm().to_json())
+GOOD_CARD = json.loads(DeviceModel.published("pcm").to_json())
 
 
 def _paths(d, prefix=()):
@@ -391,7 +391,7 @@ def test_usage_errors_are_one_line_too():
 # -- bytes to the simulated chip server ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
-    from devmodel.physics.pcm import SimulatedPCM
+    from devmodel.technologies.pcm.physics import SimulatedPCM
     from instruments.server import ChipServer
     from instruments.testing import ThreadedServer
 

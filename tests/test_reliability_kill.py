@@ -17,8 +17,8 @@ import h5py
 import numpy as np
 import pytest
 
+from devmodel.store import read_session
 from devmodel.store.durable import sidecar
-from devmodel.store.session import read_session
 
 MIN_KILLS = 20
 SESSION = ["--chip", "sim:pcm?devices=8192", "--seed", "5", "--devices", "300", "--burst-devices", "5",
@@ -29,7 +29,7 @@ FAST_COMMITS = ["--checkpoint-interval", "0", "--durability", "process"]
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "devmodel.cli", "characterize", *args],
+    return subprocess.Popen([sys.executable, "-m", "devmodel", "characterize", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

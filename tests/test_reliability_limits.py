@@ -11,15 +11,14 @@ from hypothesis import strategies as st
 
 from devmodel.array import Limits, PulseKind
 from devmodel.errors import DevmodelError, LimitError
-from devmodel.physics.pcm import SimulatedPCM
-from devmodel.physics.reram import SimulatedReRAM
 from devmodel.procedures.characterize import BurstConfig, SweepConfig, run_sweep
-from devmodel.procedures.program_verify import (
-    PcmVerifyConfig,
-    ReramVerifyConfig,
-    program_verify_pcm,
-    program_verify_reram,
-)
+from devmodel.procedures.program_verify import program_verify
+from devmodel.technologies.pcm.physics import SimulatedPCM
+from devmodel.technologies.pcm.verify import PcmVerifyConfig
+from devmodel.technologies.reram.physics import SimulatedReRAM
+from devmodel.technologies.reram.verify import ReramVerifyConfig
+
+program_verify_pcm = program_verify_reram = program_verify  # the chip's technology picks the loop
 
 N_DEVICES = 512
 COUNTS = {"examples": 0, "refused": 0, "ran": 0, "batches": 0}

@@ -12,12 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from devmodel.chips import open_chip
-from devmodel.cli import main
+from devmodel.commands import main
 from devmodel.errors import SessionFileError
 from devmodel.procedures.characterize import BurstConfig, SweepConfig, config_dict, run_sweep
-from devmodel.procedures.program_verify import PcmVerifyConfig, ReramVerifyConfig
+from devmodel.store import SessionWriter, read_session
 from devmodel.store.durable import DurableSessionWriter, sidecar
-from devmodel.store.session import SessionWriter, read_session
+from devmodel.technologies.pcm.verify import PcmVerifyConfig
+from devmodel.technologies.reram.verify import ReramVerifyConfig
 
 CASES = {"pcm": ("sim:pcm?devices=2048", PcmVerifyConfig, BurstConfig(4, 16, 1.0, 100.0)),
          "reram": ("sim:reram?devices=2048", ReramVerifyConfig, BurstConfig(4, 16, 1.0, 300.0))}

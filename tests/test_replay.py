@@ -14,7 +14,7 @@ from devmodel.fit.session import card_scalars, fit_session
 from devmodel.replay.backend import ReplayChip
 from devmodel.replay.procedures import finish_groups, replay_schedule
 from devmodel.replay.record import ReplayError
-from devmodel.store.session import SessionWriter, read_session
+from devmodel.store import SessionWriter, read_session
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "calibration_data"
 

@@ -35,14 +35,14 @@ def pcm_model(pcm_session):
 
 def _emulated(session, model, tolerance_us=None, seed=0) -> ConvergenceStats:
     over = {} if tolerance_us is None else {"tolerance_us": str(tolerance_us)}
-    cfg = verify_config_of(session, session.technology, over)
+    cfg = verify_config_of(session, over)
     chip = EmulatedChip(session.path, seed, model)
     d = session.devices
     return _stats(emulate_program_verify(chip, d["address"], d["target_us"], cfg))
 
 
 def _live(session, url, tolerance_us) -> ConvergenceStats:
-    cfg = verify_config_of(session, session.technology, {"tolerance_us": str(tolerance_us)})
+    cfg = verify_config_of(session, {"tolerance_us": str(tolerance_us)})
     d = session.devices
     return _stats(emulate_program_verify(open_chip(url), d["address"], d["target_us"], cfg))
 
@@ -87,7 +87,7 @@ def test_changed_tolerance_moves_emulator_and_live_chip_the_same_way(pcm_session
 def test_reram_emulator_on_the_calibration_sample():
     """ReRAM (SET and RESET depend on the state before the pulse): the recorded write-verify on the
     3,900-device sample agrees with the record, and a looser tolerance converges faster on both."""
-    from devmodel.store.session import read_session
+    from devmodel.store import read_session
 
     s = read_session(CALIBRATION / "reram_sample.h5")
     model = fit_response_model(s.path)

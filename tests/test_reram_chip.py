@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from devmodel.array import PulseKind
-from devmodel.physics.reram import DEFECT_NONE, ReramPhysics, SimulatedReRAM
+from devmodel.technologies.reram.physics import DEFECT_NONE, ReramPhysics, SimulatedReRAM
 
 N = 5000
 

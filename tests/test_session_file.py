@@ -7,7 +7,7 @@ from helpers import make_session
 
 from devmodel.errors import SessionFileError
 from devmodel.procedures.characterize import BurstConfig
-from devmodel.store.session import SCHEMA, SessionWriter, read_session
+from devmodel.store import SCHEMA, SessionWriter, read_session
 
 SMALL = dict(bursts=BurstConfig(devices_per_level=5, n_reads=16, interval_s=1.0, age_s=100.0),
              schedule=(20.0, 200.0, 3600.0))

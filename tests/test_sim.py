@@ -27,7 +27,7 @@ def test_every_non_ideality_off_equals_digital(make, shape):
     x = torch.randn(shape)
     for cfg in (CrossbarConfig.ideal(), CrossbarConfig.ideal().with_(tile_rows=18, tile_cols=8),
                 CrossbarConfig.ideal().with_(differential="two_columns", scales="tile")):
-        a = convert(net, DeviceModel.published_pcm(), cfg)
+        a = convert(net, DeviceModel.published("pcm"), cfg)
         a.calibrate(x)
         a.program(0)
         a.set_time(86400.0)

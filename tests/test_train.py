@@ -11,7 +11,7 @@ from torch import nn
 from devmodel.errors import DevmodelError
 from devmodel.sim import CrossbarConfig, accuracy, convert
 from devmodel.sim.networks import build, train_fp
-from devmodel.train import METHODS, HWAOptions, evaluate_hwa, train_hwa
+from devmodel.train import METHODS, TrainOptions, evaluate_hwa, method_options, train_hwa
 from devmodel.train.hwa import HWALayer, unwrap, wrap
 from devmodel.train.methods import representative_eta
 
@@ -28,7 +28,7 @@ def mlp(digits_data):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_trains_checkpoints_and_returns_a_plain_network(method, mlp, digits_data, pcm_card,
                                                                      tmp_path):
-    opts = HWAOptions(epochs=2, seed=0)
+    opts = TrainOptions(epochs=2, seed=0)
     r = train_hwa(mlp, pcm_card, method, digits_data, opts, checkpoint_dir=tmp_path)
     assert not any(isinstance(m, HWALayer) for m in r.net.modules())
     assert [type(m) for m in r.net.modules()] == [type(m) for m in mlp.modules()]
@@ -48,7 +48,7 @@ def test_every_method_trains_checkpoints_and_returns_a_plain_network(method, mlp
 
 def test_noise_injection_clips_weights_and_leaves_inference_clean(mlp, digits_data, pcm_card):
     """001_…: weights clipped to ±α·σ_W after every update; noise only in the training forward."""
-    r = train_hwa(mlp, pcm_card, "noise-001", digits_data, HWAOptions(epochs=1, clip_alpha=1.5))
+    r = train_hwa(mlp, pcm_card, "noise-001", digits_data, TrainOptions(epochs=1), {"clip_alpha": 1.5})
     for m in r.net.modules():
         if isinstance(m, nn.Linear):
             w = m.weight.detach()
@@ -61,7 +61,8 @@ def test_hasgd_averages_the_gradient_over_L_perturbations(mlp, digits_data, pcm_
     calls = []
     mlp.register_forward_hook(lambda *a: calls.append(1))
     try:
-        r = train_hwa(mlp, pcm_card, "hasgd-002", digits_data, HWAOptions(epochs=1, n_perturb=3, batch=256))
+        r = train_hwa(mlp, pcm_card, "hasgd-002", digits_data, TrainOptions(epochs=1, batch=256),
+                      {"n_perturb": 3})
     finally:
         mlp._forward_hooks.clear()
     batches = -(-digits_data.x_train.shape[0] // 256)
@@ -70,7 +71,7 @@ def test_hasgd_averages_the_gradient_over_L_perturbations(mlp, digits_data, pcm_
 
 
 def test_tile_aware_runs_three_pipelines_and_evaluates_on_the_tiled_crossbar(mlp, digits_data, pcm_card):
-    r = train_hwa(mlp, pcm_card, "tile-003", digits_data, HWAOptions(epochs=1))
+    r = train_hwa(mlp, pcm_card, "tile-003", digits_data, TrainOptions(epochs=1))
     assert [h["level"] for h in r.history] == [1, 2, 3] and r.report["level"] == 3
     cfg = r.method.eval_config()
     assert (cfg.differential, cfg.tile_rows, cfg.tile_cols, cfg.adc_bits, cfg.scales) == \
@@ -83,7 +84,8 @@ def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(pcm_c
     multipliers folded into the rows of their arrays). 300 inputs → arrays of 256 + 44 rows."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(300, 5))
-    m = METHODS["tile-003"](pcm_card, HWAOptions(variation=0.0, bits=16))
+    m = METHODS["tile-003"](pcm_card, TrainOptions(),
+                            method_options("tile-003", {"variation": 0.0, "bits": 16}))
     m.level = 3
     wrapped = wrap(net, m)
     layer = wrapped[0]
@@ -102,8 +104,8 @@ def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(pcm_c
 def test_energy_regulariser_lowers_the_read_energy(mlp, digits_data, pcm_card):
     """004_…: λ·Σ α_t·ρ·|w| with trainable ρ; a larger λ ends at a lower energy, and bit-serial
     inputs read every device once per input bit."""
-    low = train_hwa(mlp, pcm_card, "fluct-004", digits_data, HWAOptions(epochs=3, energy_lambda=0.0))
-    high = train_hwa(mlp, pcm_card, "fluct-004", digits_data, HWAOptions(epochs=3, energy_lambda=1e-2))
+    low = train_hwa(mlp, pcm_card, "fluct-004", digits_data, TrainOptions(epochs=3), {"energy_lambda": 0.0})
+    high = train_hwa(mlp, pcm_card, "fluct-004", digits_data, TrainOptions(epochs=3), {"energy_lambda": 1e-2})
     assert high.report["energy"] < 0.8 * low.report["energy"], (high.report, low.report)
     assert max(high.report["rho"]) < 1.0  # the trainable energy coefficient gave way
     assert min(low.report["rho"]) > 1.0  # without it, ρ grows: read fluctuation only costs loss
@@ -152,7 +154,7 @@ def test_noise_injection_cuts_the_one_day_accuracy_loss(digits_data, pcm_card):
         ref = accuracy(fp, digits_data.x_test, digits_data.y_test)
         fp_loss.append(ref - evaluate_hwa(fp, pcm_card, digits_data, [ONE_DAY_S], TRIALS, seed=100).mean())
         for method, losses in cut.items():
-            r = train_hwa(fp, pcm_card, method, digits_data, HWAOptions(seed=seed))
+            r = train_hwa(fp, pcm_card, method, digits_data, TrainOptions(seed=seed))
             losses.append(ref - evaluate_hwa(r, pcm_card, digits_data, [ONE_DAY_S], TRIALS, seed=100).mean())
     assert np.mean(fp_loss) > 0.005  # a loss worth cutting
     for method, losses in cut.items():
@@ -194,26 +196,26 @@ def test_train_hwa_cli(tmp_path, pcm_card):
 def test_a_checkpoint_resumes_to_the_uninterrupted_network(mlp, digits_data, pcm_card, tmp_path):
     """device-000 (ramp, drop-connect draws, remapping): 3 epochs straight equal 2 epochs, a stop,
     and a resumed third epoch, weight for weight; a checkpoint of other options is refused."""
-    straight = train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=3, seed=4))
-    train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=2, seed=4),
+    straight = train_hwa(mlp, pcm_card, "device-000", digits_data, TrainOptions(epochs=3, seed=4))
+    train_hwa(mlp, pcm_card, "device-000", digits_data, TrainOptions(epochs=2, seed=4),
               checkpoint_dir=tmp_path)
-    resumed = train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=3, seed=4),
+    resumed = train_hwa(mlp, pcm_card, "device-000", digits_data, TrainOptions(epochs=3, seed=4),
                         resume=tmp_path / "checkpoint.pt")
     for a, b in zip(straight.net.state_dict().values(), resumed.net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     with pytest.raises(DevmodelError, match="option seed was 4"):
-        train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=3, seed=5),
+        train_hwa(mlp, pcm_card, "device-000", digits_data, TrainOptions(epochs=3, seed=5),
                   resume=tmp_path / "checkpoint.pt")
     with pytest.raises(DevmodelError, match="written by method device-000, not noise-001"):
-        train_hwa(mlp, pcm_card, "noise-001", digits_data, HWAOptions(epochs=3, seed=4),
+        train_hwa(mlp, pcm_card, "noise-001", digits_data, TrainOptions(epochs=3, seed=4),
                   resume=tmp_path / "checkpoint.pt")
 
 
 def test_device_000_learns_output_scales_the_simulator_can_use(mlp, digits_data, pcm_card):
     """Seed 000_…: codes stay within ±1 (g_max) while γ is learned; the unwrapped network carries γ
     as `out_scale`, and `scales="learned"` maps W/γ onto the devices (clipped) instead of abs-max."""
-    r = train_hwa(mlp, pcm_card, "device-000", digits_data, HWAOptions(epochs=2, seed=0))
+    r = train_hwa(mlp, pcm_card, "device-000", digits_data, TrainOptions(epochs=2, seed=0))
     layers = [m for m in r.net.modules() if isinstance(m, nn.Linear)]
     assert all(hasattr(m, "out_scale") and m.out_scale.shape == (m.weight.shape[0],) for m in layers)
     for m in layers:

@@ -50,14 +50,14 @@ def test_white_read_noise_from_the_burst_intercepts(chip_card, pcm_session_10k):
 
 
 def test_card_from_elsewhere_is_validated_on_all_devices(published_pcm_session):
-    card = DeviceModel.published_pcm()
+    card = DeviceModel.published("pcm")
     rep = validate(card, published_pcm_session)
     assert "another source" in rep.mode
     assert rep.passed, rep.worst()
 
 
 def test_a_wrong_card_fails(published_pcm_session):
-    card = DeviceModel.published_pcm()
+    card = DeviceModel.published("pcm")
     card.programming.poly_coeffs_us = [2 * c for c in card.programming.poly_coeffs_us]
     rep = validate(card, published_pcm_session)
     assert not rep.passed

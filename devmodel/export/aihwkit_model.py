@@ -3,12 +3,14 @@
 Importable only where aihwkit is installed (its pure-Python ``aihwkit.inference`` package suffices).
 aihwkit's own classes cannot express a fitted Q_s power law, ν in clipped-log form, the programming
 mean offset and drift–programming coupling, or ReRAM between snapshots; this class delegates the
-three hooks aihwkit calls to :class:`devmodel.export.native.NativeNoiseModel`, so it and the native
-model are the same model by construction, used through aihwkit's converters and ``apply_noise``.
+three hooks aihwkit calls to the card's torch noise model (:mod:`devmodel.model.noise`), so it and
+the native model are the same model by construction, used through aihwkit's converters and
+``apply_noise``.
 
-Time: aihwkit's ``t_inference`` counts from t0 for PCM (age = t_inference + t0) and from programming
-for ReRAM (the Wan2022 convention); ``apply_noise(w, 0)`` returns the programmed weights (aihwkit
-1.2.0's base class returns nothing there).
+Time: aihwkit's ``t_inference`` is the card's inference time (``DeviceModel.inference_age_s`` turns
+it into the device age: from t0 for PCM, from programming for ReRAM, the Wan2022 convention);
+``apply_noise(w, 0)`` returns the programmed weights (aihwkit 1.2.0's base class returns nothing
+there).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ except ImportError as e:  # pragma: no cover - exercised where aihwkit is absent
     ) from e
 
 from devmodel.errors import DevmodelError
-from devmodel.export.native import NativeNoiseModel
 from devmodel.model.card import DeviceModel
+from devmodel.model.noise import NativeNoiseModel
 
 
 class DevmodelNoiseModel(BaseNoiseModel):
@@ -43,7 +45,8 @@ class DevmodelNoiseModel(BaseNoiseModel):
         super().__init__(g_converter)
         self.card = card
         self.native = NativeNoiseModel(card, generator, extrapolate)
-        # aihwkit calls programming then drift coefficients with the same target tensor
+        # aihwkit calls programming then drift coefficients with the same target tensor: a coupled
+        # card draws both at programming and hands the coefficients to the second call
         self._nu_pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __str__(self) -> str:
@@ -51,8 +54,7 @@ class DevmodelNoiseModel(BaseNoiseModel):
 
     @torch.no_grad()
     def apply_programming_noise_to_conductance(self, g_target: torch.Tensor) -> torch.Tensor:
-        if self.card.technology == "pcm" and self.card.programming.verify_age_s:
-            # coupled card: ν is drawn with the programming and handed to the next call
+        if self.native.coupled:
             nu = self.native.drift_coefficients(g_target)
             self._nu_pending = (g_target, nu)
             return self.native.program(g_target, nu)
@@ -68,8 +70,7 @@ class DevmodelNoiseModel(BaseNoiseModel):
     @torch.no_grad()
     def apply_drift_noise_to_conductance(self, g_prog: torch.Tensor, drift_noise_param: torch.Tensor,
                                          t_inference: float) -> torch.Tensor:
-        age = t_inference + self.card.t0_s if self.card.technology == "pcm" else t_inference
-        return self.native.at_time(g_prog, drift_noise_param, float(age))
+        return self.native.at_time(g_prog, drift_noise_param, self.card.inference_age_s(t_inference))
 
     @torch.no_grad()
     def apply_noise(self, weights: torch.Tensor, t_inference: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Fitting device models to sessions: ``fit_session(path) -> DeviceModel`` (PCM and ReRAM), with
+"""Fitting device models to sessions: ``fit_session(path) -> DeviceModel`` (each technology's fitter), with
 validation on held-out devices in :mod:`devmodel.fit.validate`. Imported lazily, so the CLI and the
 instrument code do not pay for lmfit until a fit runs."""
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from devmodel.errors import DevmodelError
 from devmodel.stats import robust_sigma
-from devmodel.store.session import Session
+from devmodel.store.reader import Session
 
 
 @dataclass

@@ -10,7 +10,7 @@ from lmfit import Model, Parameters, minimize
 from lmfit.models import PolynomialModel
 from scipy import stats
 
-from devmodel.physics.published import ClippedLog, PowerLawCap
+from devmodel.forms import ClippedLog, PowerLawCap
 
 
 @dataclass

@@ -1,27 +1,25 @@
-"""``fit_session(path) -> DeviceModel``: the fitting entry point (``devmodel fit``)."""
+"""``fit_session(path) -> DeviceModel``: the fitting entry point (``devmodel fit``).
+
+The session's technology's ``fit`` part does the fit (``OPTIONS`` and ``fit(data, options)``); what
+is shared lives here: screening and hold-out, device-resampled bootstrap intervals, provenance.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from devmodel import __version__
+from devmodel.errors import ConfigError
 from devmodel.fit.data import prepare
-from devmodel.fit.pcm import PcmFitOptions, fit_pcm
-from devmodel.fit.reram import ReramFitOptions, fit_reram
 from devmodel.model.card import DeviceModel, created_utc
-from devmodel.store.session import Session, read_session
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from devmodel.store.reader import Session, read_session
+from devmodel.store.schema import sha256_of
+from devmodel.technologies import technology
+from devmodel.validation import Interval, check_values
 
 
 def holdout_split(n_devices: int, fraction: float, seed: int) -> np.ndarray:
@@ -30,38 +28,60 @@ def holdout_split(n_devices: int, fraction: float, seed: int) -> np.ndarray:
     return rng.random(n_devices) < fraction
 
 
+def fit_options(technology_name: str, options: Any = None) -> Any:
+    """The technology's fit options: ``options`` itself, or its defaults with the fields of a dict
+    (``{"prog_degree": 3}``) replaced; unknown fields refused with one sentence."""
+    part = technology(technology_name).part("fit")
+    if isinstance(options, part.OPTIONS):
+        opts = options
+    else:
+        given = dict(options or {})
+        known = {f.name for f in fields(part.OPTIONS)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(f"the {technology_name} fit has no option {unknown[0]!r}; its options: "
+                              f"{', '.join(sorted(known))}")
+        opts = part.OPTIONS(**given)
+    opts.check()
+    return opts
+
+
+def _fit(session: Session, options: Any = None) -> DeviceModel:
+    part = technology(session.technology).part("fit")
+    return part.fit(prepare(session), fit_options(session.technology, options))
+
+
 def fit_session(
     path: str | Path | Session,
-    pcm: PcmFitOptions | None = None,
-    reram: ReramFitOptions | None = None,
+    options: Any = None,
     holdout_fraction: float = 0.0,
     holdout_seed: int = 0,
     bootstrap: int = 0,
     progress=None,
 ) -> DeviceModel:
-    """Fit a device model to a session file; ``holdout_fraction`` of the devices (chosen by
+    """Fit a device model to a session file with its technology's fitter; ``options`` is that fitter's
+    options object or a dict of its fields. ``holdout_fraction`` of the devices (chosen by
     ``holdout_seed``) are left out of the fit and recorded in the card for ``validate``;
     ``bootstrap`` > 0 adds percentile intervals from that many device-resampled refits."""
+    check_values({"holdout_fraction": holdout_fraction, "holdout_seed": holdout_seed,
+                  "bootstrap": bootstrap},
+                 {"holdout_fraction": Interval(0.0, 1.0, "left"),
+                  "holdout_seed": Interval(0, 2**63 - 1, integer=True),
+                  "bootstrap": Interval(0, 100_000, integer=True)}, "fit")
     session = path if isinstance(path, Session) else read_session(path, with_trace=False)
+    opts = fit_options(session.technology, options)
     data = prepare(session)
     held = np.zeros(data.n_devices, bool)
     if holdout_fraction > 0:
         held = holdout_split(data.n_devices, holdout_fraction, holdout_seed)
         data.use &= ~held
         data.excluded["held_out"] = int(held.sum())
-    if session.technology == "pcm":
-        card = fit_pcm(data, pcm)
-    else:
-        card = fit_reram(data, reram)
+    card = technology(session.technology).part("fit").fit(data, opts)
     if bootstrap > 0:
-        base = session
-        if held.any():
-            keep = ~held
-            base = _subset(session, keep)
+        base = _subset(session, ~held) if held.any() else session
         card.fit_quality["bootstrap"] = {
             "n": bootstrap, "method": "devices resampled with replacement within each level",
-            "intervals_95": bootstrap_intervals(base, card, bootstrap, holdout_seed, pcm, reram,
-                                                progress)}
+            "intervals_95": bootstrap_intervals(base, card, bootstrap, holdout_seed, opts, progress)}
     card.provenance = {
         "source": str(session.path),
         "source_sha256": sha256_of(session.path),
@@ -114,17 +134,15 @@ def resample_devices(session: Session, rng: np.random.Generator) -> Session:
     return replace(session, devices=devices, reads=reads, bursts={}, trace={}, ground_truth=None)
 
 
-def bootstrap_intervals(session: Session, card: DeviceModel, n: int, seed: int = 0,
-                        pcm: PcmFitOptions | None = None, reram: ReramFitOptions | None = None,
+def bootstrap_intervals(session: Session, card: DeviceModel, n: int, seed: int = 0, options: Any = None,
                         progress=None) -> dict[str, list[float]]:
     """2.5/97.5 % percentile intervals of the card's scalar parameters over ``n`` device-resampled
     refits."""
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {}
     for i in range(n):
-        data = prepare(resample_devices(session, rng))
-        c = fit_pcm(data, pcm) if session.technology == "pcm" else fit_reram(data, reram)
-        for k, v in card_scalars(c).items():
+        c = _fit(resample_devices(session, rng), options)
+        for k, v in c.scalars().items():
             samples.setdefault(k, []).append(v)
         if progress:
             progress(i + 1, n)
@@ -134,26 +152,4 @@ def bootstrap_intervals(session: Session, card: DeviceModel, n: int, seed: int =
 
 def card_scalars(card: DeviceModel) -> dict[str, float]:
     """The card's fitted numbers by dotted name (programming.c0, drift.nu_mean.a, …)."""
-    out: dict[str, float] = {}
-    if card.programming:
-        for i, c in enumerate(card.programming.poly_coeffs_us):
-            out[f"programming.c{i}"] = c
-        if card.programming.verify_age_s:
-            out["programming.verify_age_s"] = card.programming.verify_age_s
-    if card.drift:
-        for name in ("nu_mean", "nu_std"):
-            f = getattr(card.drift, name)
-            for k in ("a", "b", "lo", "hi"):
-                if k not in f.fixed:
-                    out[f"drift.{name}.{k}"] = getattr(f, k)
-    if card.read_noise:
-        rn = card.read_noise
-        out |= {"read_noise.q_s_amp": rn.q_s_amp, "read_noise.q_s_exp": rn.q_s_exp,
-                "read_noise.white_noise_us": rn.white_noise_us}
-    for s in card.snapshots:
-        for i, c in enumerate(s.poly_coeffs_us):
-            out[f"snapshot.{s.t_s:g}.c{i}"] = c
-        out[f"snapshot.{s.t_s:g}.mean_shift_us"] = s.mean_shift_us
-    if card.read_noise_us is not None:
-        out["read_noise_us"] = card.read_noise_us
-    return out
+    return card.scalars()

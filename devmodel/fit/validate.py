@@ -20,11 +20,12 @@ import numpy as np
 from scipy import stats
 
 from devmodel.fit.data import FitData, prepare, read_near, typical_ages
-from devmodel.fit.session import fit_session, holdout_split, sha256_of
+from devmodel.fit.session import fit_options, fit_session, holdout_split
 from devmodel.fit.stats import clipped_std
 from devmodel.model.card import DeviceModel
 from devmodel.model.sample import sample_conductance
-from devmodel.store.session import Session, read_session
+from devmodel.store.reader import Session, read_session
+from devmodel.store.schema import sha256_of
 
 
 @dataclass
@@ -88,8 +89,8 @@ def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, see
         mode = f"held-out devices of the card's own split ({int(held.sum())} devices)"
     elif same:
         held = holdout_split(data.n_devices, holdout_fraction, seed)
-        card = fit_session(session, holdout_fraction=holdout_fraction, holdout_seed=seed,
-                           **_options_of(card))
+        card = fit_session(session, _options_of(card), holdout_fraction=holdout_fraction,
+                           holdout_seed=seed)
         mode = (f"card refitted on {100 * (1 - holdout_fraction):.0f} % of the devices, "
                 f"validated on the other {int(held.sum())}")
     else:
@@ -101,14 +102,9 @@ def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, see
     return report
 
 
-def _options_of(card: DeviceModel) -> dict:
-    from devmodel.fit.pcm import PcmFitOptions
-    from devmodel.fit.reram import ReramFitOptions
-
-    opts = card.fit_quality.get("options", {})
-    if card.technology == "pcm":
-        return {"pcm": PcmFitOptions(**opts)} if opts else {}
-    return {"reram": ReramFitOptions(**opts)} if opts else {}
+def _options_of(card: DeviceModel):
+    """The fit options the card records (the technology's defaults where it records none)."""
+    return fit_options(card.technology, card.fit_quality.get("options") or {})
 
 
 def _compare(card, data: FitData, use, mode, max_ks, gate_ages_s, n_sim, min_devices, seed):

@@ -1,5 +1,6 @@
 """The device model (model card): :class:`DeviceModel`, read and written as JSON against the schema
-in ``devmodel/schemas/``; sampling from it in :mod:`devmodel.model.sample`."""
+in ``devmodel/schemas/`` and each technology's section schema; sampling in :mod:`devmodel.model.sample`
+(NumPy) and :mod:`devmodel.model.noise` (torch)."""
 
 from devmodel.model.card import DeviceModel, ModelCardError
 

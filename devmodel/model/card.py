@@ -1,159 +1,84 @@
-"""The device model (DESIGN.md seam 3): dataclasses and the model card JSON ``devmodel.model/1``.
+"""The device model (docs/architecture.md, seam 3): the model card JSON ``devmodel.model/1``.
 
-Exporters and the simulator read nothing else. The card carries, like an lmfit report, every value
-with its standard error, which parameters were held fixed (not identifiable from the data), the fit
-statistics and the data it came from. Forms (physics.md):
+Exporters and the simulator read nothing else. As an lmfit report, a card carries every value with
+its standard error, which parameters were held fixed (not identifiable from the data), the fit
+statistics and the data it came from (docs/model-card.md).
 
-* PCM programming noise σ_prog(x) = Σ c_i·x^i µS with x = G_T/g_ref (1/f noise accumulated until t0
-  excluded and added on top); the mean programmed conductance at t0 is G_T + Σ d_i·x^i, clamped at 0;
-* drift G(t) = G_prog·(t/t0)^−ν, ν = |N(μ_ν(x), σ_ν(x))| at x = G_T/g_max with μ_ν, σ_ν =
-  clip(a·ln x + b, lo, hi) (σ_ν intrinsic: the estimator variance from read noise is removed), also
-  kept as a table;
-* optional drift–programming coupling ``verify_age_s`` = τ_v: ν already acted between the last
-  verify read and t0, so G_prog ∝ (τ_v/t0)^(ν − E ν) around its mean (absent: independent, as in
-  the published model);
-* 1/f read noise Q_s(x) = min(amp / x^exp, max) at x = |G_prog|/g_max (aihwkit's convention),
-  accumulated σ_G(t) = G·Q_s·sqrt(ln((t+t_read)/(2 t_read))), plus white read noise;
-* ReRAM: σ(x, t) = Σ c_i(t)·x^i at snapshot times, mean shift per snapshot, read noise constant;
-  between snapshots the coefficients are interpolated linearly in ln t.
+:class:`DeviceModel` holds what every card has (technology, g_max, reference age t0, fit quality,
+provenance); each technology's ``card`` part subclasses it with its own section (PCM: programming,
+drift and read noise; ReRAM: snapshots; …) and implements the hooks shared code calls —
+:meth:`~DeviceModel.sample`, :meth:`~DeviceModel.noise_model`, :meth:`~DeviceModel.scalars`,
+:meth:`~DeviceModel.inference_age_s` and the others below — so nothing outside the technology's own
+modules reads its section. ``DeviceModel(technology=…, …)`` and :meth:`DeviceModel.from_dict` build
+the technology's class, found through the registry (:mod:`devmodel.technologies`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jsonschema
 import numpy as np
 
 from devmodel import __version__
-from devmodel.errors import DevmodelError
-from devmodel.physics.published import (
-    RERAM_G_MAX_US,
-    RERAM_READ_NOISE_REL,
-    RERAM_WAN2022_COEFFS_US,
-    ClippedLog,
-    PcmStatModel,
-    PowerLawCap,
-    poly_us,
-    sqrt_log_term,
-)
+from devmodel.errors import DevmodelError, UnknownNameError
+from devmodel.technologies import technology
+
+if TYPE_CHECKING:
+    import torch
+
+    from devmodel.model.noise import NativeNoiseModel
 
 SCHEMA = "devmodel.model/1"
 SCHEMA_MAJOR = 1
+#: Card keys every technology shares, in the order a card file lists them (its section goes between).
+HEAD, TAIL = ("technology", "g_max_us", "t0_s"), ("fit_quality", "provenance", "schema")
 
 
 class ModelCardError(DevmodelError):
     """A model card that does not validate, or from an unknown major schema version."""
 
 
-@dataclass
-class ClippedLogForm:
-    """``clip(a·ln x + b, lo, hi)`` with standard errors and the parameters held fixed."""
-
-    a: float
-    b: float
-    lo: float
-    hi: float
-    stderr: dict[str, float | None] = field(default_factory=dict)
-    fixed: list[str] = field(default_factory=list)
-    form: str = "clipped_log"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ClippedLog(self.a, self.b, self.lo, self.hi)(x)
+def card_class(technology_name: str) -> type[DeviceModel]:
+    """The card class of a technology (its ``card`` part's ``CARD``)."""
+    try:
+        return technology(technology_name).part("card").CARD
+    except UnknownNameError as e:
+        raise ModelCardError(str(e)) from None
 
 
-@dataclass
-class Programming:
-    poly_coeffs_us: list[float]
-    g_ref_us: float
-    poly_coeffs_stderr_us: list[float | None] = field(default_factory=list)
-    mean_offset_coeffs_us: list[float] = field(default_factory=lambda: [0.0])
-    censored_levels_us: list[float] = field(default_factory=list)
-    verify_age_s: float | None = None
-    mean_offset_stderr_us: list[float | None] = field(default_factory=list)
-    verify_age_stderr_s: float | None = None
-
-    def sigma_us(self, g_target_us: np.ndarray) -> np.ndarray:
-        """σ_prog(G_T) ≥ 0 in µS."""
-        x = np.asarray(g_target_us, dtype=float) / self.g_ref_us
-        return np.maximum(poly_us(self.poly_coeffs_us, x), 0.0)
-
-    def mean_us(self, g_target_us: np.ndarray) -> np.ndarray:
-        """Mean programmed conductance at t0 (G_T plus the fitted offset)."""
-        g = np.asarray(g_target_us, dtype=float)
-        return g + poly_us(self.mean_offset_coeffs_us, g / self.g_ref_us)
-
-
-@dataclass
-class DriftTable:
-    g_us: list[float]
-    nu_mean: list[float]
-    nu_std: list[float]
-    nu_std_apparent: list[float] = field(default_factory=list)
-    n: list[int] = field(default_factory=list)
-
-
-@dataclass
-class Drift:
-    nu_mean: ClippedLogForm
-    nu_std: ClippedLogForm
-    table: DriftTable
-    nu_std_convention: str = "intrinsic"
-    nu_distribution: str = "folded_normal"  # ν = |N(μ_ν, σ_ν)|
-
-
-@dataclass
-class ReadNoise:
-    q_s_amp: float
-    q_s_exp: float
-    q_s_max: float
-    t_read_s: float
-    white_noise_us: float = 0.0
-    stderr: dict[str, float | None] = field(default_factory=dict)
-    fixed: list[str] = field(default_factory=list)
-
-    def q_s(self, x: np.ndarray) -> np.ndarray:
-        return PowerLawCap(self.q_s_amp, self.q_s_exp, self.q_s_max)(x)
-
-    def sqrt_log_term(self, t_s: np.ndarray) -> np.ndarray:
-        return sqrt_log_term(t_s, self.t_read_s)
-
-
-@dataclass
-class Snapshot:
-    t_s: float
-    poly_coeffs_us: list[float]
-    mean_shift_us: float = 0.0
-    poly_coeffs_stderr_us: list[float | None] = field(default_factory=list)
-    mean_shift_stderr_us: float | None = None
-
-
-@dataclass
+@dataclass(kw_only=True)
 class DeviceModel:
     """A fitted (or published) device model; ``to_json``/``from_json`` give the model card."""
 
     technology: str
     g_max_us: float
     t0_s: float
-    programming: Programming | None = None
-    drift: Drift | None = None
-    read_noise: ReadNoise | None = None
-    snapshots: list[Snapshot] = field(default_factory=list)
-    read_noise_us: float | None = None
-    read_noise_stderr_us: float | None = None
     fit_quality: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
 
+    #: How times beyond the fitted ages are treated when extrapolation is allowed (for notes).
+    EXTRAPOLATION: ClassVar[str] = "the fitted laws are used there"
+
+    def __new__(cls, *args, **kwargs):
+        # DeviceModel(technology="pcm", …) builds the technology's card class (as pathlib.Path does)
+        if cls is DeviceModel:
+            cls = card_class(kwargs.get("technology", ""))
+        return super().__new__(cls)
+
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
-        d = {k: v for k, v in d.items() if v is not None and v != []}
-        return _plain(d)
+        names = [f.name for f in fields(self)]
+        order = [*HEAD, *(n for n in names if n not in HEAD + TAIL), *TAIL]
+        return _plain({k: d[k] for k in order if d[k] is not None and d[k] != []})
 
     def to_json(self, indent: int | None = 2) -> str:
         d = self.to_dict()
@@ -177,24 +102,11 @@ class DeviceModel:
     @classmethod
     def from_dict(cls, d: dict, source: str = "model card") -> DeviceModel:
         validate_card(d, source)
-        pg = d.get("programming")
-        dr = d.get("drift")
-        rn = d.get("read_noise")
-        return cls(
-            technology=d["technology"], g_max_us=float(d["g_max_us"]), t0_s=float(d["t0_s"]),
-            programming=Programming(**pg) if pg else None,
-            drift=Drift(
-                nu_mean=ClippedLogForm(**dr["nu_mean"]), nu_std=ClippedLogForm(**dr["nu_std"]),
-                table=DriftTable(**dr["table"]),
-                **{k: v for k, v in dr.items() if k not in ("nu_mean", "nu_std", "table")},
-            ) if dr else None,
-            read_noise=ReadNoise(**rn) if rn else None,
-            snapshots=[Snapshot(**s) for s in d.get("snapshots", [])],
-            read_noise_us=d.get("read_noise_us"),
-            read_noise_stderr_us=d.get("read_noise_stderr_us"),
-            fit_quality=d.get("fit_quality", {}), provenance=d.get("provenance", {}),
-            schema=d["schema"],
-        )
+        card = card_class(d["technology"])
+        common = {k: d[k] for k in ("technology", "schema")} | {
+            "g_max_us": float(d["g_max_us"]), "t0_s": float(d["t0_s"]),
+            "fit_quality": d.get("fit_quality", {}), "provenance": d.get("provenance", {})}
+        return card(**common, **card.section_from_dict(d))
 
     @classmethod
     def load(cls, path) -> DeviceModel:
@@ -207,61 +119,76 @@ class DeviceModel:
             raise ModelCardError(f"model card {path} is not UTF-8 text") from None
         return cls.from_json(text, source=str(path))
 
-    # -- published defaults --------------------------------------------------------------------
     @classmethod
-    def published_pcm(cls, model: PcmStatModel | None = None) -> DeviceModel:
-        """The published PCM statistical model of physics.md as a card."""
-        m = model or PcmStatModel()
-        table_g = [0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 25.0]
-        x = np.asarray(table_g) / m.g_max_us
-        return cls(
-            technology="pcm", g_max_us=m.g_max_us, t0_s=m.t0_s,
-            programming=Programming(list(m.prog_coeffs_us), m.g_max_us),
-            drift=Drift(
-                nu_mean=ClippedLogForm(**m.nu_mean.__dict__),
-                nu_std=ClippedLogForm(**m.nu_std.__dict__),
-                table=DriftTable(table_g, m.nu_mean(x).tolist(), m.nu_std(x).tolist()),
-            ),
-            read_noise=ReadNoise(m.q_s.amp, m.q_s.exp, m.q_s.cap, m.t_read_s),
-            provenance={"source": "published PCM statistical model (physics.md; aihwkit defaults)",
-                        "toolkit_version": __version__},
-        )
+    def published(cls, technology_name: str) -> DeviceModel:
+        """The technology's published model as a card (its ``card`` part's ``published()``)."""
+        try:
+            return technology(technology_name).part("card").published()
+        except UnknownNameError as e:
+            raise ModelCardError(str(e)) from None
 
+    # -- what a technology's card implements -----------------------------------------------------
     @classmethod
-    def published_reram(cls) -> DeviceModel:
-        """The NeuRRAM ReRAM table (Wan 2022 as fitted in seed 000_…) as a card."""
-        return cls(
-            technology="reram", g_max_us=RERAM_G_MAX_US, t0_s=1.0,
-            snapshots=[Snapshot(t, list(c)) for t, c in sorted(RERAM_WAN2022_COEFFS_US.items())],
-            read_noise_us=RERAM_READ_NOISE_REL * RERAM_G_MAX_US,
-            provenance={"source": "NeuRRAM table (Wan 2022, seed 000_… supplement)",
-                        "toolkit_version": __version__},
-        )
+    def section_from_dict(cls, d: dict) -> dict[str, Any]:
+        """Constructor arguments of the technology's section, from a validated card dict."""
+        raise NotImplementedError
 
-    # -- evaluation ----------------------------------------------------------------------------
-    def snapshot_coeffs(self, t_s: float, extrapolate: bool = False) -> tuple[np.ndarray, float]:
-        """ReRAM σ(x) coefficients and mean shift at ``t_s``, interpolated linearly in ln t.
+    def sample(self, g_target_us: np.ndarray, t_s: float, rng: np.random.Generator,
+               extrapolate: bool = False, read_noise: bool = True) -> np.ndarray:
+        """One read per target at age ``t_s`` (s after programming), drawn from the card (NumPy)."""
+        raise NotImplementedError
 
-        Outside the fitted snapshot range the nearest snapshot is used only when ``extrapolate``.
-        """
-        snaps = sorted(self.snapshots, key=lambda s: s.t_s)
-        ts = np.array([s.t_s for s in snaps])
-        if not snaps:
-            raise ModelCardError("this card has no ReRAM snapshots")
-        if (t_s < ts[0] * (1 - 1e-9) or t_s > ts[-1] * (1 + 1e-9)) and not extrapolate:
-            raise ModelCardError(
-                f"t = {t_s:g} s is outside the fitted snapshots {ts[0]:g}–{ts[-1]:g} s; "
-                "allow extrapolation explicitly"
-            )
-        width = max(len(s.poly_coeffs_us) for s in snaps)
-        c = np.array([np.pad(s.poly_coeffs_us, (0, width - len(s.poly_coeffs_us))) for s in snaps])
-        shift = np.array([s.mean_shift_us for s in snaps])
-        if len(snaps) == 1:
-            return c[0], float(shift[0])
-        u = np.clip(np.log(t_s), np.log(ts[0]), np.log(ts[-1]))
-        j = int(np.clip(np.searchsorted(np.log(ts), u) - 1, 0, len(ts) - 2))
-        w = (u - np.log(ts[j])) / (np.log(ts[j + 1]) - np.log(ts[j]))
-        return (1 - w) * c[j] + w * c[j + 1], float((1 - w) * shift[j] + w * shift[j + 1])
+    def noise_model(self, generator: torch.Generator | None = None,
+                    extrapolate: bool = False) -> NativeNoiseModel:
+        """The card as a torch noise model (the technology's ``noise`` part)."""
+        return technology(self.technology).part("noise").NOISE_MODEL(self, generator, extrapolate)
+
+    def scalars(self) -> dict[str, float]:
+        """The fitted numbers by dotted name (bootstrap, reports)."""
+        raise NotImplementedError
+
+    def stderrs(self) -> dict[str, float | None]:
+        """Standard errors of :meth:`scalars`, by the same names (None where not known)."""
+        return {}
+
+    def notes(self) -> list[str]:
+        """Lines a report adds about the card (parameters held fixed, …)."""
+        return []
+
+    @property
+    def white_read_noise_us(self) -> float:
+        """Short-term read noise redrawn at every read (µS)."""
+        raise NotImplementedError
+
+    def inference_age_s(self, t_s: float) -> float:
+        """Device age at inference time ``t_s`` (default: counted from programming)."""
+        return max(float(t_s), 1e-9)
+
+    def age_note(self) -> str:
+        """How inference times map to ages, for messages (empty when they are the same)."""
+        return ""
+
+    def fitted_time_range(self) -> tuple[float | None, float | None]:
+        """Ages the card's data covered (None: a published card, no limit recorded)."""
+        rng = self.provenance.get("age_range_s")
+        return (rng[0], rng[1]) if rng else (None, None)
+
+    def outside_fitted_ages(self, age_s: float) -> bool:
+        """True for an age beyond the card's data (0.1 % slack for the reads' own timing)."""
+        lo, hi = self.fitted_time_range()
+        return lo is not None and not (lo * 0.999 <= age_s <= hi * 1.001)
+
+    def spread_at_t0_us(self, g_target_us: np.ndarray) -> np.ndarray:
+        """Spread of G at the reference age t0 vs target (µS): what noise-injection training uses."""
+        raise NotImplementedError
+
+    def mean_shift_us(self) -> float:
+        """The constant shift of every device from its target (µS; seed 002's μ_DS)."""
+        return 0.0
+
+    def summary(self) -> dict[str, float | str]:
+        """The scalars simpler simulators take (``devmodel export --to summary``)."""
+        raise NotImplementedError
 
 
 def _plain(o: Any) -> Any:
@@ -279,13 +206,30 @@ def _plain(o: Any) -> Any:
     return o
 
 
-def _schema() -> dict:
+@cache
+def _base_schema() -> dict:
     text = resources.files("devmodel").joinpath("schemas/model-card-1.json").read_text("utf-8")
     return json.loads(text)
 
 
+@cache
+def card_schema(technology_name: str) -> dict:
+    """The whole JSON Schema of a technology's cards: the common one with the technology's section
+    (its ``card.schema.json``: ``properties``, ``required`` and ``$defs``) merged in."""
+    tech = technology(technology_name)
+    folder = resources.files(tech.package)
+    section = json.loads(folder.joinpath("card.schema.json").read_text("utf-8"))
+    schema = copy.deepcopy(_base_schema())
+    schema["title"] += f", technology {tech.name}"
+    schema["properties"].update(section.get("properties", {}))
+    schema["required"] = schema["required"] + section.get("required", [])
+    schema["$defs"].update(section.get("$defs", {}))
+    return schema
+
+
 def validate_card(d: Any, source: str = "model card") -> None:
-    """Validate against the JSON Schema; refuse unknown major versions (one sentence)."""
+    """Validate against the JSON Schema; refuse unknown major versions and technologies (one
+    sentence)."""
     if not isinstance(d, dict):
         raise ModelCardError(f"{source} must be a JSON object")
     schema = d.get("schema")
@@ -300,7 +244,14 @@ def validate_card(d: Any, source: str = "model card") -> None:
             f"{source} uses model card schema {schema}; this devmodel {__version__} reads "
             f"devmodel.model/{SCHEMA_MAJOR}: upgrade devmodel"
         )
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(d),
+    tech = d.get("technology")
+    if not isinstance(tech, str):
+        raise ModelCardError(f"{source}: field technology must name a technology")
+    try:
+        full = card_schema(tech)
+    except UnknownNameError as e:
+        raise ModelCardError(f"{source}: field technology: {e}") from None
+    errors = sorted(jsonschema.Draft202012Validator(full).iter_errors(d),
                     key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]

@@ -3,10 +3,11 @@
 The procedure knows the chip only through the device-array protocol, so it runs unchanged on the
 simulated chips, a VISA instrument or a replayed record.
 
-* **Level sweep**: K target levels × N devices (default 13 levels including log-spaced low ones,
-  since μ_ν(G) and σ_ν(G) only have a slope below x ≈ 0.2–0.33: physics.md, "Identifiability").
+* **Level sweep**: K target levels × N devices (each technology's defaults; PCM's 13 levels include
+  log-spaced low ones, since μ_ν(G) and σ_ν(G) only have a slope below x ≈ 0.2–0.33: docs/physics.md,
+  "Identifiability").
 * **Drift schedule**: every device is read at log-spaced ages counted from the end of its own last
-  pulse (20 s … 1 day for PCM, physics.md "Fitting"). Devices are grouped into cohorts whose last
+  pulse (20 s … 1 day for PCM, docs/physics.md "Fitting"). Devices are grouped into cohorts whose last
   pulses lie within ``age_tolerance`` of the first age, and each cohort is read when it reaches
   each age, so every level is read at the same age (t0) as the σ_prog fit requires.
 * **Read-noise bursts**: M equally spaced reads of the first B devices of every level at a fixed
@@ -16,33 +17,17 @@ simulated chips, a VISA instrument or a replayed record.
 from __future__ import annotations
 
 import heapq
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from devmodel.array import DeviceArray
+from devmodel.array import CountsPulses, DeviceArray, HasGroundTruth, Journaled, Snapshots
 from devmodel.errors import DevmodelError
-from devmodel.procedures.program_verify import (
-    PcmVerify,
-    PcmVerifyConfig,
-    ReramVerify,
-    ReramVerifyConfig,
-    StopReason,
-    VerifyResult,
-)
-from devmodel.store.session import SessionWriter
-
-#: 13 levels: log-spaced low ones (ν(G) identifiability) plus linear ones up to g_max = 25 µS.
-PCM_DEFAULT_LEVELS_US = (0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 12.5, 15.0, 17.5, 20.0, 22.5, 25.0)
-#: physics.md "Fitting": 20, 60, 200, 600 s, 1 h, 3 h, 1 day.
-PCM_DEFAULT_SCHEDULE_S = (20.0, 60.0, 200.0, 600.0, 3600.0, 10800.0, 86400.0)
-#: 13 levels over x ∈ [0.025, 1] of g_max = 40 µS (the NeuRRAM range).
-RERAM_DEFAULT_LEVELS_US = (1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0, 32.0, 36.0, 40.0)
-#: includes the published snapshots (1 s, 1 day, 2 days).
-RERAM_DEFAULT_SCHEDULE_S = (1.0, 10.0, 100.0, 1000.0, 3600.0, 86400.0, 172800.0)
+from devmodel.procedures.program_verify import VerifyConfig, VerifyResult, verify_parts
+from devmodel.store.writer import Checkpointing, SessionSink
+from devmodel.technologies import technology
 
 
 @dataclass(frozen=True)
@@ -68,16 +53,13 @@ class SweepConfig:
     record_trace: bool = True
 
     @classmethod
-    def default(cls, technology: str, devices_per_level: int = 2000, **kw) -> SweepConfig:
-        if technology == "pcm":
-            return cls(PCM_DEFAULT_LEVELS_US, devices_per_level, PCM_DEFAULT_SCHEDULE_S, **kw)
-        # between the 100 s and 1000 s schedule reads: a burst at a schedule age delays that read
-        # for every device (the scheduler reads one batch at a time)
-        burst = kw.pop("bursts", BurstConfig(devices_per_level=100, n_reads=64, interval_s=1.0,
-                                             age_s=300.0))
-        kw.setdefault("age_tolerance", 0.05)  # t0 = 1 s: a 10 ms cohort would be needlessly thin
-        return cls(RERAM_DEFAULT_LEVELS_US, devices_per_level, RERAM_DEFAULT_SCHEDULE_S,
-                   bursts=burst, **kw)
+    def default(cls, technology_name: str, devices_per_level: int = 2000, **kw) -> SweepConfig:
+        """The technology's default sweep (its declaration's SweepDefaults), ``kw`` replacing fields."""
+        d = technology(technology_name).sweep
+        kw.setdefault("bursts", BurstConfig(d.burst_devices_per_level, d.burst_reads,
+                                            d.burst_interval_s, d.burst_age_s))
+        kw.setdefault("age_tolerance", d.age_tolerance)
+        return cls(d.levels_us, devices_per_level, d.schedule_s, **kw)
 
     def validate(self, g_max_us: float, n_devices: int) -> None:
         """Refuse a configuration the chip cannot run (one sentence naming the field)."""
@@ -103,8 +85,9 @@ class SweepConfig:
         b = self.bursts
         if b.devices_per_level < 0 or b.devices_per_level > self.devices_per_level:
             raise DevmodelError("--burst-devices must be between 0 and --devices")
-        if b.devices_per_level and (b.n_reads < 2 or b.interval_s < 0 or b.age_s <= 0):
-            raise DevmodelError("bursts need ≥ 2 reads, an interval ≥ 0 s and an age > 0 s")
+        if b.devices_per_level and not (b.n_reads >= 2 and np.isfinite(b.interval_s) and b.interval_s >= 0
+                                        and np.isfinite(b.age_s) and b.age_s > 0):
+            raise DevmodelError("bursts need ≥ 2 reads, a finite interval ≥ 0 s and a finite age > 0 s")
         end_s = b.age_s + (b.n_reads - 1) * b.interval_s
         hit = sch[(sch >= b.age_s) & (sch <= end_s)] if b.devices_per_level else sch[:0]
         if hit.size:
@@ -134,8 +117,8 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 def run_sweep(
     chip: DeviceArray,
     cfg: SweepConfig,
-    writer: SessionWriter,
-    verify: PcmVerifyConfig | ReramVerifyConfig | None = None,
+    writer: SessionSink,
+    verify: VerifyConfig | None = None,
     progress: Progress | None = None,
     state: dict[str, np.ndarray] | None = None,
 ) -> SessionSummary:
@@ -162,9 +145,8 @@ class SweepRunner:
 
     PHASES = ("start", "program", "schedule", "done")
 
-    def __init__(self, chip: DeviceArray, cfg: SweepConfig, writer: SessionWriter,
-                 verify: PcmVerifyConfig | ReramVerifyConfig | None = None,
-                 progress: Progress | None = None) -> None:
+    def __init__(self, chip: DeviceArray, cfg: SweepConfig, writer: SessionSink,
+                 verify: VerifyConfig | None = None, progress: Progress | None = None) -> None:
         info = chip.info
         cfg.validate(info.g_max_us, info.n_devices)
         self.chip, self.cfg, self.writer, self.progress = chip, cfg, writer, progress
@@ -175,8 +157,8 @@ class SweepRunner:
         self.addr = cfg.first_address + self.rows
         self.target = self.levels[self.level]
         self.sched = Scheduler(chip, writer, self.addr, cfg, progress)
-        verify_cls = PcmVerify if info.technology == "pcm" else ReramVerify
-        self.pv = verify_cls(chip, self.addr, self.target, verify, self._pv_progress, cfg.record_trace,
+        _, verify_run = verify_parts(info.technology)
+        self.pv = verify_run(chip, self.addr, self.target, verify, self._pv_progress, cfg.record_trace,
                              self.sched)
         self.phase = "start"
         self.converged_fraction = float("nan")
@@ -193,10 +175,9 @@ class SweepRunner:
         if self.phase == "program":
             res = self.pv.run(checkpoint=self.safe_point)
             _write_programming(self.writer, res, self.level)
-            truth = getattr(self.chip, "ground_truth", None)
-            if callable(truth):
-                self.writer.write_ground_truth(truth(), self.addr)
-            burst_rows = _burst_rows(self.level, self.levels.size, self.cfg.bursts.devices_per_level)
+            if isinstance(self.chip, HasGroundTruth):
+                self.writer.write_ground_truth(self.chip.ground_truth(), self.addr)
+            burst_rows = burst_rows_of(self.level, self.levels.size, self.cfg.bursts.devices_per_level)
             if burst_rows.size:
                 self.sched.add_burst(burst_rows)
             self.converged_fraction = res.converged_fraction()
@@ -217,35 +198,32 @@ class SweepRunner:
 
     def safe_point(self) -> None:
         """Let a durable writer commit here (it decides whether a commit is due)."""
-        if getattr(self.chip, "replaying", False):
+        if isinstance(self.chip, Journaled) and self.chip.replaying:
             # still repeating a journal: a commit now would start a new journal while the rest of
             # the old one is still to be replayed, and the two would no longer meet
             return
-        checkpoint = getattr(self.writer, "checkpoint", None)
-        if checkpoint is not None:
-            checkpoint(self.state_dict)
+        if isinstance(self.writer, Checkpointing):
+            self.writer.checkpoint(self.state_dict)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to continue from here: sweep, verify loop, scheduler and, for a simulated
         chip, the chip itself (its programmed states live on the chip)."""
         # a journaled chip knows the time without asking: a query here would put a call into the
         # journal that depends on when commits fall due, and a replay would not repeat it
-        t_chip = getattr(self.chip, "last_known_time", None)
+        t_chip = self.chip.last_known_time if isinstance(self.chip, Journaled) else self.chip.now_s()
         out = {"sweep/phase": np.array(self.PHASES.index(self.phase)),
                "sweep/converged_fraction": np.array(self.converged_fraction),
                "sweep/n_bursts": np.array(self.n_bursts),
-               "sweep/t_chip_s": np.array(self.chip.now_s() if t_chip is None else t_chip),
+               "sweep/t_chip_s": np.array(t_chip),
                "sweep/wall_s": np.array(time.time())}
         if self.phase == "program":  # the loop's state (with its trace) is only needed until it ends
             out.update({f"pv/{k}": v for k, v in self.pv.state_dict().items()})
         out.update({f"sched/{k}": v for k, v in self.sched.state_dict().items()})
-        save = getattr(self.chip, "save_state", None)
-        if callable(save):
-            out.update({f"chip/{k}": v for k, v in save(self.addr).items()})
-        else:  # a chip that keeps its own state: the host's count of pulses against the limits
-            count = getattr(getattr(self.chip, "pulse_counter", None), "count", None)
-            if count is not None:
-                out["host/pulse_count"] = count[self.addr].copy()
+        if isinstance(self.chip, Snapshots):
+            out.update({f"chip/{k}": v for k, v in self.chip.save_state(self.addr).items()})
+        elif (count := _pulse_count(self.chip)) is not None:
+            # a chip that keeps its own state: the host's count of pulses against the limits
+            out["host/pulse_count"] = count[self.addr].copy()
         return out
 
     def load_state(self, d: dict[str, np.ndarray]) -> None:
@@ -257,9 +235,14 @@ class SweepRunner:
         if self.phase == "program":
             self.pv.load_state({k[3:]: v for k, v in d.items() if k.startswith("pv/")})
         self.sched.load_state({k[6:]: v for k, v in d.items() if k.startswith("sched/")})
-        count = getattr(getattr(self.chip, "pulse_counter", None), "count", None)
+        count = _pulse_count(self.chip)
         if count is not None and "host/pulse_count" in d:
             count[self.addr] = d["host/pulse_count"]
+
+
+def _pulse_count(chip: DeviceArray) -> np.ndarray | None:
+    """The host's per-device pulse count of a chip that declares a pulse limit (else None)."""
+    return chip.pulse_counter.count if isinstance(chip, CountsPulses) else None
 
 
 class Scheduler:
@@ -271,7 +254,7 @@ class Scheduler:
     nominal age and at most the cohort width (plus any time the chip was busy) later.
     """
 
-    def __init__(self, chip: DeviceArray, writer: SessionWriter, addresses: np.ndarray,
+    def __init__(self, chip: DeviceArray, writer: SessionSink, addresses: np.ndarray,
                  cfg: SweepConfig, progress: Progress | None) -> None:
         self.chip, self.writer, self.addr, self.cfg = chip, writer, addresses, cfg
         self.progress = progress
@@ -385,17 +368,14 @@ class Scheduler:
         self.n_reads += rows.size * b.n_reads
 
 
-def _write_programming(writer: SessionWriter, res: VerifyResult, level: np.ndarray) -> None:
-    writer.write_devices(
-        {
-            "address": res.addresses, "level": level, "target_us": res.target_us,
-            "converged": res.converged, "iterations": res.iterations, "pulses": res.pulses,
-            "g_verify_us": res.g_verify_us, "t_last_pulse_s": res.t_last_pulse_s,
-            "stop_reason": res.stop_reason,
-        },
-        {int(r): r.name.lower() for r in StopReason},
-    )
-    writer.set_attr("verify_config", json.dumps(res.config, default=list))
+def _write_programming(writer: SessionSink, res: VerifyResult, level: np.ndarray) -> None:
+    """The devices table and the pulse trace (the verify configuration is in /config already)."""
+    writer.write_devices({
+        "address": res.addresses, "level": level, "target_us": res.target_us,
+        "converged": res.converged, "iterations": res.iterations, "pulses": res.pulses,
+        "g_verify_us": res.g_verify_us, "t_last_pulse_s": res.t_last_pulse_s,
+        "stop_reason": res.stop_reason,
+    })
     tr = res.trace
     if len(tr):
         writer.append("trace", {
@@ -405,7 +385,8 @@ def _write_programming(writer: SessionWriter, res: VerifyResult, level: np.ndarr
         })
 
 
-def _burst_rows(level: np.ndarray, k: int, per_level: int) -> np.ndarray:
+def burst_rows_of(level: np.ndarray, k: int, per_level: int) -> np.ndarray:
+    """Rows of the first ``per_level`` devices of each of the ``k`` levels (the burst devices)."""
     if per_level <= 0:
         return np.empty(0, np.int64)
     return np.concatenate([np.flatnonzero(level == j)[:per_level] for j in range(k)])

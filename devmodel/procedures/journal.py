@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from devmodel.array import ChipInfo, PulseKind, ReadBatch, estimate_pulse_ends
+from devmodel.array import ChipInfo, CountsPulses, PulseKind, ReadBatch, estimate_pulse_ends
 from devmodel.errors import DevmodelError
 
 MAGIC = b"DMJ1"
@@ -154,9 +154,8 @@ class JournalChip:
         return bool(self.info.simulated and np.isfinite(t_before) and self.inner.now_s() != t_before)
 
     def _charge(self, a: np.ndarray) -> None:
-        counter = getattr(self.inner, "pulse_counter", None)
-        if counter is not None and a.size:
-            counter.charge(a.astype(np.int64))
+        if isinstance(self.inner, CountsPulses) and a.size:
+            self.inner.pulse_counter.charge(a.astype(np.int64))
 
     # -- DeviceArray -------------------------------------------------------------------------------
     def pulse(self, addresses, kind: PulseKind | np.ndarray, amplitude, width_ns, compliance_ua=None):

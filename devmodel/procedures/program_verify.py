@@ -4,6 +4,12 @@ All addressed devices step together (converged mask, amplitude, iteration and pu
 loop is bounded by iterations, pulses per device, chip time and wall time, and each device records
 why it stopped. The pulse-level trace (verify reading before each pulse, the pulse, the reading after)
 is kept for the session file and the pulse-response emulator.
+
+Shared here: the bookkeeping (:class:`VerifyRun`), the settings every loop has (:class:`VerifyConfig`,
+declared constraints), and the NeuRRAM-style alternating SET/RESET write-verify with stepped
+voltages (:class:`StepVerify`), which voltage-mode technologies use with their own defaults. Each
+technology's ``verify`` part names its configuration class (``CONFIG``) and loop (``RUN``);
+:func:`program_verify` picks them by the chip's technology.
 """
 
 from __future__ import annotations
@@ -11,76 +17,63 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from enum import IntEnum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
-from devmodel.array import DeviceArray, PulseKind, as_addresses
-from devmodel.errors import DevmodelError, LimitError
+from devmodel.array import CountsPulses, DeviceArray, PulseKind, as_addresses, check_pulses
+from devmodel.errors import ConfigError, DevmodelError, LimitError
+from devmodel.store.schema import StopReason
+from devmodel.technologies import technology
+from devmodel.validation import Constrained, Interval
 
-
-class StopReason(IntEnum):
-    """Why a device's programming loop ended (stored as int8 in the session file)."""
-
-    CONVERGED = 0
-    RESET_ONLY = 1  # target 0: the unused device of a differential pair, one RESET pulse
-    MAX_ITERATIONS = 2
-    PULSE_LIMIT = 3
-    TIME_LIMIT = 4
+_POS = Interval(0.0, None, "neither")  # a finite number > 0
+_NONNEG = Interval(0.0, None)
 
 
 @dataclass(frozen=True)
-class PcmVerifyConfig:
-    """The seed's PCM iterative programming (001_…, section IV; physics.md "hardware measurements").
-
-    Initialise with a 450 µA / 50 ns RESET and six 1000 ns SET pulses stepping 160 → 60 µA; verify
-    on the mean of 5 reads; tolerance ±0.25 µS; if outside, one RESET-type pulse whose amplitude
-    moves proportionally to (G_mean − G_T), bounded to 80–400 µA; at most 55 iterations. A target of
-    0 gets one 450 µA RESET (the unused device of the differential pair).
-
-    The seed is silent on timing; ``verify_delay_s`` (lab practice) lets every pulse pass age that
-    long before its verify reads, so a device finishing in a short late pass is not verified within
-    milliseconds of its pulse, when drift is fastest. 0 verifies at once.
-    """
+class VerifyConfig(Constrained):
+    """What keeps every verify loop finite and how it verifies: tolerance, reads per verify,
+    iterations, pulses per device, chip time and host (wall) time, all bounded; a delay between a
+    pulse and its verify reads (lab practice: a device is not verified within milliseconds of its
+    pulse, when it relaxes fastest; 0 verifies at once)."""
 
     tolerance_us: float = 0.25
     n_verify_reads: int = 5
     max_iterations: int = 55
-    gain_ua_per_us: float = 4.0
-    start_amplitude_ua: float = 80.0
-    amplitude_min_ua: float = 80.0
-    amplitude_max_ua: float = 400.0
-    pulse_width_ns: float = 50.0
-    init_reset_ua: float = 450.0
-    init_reset_width_ns: float = 50.0
-    init_set_ua: tuple[float, ...] = (160.0, 140.0, 120.0, 100.0, 80.0, 60.0)
-    init_set_width_ns: float = 1000.0
-    verify_delay_s: float = 1.0
+    verify_delay_s: float = 0.0
     max_pulses_per_device: int = 100
     max_duration_s: float = 6 * 3600.0  # chip time
     max_wall_s: float = 24 * 3600.0  # host time of one run (a virtual clock can stand still)
 
+    WHERE: ClassVar[str] = "program-and-verify"
+    CONSTRAINTS: ClassVar[dict] = {
+        "tolerance_us": _POS, "n_verify_reads": Interval(1, 10_000, integer=True),
+        "max_iterations": Interval(1, 100_000, integer=True), "verify_delay_s": _NONNEG,
+        "max_pulses_per_device": Interval(1, None, integer=True), "max_duration_s": _POS,
+        "max_wall_s": _POS,
+    }
+
     def validate(self) -> None:
-        if not (self.tolerance_us > 0 and self.n_verify_reads >= 1 and self.max_iterations >= 1):
-            raise DevmodelError("verify tolerance, reads and iterations must be positive")
-        if not 0 < self.amplitude_min_ua <= self.amplitude_max_ua:
-            raise DevmodelError("amplitude bounds must satisfy 0 < min ≤ max")
-        _check_bounds(self)
-        if 1 + len(self.init_set_ua) > self.max_pulses_per_device:
-            raise DevmodelError(f"verify max_pulses_per_device = {self.max_pulses_per_device} leaves no room "
-                                f"for the {1 + len(self.init_set_ua)} initialisation pulses")
+        """Refuse settings outside their declared constraints (one sentence naming the field)."""
+        self.check()
+
+    def tolerance_for(self, targets_us: np.ndarray) -> np.ndarray:
+        """The accepted |G − G_T| of each device (µS)."""
+        return np.full(np.shape(targets_us), float(self.tolerance_us))
 
     def planned_pulses(self) -> list[tuple[str, float, float, float | None]]:
         """The largest pulse of every kind the loop can send: (field, amplitude, width, compliance)."""
-        return [("init_reset_ua", self.init_reset_ua, self.init_reset_width_ns, None),
-                ("init_set_ua", max(self.init_set_ua, default=0.0), self.init_set_width_ns, None),
-                ("amplitude_max_ua", self.amplitude_max_ua, self.pulse_width_ns, None)]
+        raise NotImplementedError
+
+    def init_pulses(self) -> list[tuple[int, float, float]]:
+        """The pulses every device gets before its loop: (kind, amplitude, width_ns)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class ReramVerifyConfig:
-    """Incremental write-verify after the NeuRRAM chip (physics.md, "ReRAM").
+class StepVerifyConfig(VerifyConfig):
+    """Incremental write-verify after the NeuRRAM chip (docs/physics.md, "ReRAM").
 
     Every device first gets one ``init_reset_v`` RESET (to HRS, so its programming time is defined).
     Then alternating loops: while too conductive, RESET pulses whose magnitude starts at
@@ -90,10 +83,9 @@ class ReramVerifyConfig:
     """
 
     tolerance_us: float = 0.4
-    init_reset_v: float = 1.5
-    n_verify_reads: int = 5
-    discard_reads: int = 1
     max_iterations: int = 100
+    init_reset_v: float = 1.5
+    discard_reads: int = 1
     set_start_v: float = 0.8
     set_max_v: float = 2.0
     reset_start_v: float = 0.7
@@ -103,49 +95,34 @@ class ReramVerifyConfig:
     compliance_ua_per_us: float = 0.45
     compliance_min_ua: float = 1.0
     compliance_max_ua: float = 100.0
-    verify_delay_s: float = 0.0
-    max_pulses_per_device: int = 100
-    max_duration_s: float = 6 * 3600.0
-    max_wall_s: float = 24 * 3600.0
 
-    def validate(self) -> None:
-        if not (self.tolerance_us > 0 and self.max_iterations >= 1):
-            raise DevmodelError("verify tolerance and iterations must be positive")
-        if not 0 <= self.discard_reads < self.n_verify_reads:
-            raise DevmodelError("discard_reads must be smaller than n_verify_reads")
-        if not (0 < self.set_start_v <= self.set_max_v and 0 < self.reset_start_v <= self.reset_max_v
-                and self.step_v >= 0):
-            raise DevmodelError("verify voltages must satisfy 0 < start ≤ max (SET and RESET) and step ≥ 0")
-        if not 0 < self.compliance_min_ua <= self.compliance_max_ua:
-            raise DevmodelError("compliance bounds must satisfy 0 < min ≤ max")
-        _check_bounds(self)
+    CONSTRAINTS: ClassVar[dict] = VerifyConfig.CONSTRAINTS | {
+        "init_reset_v": _POS, "discard_reads": Interval(0, None, integer=True),
+        "set_start_v": _POS, "set_max_v": _POS, "reset_start_v": _POS, "reset_max_v": _POS,
+        "step_v": _NONNEG, "pulse_width_ns": _POS, "compliance_ua_per_us": _NONNEG,
+        "compliance_min_ua": _POS, "compliance_max_ua": _POS,
+    }
+
+    def check_more(self) -> None:
+        if self.discard_reads >= self.n_verify_reads:
+            raise ConfigError(f"{self.WHERE}: discard_reads ({self.discard_reads}) must be smaller "
+                              f"than n_verify_reads ({self.n_verify_reads})")
+        if not (self.set_start_v <= self.set_max_v and self.reset_start_v <= self.reset_max_v):
+            raise ConfigError(f"{self.WHERE}: voltages must satisfy start ≤ max (SET and RESET)")
+        if self.compliance_min_ua > self.compliance_max_ua:
+            raise ConfigError(f"{self.WHERE}: compliance_min_ua must not exceed compliance_max_ua")
 
     def planned_pulses(self) -> list[tuple[str, float, float, float | None]]:
-        """The largest pulse of every kind the loop can send: (field, amplitude, width, compliance)."""
         return [("init_reset_v", self.init_reset_v, self.pulse_width_ns, None),
                 ("set_max_v", self.set_max_v, self.pulse_width_ns, self.compliance_max_ua),
                 ("reset_max_v", self.reset_max_v, self.pulse_width_ns, None)]
 
-
-def _check_bounds(cfg) -> None:
-    """What keeps every loop finite: iterations, pulses per device, chip time and host (wall) time,
-    all bounded."""
-    if not (isinstance(cfg.max_pulses_per_device, int) and cfg.max_pulses_per_device >= 1):
-        raise DevmodelError("verify max_pulses_per_device must be a positive integer")
-    if not (isinstance(cfg.max_iterations, int) and cfg.max_iterations <= 100_000):
-        raise DevmodelError("verify max_iterations must be an integer of at most 100000")
-    if not (np.isfinite(cfg.max_duration_s) and cfg.max_duration_s > 0):
-        raise DevmodelError("verify max_duration_s must be a positive number of seconds")
-    if not (np.isfinite(cfg.max_wall_s) and cfg.max_wall_s > 0):
-        raise DevmodelError("verify max_wall_s must be a positive number of seconds")
-    if not (np.isfinite(cfg.verify_delay_s) and cfg.verify_delay_s >= 0):
-        raise DevmodelError("verify_delay_s must be a number of seconds ≥ 0")
+    def init_pulses(self) -> list[tuple[int, float, float]]:
+        return [(int(PulseKind.RESET), float(self.init_reset_v), float(self.pulse_width_ns))]
 
 
-def check_limits(cfg, info, addresses: np.ndarray) -> None:
+def check_limits(cfg: VerifyConfig, info, addresses: np.ndarray) -> None:
     """Refuse, before anything is sent, a configuration whose pulses could exceed the chip's limits."""
-    from devmodel.array import check_pulses
-
     if len(addresses):
         as_addresses(np.array([np.min(addresses), np.max(addresses)]), info.n_devices)
     for name, amp, width, comp in cfg.planned_pulses():
@@ -341,7 +318,7 @@ class VerifyRun:
     answers).
     """
 
-    config_cls: type = PcmVerifyConfig
+    config_cls: type[VerifyConfig] = VerifyConfig
 
     def __init__(self, chip: DeviceArray, addresses: np.ndarray, targets_us: np.ndarray,
                  config=None, progress: Progress | None = None, record_trace: bool = True,
@@ -351,13 +328,14 @@ class VerifyRun:
         cfg.validate()
         self.lp = _Loop(chip, addresses, targets_us, host)
         check_limits(cfg, chip.info, self.lp.addr)
+        self.tolerance = cfg.tolerance_for(self.lp.target)
         # pulses each device may still take: the loop's own bound, and what is left of a lifetime
         # limit the chip declares (as far as this host has counted them)
         self.budget = np.full(self.lp.addr.size, cfg.max_pulses_per_device, np.int64)
         life = chip.info.limits.max_pulses_per_device
-        counter = getattr(chip, "pulse_counter", None)
         if life is not None:
-            used = counter.count[self.lp.addr] if getattr(counter, "count", None) is not None else 0
+            count = chip.pulse_counter.count if isinstance(chip, CountsPulses) else None
+            used = count[self.lp.addr] if count is not None else 0
             self.budget = np.minimum(self.budget, life - used)
         self.progress = progress
         self.record_trace = record_trace
@@ -414,7 +392,7 @@ class VerifyRun:
         lp.g_verify[act] = g
         lp.iterations[act] = it
         err = g - lp.target[act]
-        ok = np.abs(err) <= cfg.tolerance_us
+        ok = np.abs(err) <= self.tolerance[act]
         lp.converged[act[ok]] = True
         lp.done(act[ok], StopReason.CONVERGED)
         act, err, g = act[~ok], err[~ok], g[~ok]
@@ -428,61 +406,10 @@ class VerifyRun:
                                time.monotonic() - self.wall_start, cfg, self.budget)
 
 
-class PcmVerify(VerifyRun):
-    """The seed's PCM iterative programming (see PcmVerifyConfig), resumable."""
+class StepVerify(VerifyRun):
+    """NeuRRAM-style incremental write-verify (see StepVerifyConfig), resumable."""
 
-    config_cls = PcmVerifyConfig
-
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
-        self.amp = np.full(self.lp.addr.size, self.cfg.start_amplitude_ua)
-
-    def _extra_state(self) -> dict[str, np.ndarray]:
-        return {"amp": self.amp.copy()}
-
-    def _load_extra(self, d: dict[str, np.ndarray]) -> None:
-        self.amp[:] = d["amp"]
-
-    def _initialise(self) -> None:
-        lp, cfg = self.lp, self.cfg
-        rows = np.arange(lp.addr.size)
-        zero = lp.target == 0
-        no_room = self.budget < np.where(zero, 1, 1 + len(cfg.init_set_ua))
-        if no_room.any():  # a lifetime limit nearly used up: not one pulse rather than too many
-            lp.done(rows[no_room], StopReason.PULSE_LIMIT)
-        zero &= ~no_room
-        if zero.any():
-            lp.pulse(rows[zero], PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
-            lp.converged[zero] = True
-            lp.done(rows[zero], StopReason.RESET_ONLY)
-        self.act = rows[~zero & ~no_room]
-        if self.act.size:
-            lp.pulse(self.act, PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
-            for amp in cfg.init_set_ua:
-                lp.pulse(self.act, PulseKind.SET, amp, cfg.init_set_width_ns)
-
-    def _iteration(self) -> bool:
-        lp, cfg = self.lp, self.cfg
-        if self.act.size == 0 or self.it > cfg.max_iterations:
-            return False
-        lp.settle(cfg.verify_delay_s)
-        step = self._verify(lp.read(self.act, cfg.n_verify_reads))
-        if step is None:
-            return False
-        act, err, g = step
-        new_amp = np.clip(self.amp[act] + cfg.gain_ua_per_us * err, cfg.amplitude_min_ua,
-                          cfg.amplitude_max_ua)
-        self.amp[act] = new_amp
-        lp.pulse(act, PulseKind.RESET, new_amp, cfg.pulse_width_ns, trace_g=g, iteration=self.it)
-        self.act = act
-        self.it += 1
-        return True
-
-
-class ReramVerify(VerifyRun):
-    """NeuRRAM-style incremental write-verify (see ReramVerifyConfig), resumable."""
-
-    config_cls = ReramVerifyConfig
+    config_cls = StepVerifyConfig
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
@@ -534,32 +461,6 @@ class ReramVerify(VerifyRun):
         return True
 
 
-def program_verify_pcm(
-    chip: DeviceArray,
-    addresses: np.ndarray,
-    targets_us: np.ndarray,
-    config: PcmVerifyConfig | None = None,
-    progress: Progress | None = None,
-    record_trace: bool = True,
-    host: Host | None = None,
-) -> VerifyResult:
-    """Program PCM devices to ``targets_us`` with the seed's iterative scheme (see PcmVerifyConfig)."""
-    return PcmVerify(chip, addresses, targets_us, config, progress, record_trace, host).run()
-
-
-def program_verify_reram(
-    chip: DeviceArray,
-    addresses: np.ndarray,
-    targets_us: np.ndarray,
-    config: ReramVerifyConfig | None = None,
-    progress: Progress | None = None,
-    record_trace: bool = True,
-    host: Host | None = None,
-) -> VerifyResult:
-    """NeuRRAM-style incremental write-verify of ReRAM devices (see ReramVerifyConfig)."""
-    return ReramVerify(chip, addresses, targets_us, config, progress, record_trace, host).run()
-
-
 def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, wall_s: float, cfg,
                     budget: np.ndarray):
     """Stop devices out of pulse budget, chip time or wall time; return the rest."""
@@ -571,9 +472,24 @@ def _enforce_bounds(lp: _Loop, act, err, g, elapsed_s: float, wall_s: float, cfg
     return act[~spent], err[~spent], g[~spent]
 
 
-def verify_config_from_dict(technology: str, d: dict) -> PcmVerifyConfig | ReramVerifyConfig:
+def verify_parts(technology_name: str):
+    """(CONFIG, RUN) of a technology's program-and-verify (its ``verify`` part)."""
+    part = technology(technology_name).part("verify")
+    return part.CONFIG, part.RUN
+
+
+def verify_config_from_dict(technology_name: str, d: dict) -> VerifyConfig:
     """The inverse of ``asdict`` of a verify configuration as recorded (JSON lists back to tuples,
     unknown fields ignored)."""
-    cls = PcmVerifyConfig if technology == "pcm" else ReramVerifyConfig
+    cls, _ = verify_parts(technology_name)
     names = {f.name for f in fields(cls)}
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+
+
+def program_verify(chip: DeviceArray, addresses: np.ndarray, targets_us: np.ndarray,
+                   config: VerifyConfig | None = None, progress: Progress | None = None,
+                   record_trace: bool = True, host: Host | None = None) -> VerifyResult:
+    """Program ``addresses`` to ``targets_us`` with the program-and-verify of the chip's technology
+    (its default configuration unless ``config``)."""
+    _, run = verify_parts(chip.info.technology)
+    return run(chip, addresses, targets_us, config, progress, record_trace, host).run()

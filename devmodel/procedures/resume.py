@@ -25,19 +25,15 @@ import time
 
 import numpy as np
 
-from devmodel.array import DeviceArray
+from devmodel.array import DeviceArray, Snapshots
 from devmodel.errors import DevmodelError
 from devmodel.procedures.characterize import SweepConfig, sweep_from_dict
-from devmodel.procedures.program_verify import (
-    PcmVerifyConfig,
-    ReramVerifyConfig,
-    verify_config_from_dict,
-)
+from devmodel.procedures.program_verify import VerifyConfig, verify_config_from_dict
 
 DOWNTIME_RULES = ("wall", "paused")
 
 
-def configs_from_file(info: dict) -> tuple[SweepConfig, PcmVerifyConfig | ReramVerifyConfig]:
+def configs_from_file(info: dict) -> tuple[SweepConfig, VerifyConfig]:
     """The sweep and verify configurations recorded in a session file's ``/config``."""
     try:
         return (sweep_from_dict(info["config"]["sweep"]),
@@ -55,10 +51,9 @@ def restore_chip(chip: DeviceArray, state: dict[str, np.ndarray], rule: str = "w
     # a chip that keeps its state (an instrument) is brought forward by its journal instead
     downtime_s = max(0.0, time.time() - float(state["sweep/wall_s"]))
     t_stop = float(state["sweep/t_chip_s"])
-    restore = getattr(chip, "restore_state", None)
     chip_state = {k[5:]: v for k, v in state.items() if k.startswith("chip/")}
-    if callable(restore) and chip_state:
-        restore(chip_state)
+    if isinstance(chip, Snapshots) and chip_state:
+        chip.restore_state(chip_state)
         if rule == "wall":
             chip.wait(downtime_s)
     return t_stop, chip.now_s(), downtime_s

@@ -6,5 +6,5 @@
   from the program-and-verify trace (:mod:`devmodel.replay.response`), as a device array;
 * :mod:`devmodel.replay.procedures` — the drift schedule and bursts re-run exactly, program-and-verify
   on the emulator;
-* :mod:`devmodel.replay.cli` — ``devmodel replay``.
+* the command ``devmodel replay`` lives in :mod:`devmodel.commands.replay`.
 """

@@ -39,7 +39,8 @@ from devmodel.array import ChipInfo, PulseKind, ReadBatch, as_addresses, check_r
 from devmodel.errors import ChipURLError, SessionFileError
 from devmodel.physics.base import read_times
 from devmodel.physics.clock import ClockedArray, VirtualClock
-from devmodel.replay.record import Record, ReplayError, load_record, open_h5, table
+from devmodel.replay.record import Record, ReplayError, load_record
+from devmodel.store.reader import SessionFile
 
 POLICIES = ("exact", "nearest", "loglinear")
 DEFAULT_WINDOW = 0.05
@@ -56,10 +57,10 @@ class ReplayChip(ClockedArray):
         if not (np.isfinite(window) and 0 < window < 1):
             raise ChipURLError(f"replay match window {window!r} must be a fraction of the age in (0, 1)")
         self.policy, self.window = policy, float(window)
-        path, f = open_h5(path)
-        with f:
-            self.record: Record = load_record(f, path, "replay")
-            r = table(f, path, "reads", ("device", "t_s", "g_us"), "replay")
+        with SessionFile(path) as sf:
+            path = sf.path
+            self.record: Record = load_record(sf, "replay")
+            r = sf.table("reads", ("device", "t_s", "g_us"), what="replay")
         n_rec = self.record.n_devices
         dev = r["device"]
         if dev.size and (dev.min() < 0 or dev.max() >= n_rec):
@@ -237,3 +238,11 @@ def open_replay(path: str, opts: dict[str, str]) -> ReplayChip:
     if opts:
         raise ChipURLError(f"unknown replay option(s) {', '.join(sorted(opts))}; known: policy, window")
     return ReplayChip(path, policy, window)
+
+
+def open_replay_url(url: str, target: str, opts: dict[str, str], seed: int | None,
+                    station: str | None = None) -> ReplayChip:
+    """The ``replay:`` scheme of :mod:`devmodel.chips`."""
+    if not target:
+        raise ChipURLError(f"chip URL {url!r} names no session file; try replay:session.h5")
+    return open_replay(target, opts)

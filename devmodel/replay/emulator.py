@@ -25,7 +25,6 @@ record holds (unrecorded addresses borrow a recorded device's initial state).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +39,13 @@ from devmodel.array import (
     check_pulses,
     check_reads,
 )
-from devmodel.errors import ChipURLError, SessionFileError
+from devmodel.errors import ChipURLError, DevmodelError, SessionFileError
 from devmodel.physics.base import pulse_end_times, read_times
 from devmodel.physics.clock import ClockedArray, VirtualClock
-from devmodel.replay.record import Record, ReplayError, load_record, open_h5, table
+from devmodel.procedures.program_verify import verify_config_from_dict
+from devmodel.replay.record import Record, ReplayError, load_record
 from devmodel.replay.response import GroupModel, fit_group, typical_next
+from devmodel.store.reader import SessionFile
 
 TRACE_COLUMNS = ("device", "iteration", "g_before_us", "kind", "amplitude", "width_ns",
                  "compliance_ua", "g_after_us")
@@ -76,19 +77,18 @@ class PulseResponseModel:
 # -- fitting -----------------------------------------------------------------------------------
 def fit_response_model(path: str | Path) -> PulseResponseModel:
     """Learn the pulse-response model from a session file (see the module docstring)."""
-    path, f = open_h5(path)
     what = "the pulse-response emulator"
-    with f:
-        rec = load_record(f, path, what, programming=True)
-        if "trace" not in f or int(f["trace"].attrs.get("n_rows", 0)) == 0:
+    with SessionFile(path) as sf:
+        path = sf.path
+        rec = load_record(sf, what, programming=True)
+        tr = sf.table("trace", TRACE_COLUMNS, what=what) if sf.has("trace") else {}
+        if not tr or tr["device"].size == 0:
             raise SessionFileError(
                 f"{path} records no program-and-verify trace (/trace is missing or empty), which "
                 f"{what} needs; record the session without --no-trace"
             )
-        tr = table(f, path, "trace", TRACE_COLUMNS, what)
-        vc = rec.attrs.get("verify_config")
-        reads = table(f, path, "reads", ("device", "g_us", "burst"), what) if "reads" in f else None
-    verify = _json_or_empty(vc)
+        reads = sf.table("reads", ("device", "g_us", "burst"), what=what) if sf.has("reads") else None
+    verify = rec.verify or {}
     dev = tr["device"].astype(np.int64)
     if dev.min() < 0 or dev.max() >= rec.n_devices:
         raise SessionFileError(f"{path} is damaged: /trace/device points outside /devices")
@@ -145,14 +145,6 @@ def _unresponsive(masks, amp, x, y, comp, dev, rec: Record) -> np.ndarray:
     return (pulses >= 3) & ~rec.converged & (moved <= 0.25 * scale)
 
 
-def _json_or_empty(text) -> dict:
-    try:
-        v = json.loads(text) if isinstance(text, str | bytes) else {}
-    except ValueError:
-        return {}
-    return v if isinstance(v, dict) else {}
-
-
 def _post_init(rec: Record, tr: dict, dev: np.ndarray) -> np.ndarray:
     """Each recorded device's first verify reading after initialisation."""
     out = np.full(rec.n_devices, np.nan)
@@ -195,20 +187,15 @@ def _read_noise(reads: dict | None) -> tuple[np.ndarray, np.ndarray]:
             np.array([np.median(sigma[p]) for p in parts]))
 
 
-def _init_pulses(technology: str, verify: dict) -> list[tuple[int, float, float]]:
-    """The initialisation pulses the recorded verify configuration applies before its loop."""
+def _init_pulses(technology_name: str, verify: dict) -> list[tuple[int, float, float]]:
+    """The initialisation pulses the recorded verify configuration applies before its loop (none if
+    the record has no readable configuration)."""
+    if not verify:
+        return []
     try:
-        if technology == "pcm" and "init_reset_ua" in verify:
-            out = [(int(PulseKind.RESET), float(verify["init_reset_ua"]),
-                    float(verify["init_reset_width_ns"]))]
-            out += [(int(PulseKind.SET), float(a), float(verify["init_set_width_ns"]))
-                    for a in verify.get("init_set_ua", [])]
-            return out
-        if technology == "reram" and "init_reset_v" in verify:
-            return [(int(PulseKind.RESET), float(verify["init_reset_v"]), float(verify["pulse_width_ns"]))]
-    except (KeyError, TypeError, ValueError):
-        pass
-    return []
+        return verify_config_from_dict(technology_name, verify).init_pulses()
+    except (TypeError, ValueError, DevmodelError):
+        return []
 
 
 # -- the device array --------------------------------------------------------------------------
@@ -222,9 +209,9 @@ class EmulatedChip(ClockedArray):
         if self.model.record is not None and Path(self.model.path).resolve() == Path(path).resolve():
             self.record, path = self.model.record, Path(path)  # loaded once, by the fit
         else:
-            path, f = open_h5(path)
-            with f:
-                self.record = load_record(f, path, "the pulse-response emulator", programming=True)
+            with SessionFile(path) as sf:
+                path = sf.path
+                self.record = load_record(sf, "the pulse-response emulator", programming=True)
         self.path = path
         self.info = self.record.chip_info("emulate")
         self.seed = int(seed)
@@ -321,3 +308,11 @@ def open_emulator(path: str, opts: dict[str, str], seed: int | None) -> Emulated
         if s < 0:
             raise ChipURLError(f"emulate option seed={s} must be ≥ 0")
     return EmulatedChip(path, s)
+
+
+def open_emulator_url(url: str, target: str, opts: dict[str, str], seed: int | None,
+                      station: str | None = None) -> EmulatedChip:
+    """The ``emulate:`` scheme of :mod:`devmodel.chips`."""
+    if not target:
+        raise ChipURLError(f"chip URL {url!r} names no session file; try emulate:session.h5")
+    return open_emulator(target, opts, seed)

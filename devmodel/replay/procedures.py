@@ -15,7 +15,6 @@ on the recorded devices and targets of ``emulate:``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,15 +23,10 @@ import numpy as np
 from devmodel.array import DeviceArray
 from devmodel.errors import DevmodelError, SessionFileError
 from devmodel.procedures.characterize import Scheduler, SweepConfig, sweep_from_dict
-from devmodel.procedures.program_verify import (
-    PcmVerifyConfig,
-    ReramVerifyConfig,
-    StopReason,
-    VerifyResult,
-    program_verify_pcm,
-    program_verify_reram,
-)
-from devmodel.store.session import Session, SessionWriter
+from devmodel.procedures.program_verify import VerifyConfig, VerifyResult, program_verify, verify_parts
+from devmodel.store.reader import Session
+from devmodel.store.schema import StopReason
+from devmodel.store.writer import SessionSink
 
 SCHEDULE_PROCEDURES = ("drift", "bursts")
 
@@ -72,7 +66,7 @@ class ReplaySummary:
     chip_time_s: float
 
 
-def replay_schedule(chip: DeviceArray, session: Session, writer: SessionWriter,
+def replay_schedule(chip: DeviceArray, session: Session, writer: SessionSink,
                     procedures: tuple[str, ...] = SCHEDULE_PROCEDURES,
                     schedule_s: tuple[float, ...] | None = None,
                     progress: Callable[[str, int, int], None] | None = None) -> ReplaySummary:
@@ -118,7 +112,7 @@ def replay_schedule(chip: DeviceArray, session: Session, writer: SessionWriter,
 class _Selected:
     """The session writer, passing on only the reads of the chosen procedures."""
 
-    def __init__(self, writer: SessionWriter, keep_drift: bool, keep_bursts: bool) -> None:
+    def __init__(self, writer: SessionSink, keep_drift: bool, keep_bursts: bool) -> None:
         self.writer, self.keep_drift, self.keep_bursts = writer, keep_drift, keep_bursts
         self.n_reads = self.n_bursts = 0
 
@@ -138,13 +132,12 @@ class _Selected:
         return getattr(self.writer, name)
 
 
-def copy_programming(session: Session, writer: SessionWriter) -> None:
-    """Levels, devices, verify trace and ground truth of ``session`` into ``writer`` unchanged."""
+def copy_programming(session: Session, writer: SessionSink) -> None:
+    """Levels, devices, verify trace and ground truth of ``session`` into ``writer`` unchanged (the
+    verify configuration travels in the new file's /config)."""
     writer.write_levels(session.levels_us)
     d = session.devices
-    writer.write_devices({k: d[k] for k in d}, {int(r): r.name.lower() for r in StopReason})
-    if "verify_config" in session.attrs:
-        writer.set_attr("verify_config", session.attrs["verify_config"])
+    writer.write_devices({k: d[k] for k in d})
     if session.trace and session.trace.get("device") is not None and session.trace["device"].size:
         writer.append("trace", session.trace)
     if session.ground_truth is not None:
@@ -153,19 +146,13 @@ def copy_programming(session: Session, writer: SessionWriter) -> None:
                                    "devices": gt["devices"]}, np.arange(session.n_devices))
 
 
-def verify_config_of(session: Session | dict, technology: str,
-                     overrides: dict[str, str] | None = None) -> PcmVerifyConfig | ReramVerifyConfig:
+def verify_config_of(session: Session, overrides: dict[str, str] | None = None) -> VerifyConfig:
     """The recorded program-and-verify configuration, with ``overrides`` (field → text) applied."""
-    raw = session if isinstance(session, dict) else session.attrs.get("verify_config")
-    cls = PcmVerifyConfig if technology == "pcm" else ReramVerifyConfig
-    if raw is None:
-        where = getattr(session, "path", "the session")
-        raise SessionFileError(f"{where} records no verify_config, which program-and-verify needs")
-    try:
-        rec = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)
-    except (TypeError, ValueError):
-        where = getattr(session, "path", "the session")
-        raise SessionFileError(f"{where} has an unreadable verify_config attribute") from None
+    cls, _ = verify_parts(session.technology)
+    rec = session.verify_config
+    if rec is None:
+        raise SessionFileError(f"{session.path} records no verify configuration, which "
+                               "program-and-verify needs")
     names = {f.name: f for f in dataclasses.fields(cls)}
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in rec.items() if k in names}
     for key, text in (overrides or {}).items():
@@ -188,12 +175,10 @@ def verify_config_of(session: Session | dict, technology: str,
 
 
 def emulate_program_verify(chip: DeviceArray, addresses: np.ndarray, targets_us: np.ndarray,
-                           config: PcmVerifyConfig | ReramVerifyConfig,
-                           record_trace: bool = False) -> VerifyResult:
+                           config: VerifyConfig, record_trace: bool = False) -> VerifyResult:
     """Run program-and-verify with ``config`` on ``chip`` (an ``emulate:`` chip, or any chip)."""
-    program = program_verify_pcm if chip.info.technology == "pcm" else program_verify_reram
-    return program(chip, np.asarray(addresses, np.int64), np.asarray(targets_us, float), config,
-                   None, record_trace)
+    return program_verify(chip, np.asarray(addresses, np.int64), np.asarray(targets_us, float), config,
+                          None, record_trace)
 
 
 @dataclass

@@ -1,23 +1,21 @@
-"""Loading the parts of a session file that the replay backend and the emulator serve from.
+"""The parts of a session file that the replay backend and the emulator serve from.
 
-Only the columns a backend needs are read (plain h5py, no copy of the whole session), after the same
-schema checks as :func:`devmodel.store.session.read_session`. Every problem with the file is one
-sentence naming the file and what is missing or wrong, raised as a
-:class:`~devmodel.errors.SessionFileError`.
+Read through the one session reader (:class:`devmodel.store.SessionFile`), column by column: only
+the columns a backend needs, after the same schema checks as every other reader. Every problem with
+the file is one sentence naming the file and what is missing or wrong.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from devmodel.array import ChipInfo, Limits
 from devmodel.errors import DevmodelError, SessionFileError
-from devmodel.store.session import SCHEMA, SCHEMA_VERSION
+from devmodel.store.reader import SessionFile, verify_config_of
+from devmodel.technologies import technology
 
 #: Chip timing used when a record does not say (the simulated chips' defaults, physics/base.py).
 DEFAULT_READ_CYCLE_S = 2e-6
@@ -46,6 +44,7 @@ class Record:
     stop_reason: np.ndarray | None = None
     converged: np.ndarray | None = None  # the programming columns are loaded only if asked for
     g_verify_us: np.ndarray | None = None
+    verify: dict | None = None  # the recorded program-and-verify configuration
 
     @property
     def n_devices(self) -> int:
@@ -58,7 +57,7 @@ class Record:
         n = int(c.get("n_devices") or (int(self.address.max()) + 1 if self.address.size else 0))
         if self.address.size and int(self.address.max()) >= n:
             n = int(self.address.max()) + 1
-        unit = c.get("pulse_unit") or ("uA" if self.technology == "pcm" else "V")
+        unit = c.get("pulse_unit") or technology(self.technology).pulse_unit
         limits = Limits(
             max_amplitude=float(lim.get("max_amplitude") or np.inf),
             max_width_ns=float(lim.get("max_width_ns") or np.inf),
@@ -91,83 +90,19 @@ class Record:
         return rows
 
 
-def open_h5(path: str | Path) -> tuple[Path, h5py.File]:
-    """Open a session file read-only after checking it is a devmodel session we can read."""
-    path = Path(path)
-    if not path.exists():
-        raise SessionFileError(f"{path} does not exist")
-    if path.is_dir():
-        raise SessionFileError(f"{path} is a folder, not a session file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise SessionFileError(
-            f"{path} is not a readable HDF5 file (truncated or not HDF5: {e.__class__.__name__})"
-        ) from None
-    try:
-        schema = f.attrs.get("schema")
-        if isinstance(schema, bytes):
-            schema = schema.decode()
-        if schema != SCHEMA:
-            raise SessionFileError(f"{path} is not a devmodel session file (no '{SCHEMA}' schema)")
-        version = int(f.attrs.get("schema_version", -1))
-        if version > SCHEMA_VERSION:
-            raise SessionFileError(
-                f"{path} uses session schema version {version}, newer than the version "
-                f"{SCHEMA_VERSION} this devmodel reads: upgrade devmodel to replay it"
-            )
-        if version < 1:
-            raise SessionFileError(f"{path} has an invalid schema_version {version}")
-    except BaseException:
-        f.close()
-        raise
-    return path, f
-
-
-def table(f: h5py.File, path: Path, group: str, columns: tuple[str, ...],
-          what: str) -> dict[str, np.ndarray]:
-    """Columns of an extendable table (``n_rows`` acknowledged rows) or a fixed one."""
-    if group not in f:
-        raise SessionFileError(f"{path} has no /{group} table, which {what} needs")
-    g = f[group]
-    n = g.attrs.get("n_rows")
-    out = {}
-    for c in columns:
-        if c not in g:
-            raise SessionFileError(f"{path} has no /{group}/{c} column, which {what} needs")
-        try:
-            out[c] = g[c][: int(n)] if n is not None else g[c][()]
-        except (OSError, ValueError) as e:
-            raise SessionFileError(
-                f"{path} is damaged: /{group}/{c} cannot be read ({e.__class__.__name__})"
-            ) from None
-    sizes = {v.size for v in out.values()}
-    if len(sizes) > 1:
-        raise SessionFileError(f"{path} is damaged: the columns of /{group} differ in length")
-    return out
-
-
 PROGRAMMING_COLUMNS = ("target_us", "iterations", "stop_reason", "converged", "g_verify_us")
 
 
-def load_record(f: h5py.File, path: Path, what: str, programming: bool = False) -> Record:
+def load_record(sf: SessionFile, what: str, programming: bool = False) -> Record:
     """The header and device table of an open session file (with ``programming``, also each
     device's target, iterations, stop reason, convergence and final verify reading)."""
-    a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    for key in ("technology", "g_max_us", "t0_s"):
-        if key not in a:
-            raise SessionFileError(f"{path} has no '{key}' attribute, which {what} needs")
-    try:
-        chip = json.loads(f["chip"].attrs["json"]) if "chip" in f else {}
-    except (KeyError, ValueError):
-        raise SessionFileError(f"{path} has an unreadable /chip description") from None
-    if "ground_truth" in f:
-        try:
-            a["_ground_truth_params"] = json.loads(f["ground_truth"].attrs.get("params_json", "{}"))
-        except ValueError:
-            a["_ground_truth_params"] = {}
+    path, a = sf.path, dict(sf.attrs)
+    h = sf.header()
+    chip = sf.json_attr("chip", "json", "{}")
+    truth = sf.ground_truth() if sf.has("ground_truth") else None
+    a["_ground_truth_params"] = truth["params"] if truth else {}
     cols = ("address", "t_last_pulse_s") + (PROGRAMMING_COLUMNS if programming else ())
-    d = table(f, path, "devices", cols, what)
+    d = sf.table("devices", cols, what=what)
     address = d["address"].astype(np.int64)
     if address.size == 0:
         raise SessionFileError(f"{path} records no devices, so {what} has nothing to serve")
@@ -177,13 +112,14 @@ def load_record(f: h5py.File, path: Path, what: str, programming: bool = False) 
     rows[address] = np.arange(address.size)
     if not np.array_equal(rows[address], np.arange(address.size)):
         raise SessionFileError(f"{path} is damaged: /devices/address holds duplicate addresses")
-    rec = Record(path=path, technology=str(a["technology"]), g_max_us=float(a["g_max_us"]),
-                 t0_s=float(a["t0_s"]), chip=chip, attrs=a, address=address,
-                 t_last_pulse_s=d["t_last_pulse_s"].astype(float))
+    rec = Record(path=path, technology=h["technology"], g_max_us=h["g_max_us"], t0_s=h["t0_s"],
+                 chip=chip, attrs=a, address=address, t_last_pulse_s=d["t_last_pulse_s"].astype(float))
     if programming:
         rec.target_us = d["target_us"].astype(float)
         rec.iterations = d["iterations"].astype(np.int64)
         rec.stop_reason = d["stop_reason"].astype(np.int64)
         rec.converged = d["converged"].astype(bool)
         rec.g_verify_us = d["g_verify_us"].astype(float)
+        rec.verify = verify_config_of(sf.json_attr("config", "json", "{}"), a, path) or {}
     return rec
+

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devmodel.stats import robust_sigma
-from devmodel.store.session import Session
+from devmodel.store.reader import Session
 
 
 @dataclass

@@ -5,8 +5,9 @@ by its analog counterpart (batch norms, activations and pooling stay digital). T
 
 * ``calibrate(x)`` sets each layer's static input range (a high percentile of |input| on data);
 * ``program(seed)`` programs all devices once (programming noise, ν per device), as one trial;
-* ``set_time(t_s)`` moves every device to ``t_s`` seconds of inference time — counted from t0 for
-  PCM as in aihwkit and seed 000_… (device age t0 + t), from programming for ReRAM — with drift,
+* ``set_time(t_s)`` moves every device to ``t_s`` seconds of inference time — the card says what
+  device age that is (``DeviceModel.inference_age_s``: from t0 for PCM as in aihwkit and seed 000,
+  device age t0 + t; from programming for ReRAM) — with drift,
   accumulated 1/f noise and, if configured, global drift compensation per layer (the ratio of the
   summed outputs for an all-ones calibration input at t0 and at t, seed 001_…).
 """
@@ -19,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from devmodel.export.native import NativeNoiseModel
 from devmodel.model.card import DeviceModel
+from devmodel.model.noise import NativeNoiseModel
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.layers import AnalogConv2d, AnalogLayer, AnalogLinear
 
@@ -109,7 +110,7 @@ class AnalogNet(nn.Module):
             for m in self.layers:
                 m.set_ideal()
             return
-        self.native = NativeNoiseModel(self.card, gen, self.extrapolate)
+        self.native = self.card.noise_model(gen, self.extrapolate)
         g_min = 0.0 if not self.config.on_off_ratio else self.card.g_max_us / self.config.on_off_ratio
         t0_age = self._age(0.0) if self.config.drift_compensation else None
         for m in self.layers:
@@ -125,13 +126,7 @@ class AnalogNet(nn.Module):
             m.set_time(self.native, age)
 
     def _age(self, t_s: float) -> float:
-        return inference_age_s(self.card, t_s)
-
-
-def inference_age_s(card: DeviceModel, t_s: float) -> float:
-    """Device age at inference time ``t_s``: PCM counts from t0 (aihwkit and seed 000_…), ReRAM
-    from programming."""
-    return t_s + card.t0_s if card.technology == "pcm" else max(t_s, 1e-9)
+        return self.card.inference_age_s(t_s)
 
 
 def convert(net: nn.Module, card: DeviceModel | None, config: CrossbarConfig | None = None,

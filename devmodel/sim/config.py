@@ -15,10 +15,17 @@ in those units (w_noise per weight, re-drawn at every matrix-vector product).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from devmodel.errors import ConfigError
+from devmodel.validation import Constrained, Flag, Interval, OneOf, OrNone
+
+_BITS = OrNone(Interval(1, 32, integer=True))
+_SIZE = OrNone(Interval(1, None, integer=True))
 
 
 @dataclass(frozen=True)
-class CrossbarConfig:
+class CrossbarConfig(Constrained):
     tile_rows: int | None = None  # crossbar inputs per tile (None: one tile)
     tile_cols: int | None = None  # crossbar outputs per tile
     dac_bits: int | None = None  # input quantisation over the static input range
@@ -37,17 +44,23 @@ class CrossbarConfig:
     drift_compensation: bool = False  # global drift compensation per layer (seed 001_…)
     bit_serial: bool = False  # seed 004_…: each input bit read separately (needs dac_bits)
 
+    WHERE: ClassVar[str] = "crossbar configuration"
+    CONSTRAINTS: ClassVar[dict] = {
+        "tile_rows": _SIZE, "tile_cols": _SIZE, "dac_bits": _BITS, "adc_bits": _BITS,
+        "out_bound": OrNone(Interval(0.0, None, "neither")), "out_noise": Interval(0.0, None),
+        "w_noise": Interval(0.0, None), "scales": OneOf(("column", "tile", "learned")),
+        "differential": OneOf(("pair", "two_columns")),
+        "on_off_ratio": OrNone(Interval(1.0, None, "neither")),
+        "input_percentile": Interval(0.0, 100.0, "right"), "output_percentile": Interval(0.0, 100.0, "right"),
+        "device_noise": Flag(), "drift_compensation": Flag(), "bit_serial": Flag(),
+    }
+
     def __post_init__(self) -> None:
-        if self.scales not in ("column", "tile", "learned"):
-            raise ValueError(f"scales must be 'column', 'tile' or 'learned', not {self.scales!r}")
-        if self.differential not in ("pair", "two_columns"):
-            raise ValueError(f"differential must be 'pair' or 'two_columns', not {self.differential!r}")
+        self.check()  # a small value object: checked when made, so no invalid one exists
+
+    def check_more(self) -> None:
         if self.bit_serial and not self.dac_bits:
-            raise ValueError("bit_serial needs dac_bits (the input code to decompose)")
-        for name in ("tile_rows", "tile_cols", "dac_bits", "adc_bits"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"{name} must be ≥ 1 or None")
+            raise ConfigError(f"{self.WHERE}: bit_serial needs dac_bits (the input code to decompose)")
 
     @classmethod
     def ideal(cls) -> CrossbarConfig:

@@ -34,18 +34,19 @@ from typing import Any
 import h5py
 import numpy as np
 
-from devmodel.errors import SessionFileError
-from devmodel.store.session import (
-    _COMPRESSION,
+from devmodel.errors import DevmodelError, SessionFileError
+from devmodel.store.schema import (
     BURST_COLUMNS,
+    COMPRESSION,
     DEVICE_COLUMNS,
     SCHEMA,
+    STOP_REASONS,
     TABLES,
-    _utc_now,
     append_rows,
     header_attrs,
     provenance,
     to_json,
+    utc_now,
 )
 
 SIDE_SUFFIX = ".resume"
@@ -55,7 +56,7 @@ _CHUNK_ROWS = 1 << 14
 #: Largest share of wall time commits may take: a commit copies the whole procedure state (for 10^5
 #: PCM devices ~100 MB with their 1/f banks), so the interval stretches to ≥ 20× the last commit's cost.
 MAX_COMMIT_SHARE = 0.05
-_LEVEL = _COMPRESSION["compression_opts"]  # gzip level of both writers' filter
+_LEVEL = COMPRESSION["compression_opts"]  # gzip level of both writers' filter
 #: v0/v2 superblocks: no write-access flags that would lock plain readers out after a crash.
 _LIBVER = ("earliest", "v108")
 GAP_COLUMNS: dict[str, tuple[str, str]] = {
@@ -132,7 +133,7 @@ class _Array:
             ds = g.create_dataset(name, data=self.data)
         else:
             ds = g.create_dataset(name, shape=self.data.shape, dtype=self.data.dtype,
-                                  chunks=(self.chunk,), **_COMPRESSION)
+                                  chunks=(self.chunk,), **COMPRESSION)
             for ci, b in self.chunks:
                 ds.id.write_direct_chunk((ci * self.chunk,), b)
         if self.unit is not None:
@@ -159,7 +160,7 @@ def _apply(f: h5py.File, op: tuple) -> None:
         g.attrs["n_rows"] = 0
         for col, (dtype, unit) in op[2].items():
             ds = g.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(_CHUNK_ROWS,),
-                                  **_COMPRESSION)
+                                  **COMPRESSION)
             ds.attrs["unit"] = unit
     elif kind == "rows":
         _, table, n_rows, cols, chunk = op
@@ -213,7 +214,7 @@ class DurableSessionWriter:
         for name, attrs in (("provenance", provenance(seed, command)), ("chip", {"json": to_json(chip)}),
                             ("config", {"json": to_json(config)}),
                             ("resume", {"seq": 0, "durable": 1, "resumes": 0, "sidecar": self.side.name,
-                                        "commit_utc": _utc_now(), "commit_chip_s": np.nan})):
+                                        "commit_utc": utc_now(), "commit_chip_s": np.nan})):
             ops += [("group", name), ("attrs", name, attrs)]
         ops += [("table", name, cols) for name, cols in TABLES.items()]
         # both copies start from the same operations; the live one appears by an atomic rename
@@ -317,10 +318,9 @@ class DurableSessionWriter:
         self._ops.append(("array", "levels", "target_us",
                           _Array(np.asarray(targets_us, float), "uS", compress=False)))
 
-    def write_devices(self, columns: dict[str, np.ndarray], stop_reasons: dict[int, str]) -> None:
+    def write_devices(self, columns: dict[str, np.ndarray]) -> None:
         self._fixed_table("devices", DEVICE_COLUMNS, columns)
-        self._ops.append(("attrs", "devices", {"stop_reasons": to_json(
-            {str(k): v for k, v in stop_reasons.items()})}))
+        self._ops.append(("attrs", "devices", {"stop_reasons": to_json(STOP_REASONS)}))
 
     def write_bursts(self, columns: dict[str, np.ndarray]) -> None:
         self._fixed_table("bursts", BURST_COLUMNS, columns)
@@ -347,7 +347,7 @@ class DurableSessionWriter:
     def finish(self, status: str = "complete", reason: str = "") -> None:
         """Commit the end of the session; a complete one no longer needs its sidecar."""
         self._ops += [("attrs", "/", {"status": status, "status_reason": reason}),
-                      ("attrs", "provenance", {"end_utc": _utc_now()})]
+                      ("attrs", "provenance", {"end_utc": utc_now()})]
         if status == "complete":
             self._commit(None, with_rows=True)
             self.close()
@@ -364,7 +364,7 @@ class DurableSessionWriter:
             parts.clear()
         # whatever the interrupted step had queued belongs to work the resumed run redoes
         self._ops = [("attrs", "/", {"status": status, "status_reason": reason}),
-                      ("attrs", "provenance", {"end_utc": _utc_now()})]
+                      ("attrs", "provenance", {"end_utc": utc_now()})]
         self._commit(None, with_rows=False)
 
     def close(self) -> None:
@@ -380,8 +380,6 @@ class DurableSessionWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None and not self._closed:
-            from devmodel.errors import DevmodelError
-
             if issubclass(exc_type, DevmodelError):
                 reason = str(exc)
             elif issubclass(exc_type, KeyboardInterrupt):
@@ -427,7 +425,7 @@ class DurableSessionWriter:
         for col, (dtype, unit) in GAP_COLUMNS.items():
             arr = np.append(old.get(col, np.empty(0, dtype)), new[col]).astype(dtype)
             self._ops.append(("array", "gaps", col, _Array(arr, unit, compress=False)))
-        for col, value in (("reason", reason), ("stop_utc", stop_utc), ("resume_utc", _utc_now())):
+        for col, value in (("reason", reason), ("stop_utc", stop_utc), ("resume_utc", utc_now())):
             arr = np.append(np.asarray(old.get(col, np.empty(0, object)), dtype=object).astype(str),
                             value).astype(object)
             self._ops.append(("array", "gaps", col, _Array(arr.astype(h5py.string_dtype()), None,
@@ -464,7 +462,7 @@ class DurableSessionWriter:
                     os.fsync(fh.fileno())
             os.replace(tmp, state_path)
             clock = state.get("chip/clock_s", state.get("sweep/t_chip_s", np.nan))
-            self._ops.append(("attrs", "resume", {"seq": self._seq, "commit_utc": _utc_now(),
+            self._ops.append(("attrs", "resume", {"seq": self._seq, "commit_utc": utc_now(),
                                                   "commit_chip_s": float(np.asarray(clock))}))
         if with_rows:
             self._row_ops()

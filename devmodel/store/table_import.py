@@ -20,9 +20,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from devmodel.errors import DevmodelError
-from devmodel.procedures.program_verify import StopReason
-from devmodel.store.session import SessionWriter
+from devmodel.errors import DevmodelError, UnknownNameError
+from devmodel.store.schema import StopReason, sha256_of
+from devmodel.store.writer import SessionWriter
+from devmodel.technologies import technology as lookup_technology
 
 REQUIRED = ("device", "target_us", "time_s", "g_us")
 OPTIONAL = ("burst", "converged")
@@ -36,15 +37,17 @@ def import_table(csv_path: str | Path, out_path: str | Path, technology: str, g_
                  t0_s: float | None = None, overwrite: bool = False) -> Path:
     """Convert a long-format CSV of reads into a session file; returns the output path."""
     src, out = Path(csv_path), Path(out_path)
-    if technology not in ("pcm", "reram"):
-        raise TableImportError(f"--technology must be pcm or reram, not {technology!r}")
+    try:
+        tech = lookup_technology(technology)
+    except UnknownNameError as e:
+        raise TableImportError(f"--technology: {e}") from None
     if not (np.isfinite(g_max_us) and g_max_us > 0):
         raise TableImportError("--g-max-us must be a positive number of µS")
     if out.exists() and not overwrite:
         raise TableImportError(f"{out} already exists; choose another --out or pass --overwrite")
     cols, extra = _read_columns(src)
     table = _validate(src, cols, g_max_us)
-    t0 = t0_s if t0_s is not None else (20.0 if technology == "pcm" else 1.0)
+    t0 = t0_s if t0_s is not None else tech.t0_s
     tmp = out.with_name(out.name + ".partial")
     try:
         _write(tmp, src, table, extra, technology, g_max_us, t0)
@@ -214,8 +217,6 @@ def _check_bursts(src: Path, t: dict[str, np.ndarray], rel_tol: float = 0.05) ->
 
 def _write(tmp: Path, src: Path, t: dict, extra: dict, technology: str, g_max_us: float,
            t0_s: float) -> None:
-    from devmodel.fit.session import sha256_of
-
     ids, row = np.unique(t["device"], return_inverse=True)
     n = ids.size
     target = np.zeros(n)
@@ -236,8 +237,7 @@ def _write(tmp: Path, src: Path, t: dict, extra: dict, technology: str, g_max_us
                          "pulses": np.zeros(n), "g_verify_us": np.full(n, np.nan),
                          "t_last_pulse_s": np.zeros(n),
                          "stop_reason": np.where(conv == 1, int(StopReason.CONVERGED),
-                                                 int(StopReason.MAX_ITERATIONS))},
-                        {int(r): r.name.lower() for r in StopReason})
+                                                 int(StopReason.MAX_ITERATIONS))})
         burst = np.full(row.size, -1)
         b = t["burst"] >= 0
         if b.any():

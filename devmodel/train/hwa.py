@@ -1,6 +1,7 @@
 """Hardware-aware training loop: wrap, train (with checkpoints and progress), unwrap, evaluate.
 
-``train_hwa(net, card, "device-000", data, HWAOptions(...))`` starts from a floating-point network
+``train_hwa(net, card, "device-000", data, TrainOptions(...), {"noise_scale": 3})`` starts from a
+floating-point network
 (as every seed does), trains it with the method of :mod:`devmodel.train.methods` and returns a plain
 digital network to program; ``evaluate_hwa`` runs it on the analog simulator with the method's
 crossbar configuration over time and programming trials.
@@ -24,7 +25,8 @@ from devmodel.sim.analog import convert, evaluate_over_time, replace_modules
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.data import Split
 from devmodel.sim.networks import one_thread
-from devmodel.train.methods import METHODS, HWALayer, HWAOptions, Method
+from devmodel.train.methods import HWALayer, Method, MethodOptions, TrainOptions, method_options
+from devmodel.train.registry import METHODS
 
 
 @dataclass
@@ -47,29 +49,30 @@ def unwrap(net: nn.Module) -> nn.Module:
     return replace_modules(net, lambda m: m.to_digital() if isinstance(m, HWALayer) else None).eval()
 
 
-def make_method(name: str, card: DeviceModel, opts: HWAOptions) -> Method:
-    if name not in METHODS:
-        raise DevmodelError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    return METHODS[name](card, opts)
+def make_method(name: str, card: DeviceModel, opts: TrainOptions,
+                options: MethodOptions | dict | None = None) -> Method:
+    """The method registered as ``name``, with its options checked."""
+    cls = METHODS[name]
+    return cls(card, opts, method_options(name, options))
 
 
 def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
-              opts: HWAOptions | None = None, progress: bool = False,
-              checkpoint_dir: str | Path | None = None,
+              opts: TrainOptions | None = None, options: MethodOptions | dict | None = None,
+              progress: bool = False, checkpoint_dir: str | Path | None = None,
               resume: str | Path | None = None) -> HWAResult:
-    """Hardware-aware training from the floating-point ``net`` (see the module docstring).
+    """Hardware-aware training from the floating-point ``net`` (see the module docstring);
+    ``options`` are the method's own (its options class, or a dict of its fields).
 
     With ``checkpoint_dir``, ``checkpoint.pt`` there is replaced after every epoch (weights, optimizer,
     the method's step and every random generator); ``resume`` continues from such a file with the
     same method and options and gives the network an uninterrupted run would have given."""
-    opts = opts or HWAOptions()
-    if opts.epochs < 1 or opts.batch < 1 or opts.lr <= 0:
-        raise DevmodelError("epochs and batch must be ≥ 1 and the learning rate positive")
-    m = make_method(method, card, opts)
+    opts = opts or TrainOptions()
+    opts.check()
+    m = make_method(method, card, opts, options)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
     wrapped = wrap(net, m)
-    levels = opts.levels if method == "tile-003" else (None,)
+    levels = m.pipeline_levels()
     history: list[dict] = []
     first, opt_state = (0, 0), None  # (level index, epoch) to start from
     if resume is not None:
@@ -99,9 +102,14 @@ def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
     return HWAResult(unwrap(wrapped), m, history, m.report(wrapped), time.perf_counter() - start)
 
 
-def _checkpoint(ckpt: Path, method: str, opts: HWAOptions, level, epoch: int, m: Method, wrapped,
+def _all_options(opts: TrainOptions, m: Method) -> dict:
+    """The training loop's and the method's options, as a checkpoint records them."""
+    return opts.to_dict() | m.options.to_dict()
+
+
+def _checkpoint(ckpt: Path, method: str, opts: TrainOptions, level, epoch: int, m: Method, wrapped,
                 opt, gen, history: list[dict]) -> None:
-    torch.save({"method": method, "options": opts.to_dict(), "level": level, "epoch": epoch,
+    torch.save({"method": method, "options": _all_options(opts, m), "level": level, "epoch": epoch,
                 "step": m.step, "state": wrapped.state_dict(), "optimizer": opt.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "batches": gen.get_state(),
                         "method": m.gen.get_state()},
@@ -110,7 +118,7 @@ def _checkpoint(ckpt: Path, method: str, opts: HWAOptions, level, epoch: int, m:
     (ckpt / "checkpoint.pt.part").replace(ckpt / "checkpoint.pt")
 
 
-def _restore(path: Path, method: str, opts: HWAOptions, wrapped, m: Method, gen, levels):
+def _restore(path: Path, method: str, opts: TrainOptions, wrapped, m: Method, gen, levels):
     """Load a checkpoint into the wrapped network, method and generators; where to go on from."""
     try:
         ck = torch.load(path, weights_only=False)
@@ -123,10 +131,11 @@ def _restore(path: Path, method: str, opts: HWAOptions, wrapped, m: Method, gen,
                             "checkpoints before resuming was possible cannot be continued)")
     if ck["method"] != method:
         raise DevmodelError(f"--resume: {path} was written by method {ck['method']}, not {method}")
-    diff = [k for k, v in opts.to_dict().items() if k != "epochs" and ck["options"].get(k) != v]
+    now = _all_options(opts, m)
+    diff = [k for k, v in now.items() if k != "epochs" and _same(ck["options"].get(k)) != _same(v)]
     if diff:
         raise DevmodelError(f"--resume: option {diff[0]} was {ck['options'].get(diff[0])!r} in "
-                            f"{path}, not {getattr(opts, diff[0])!r}; resume with the same options")
+                            f"{path}, not {now[diff[0]]!r}; resume with the same options")
     try:
         wrapped.load_state_dict(ck["state"])
     except RuntimeError as e:
@@ -141,7 +150,7 @@ def _restore(path: Path, method: str, opts: HWAOptions, wrapped, m: Method, gen,
     return (li, epoch), ck["optimizer"], list(ck.get("history", []))
 
 
-def _epoch(net, m: Method, opt, data: Split, opts: HWAOptions, gen) -> float:
+def _epoch(net, m: Method, opt, data: Split, opts: TrainOptions, gen) -> float:
     net.train()
     n = data.x_train.shape[0]
     perm = torch.randperm(n, generator=gen)
@@ -179,3 +188,8 @@ def evaluate_hwa(result: HWAResult | nn.Module, card: DeviceModel, data: Split,
             layer.config = layer.config.with_(w_noise=layer.config.w_noise / r)
     return evaluate_over_time(anet, data.x_test, data.y_test, times_s, trials, seed,
                               calibration=data.x_train)
+
+
+def _same(v):
+    """Options compared across a checkpoint: tuples and lists alike."""
+    return list(v) if isinstance(v, (tuple, list)) else v

@@ -24,54 +24,42 @@ straight-through ones of the clean weights):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from devmodel.errors import ConfigError
 from devmodel.model.card import DeviceModel
-from devmodel.physics.published import poly_us
 from devmodel.sim.analog import quantile
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.layers import quantize
+from devmodel.validation import Constrained, Each, Flag, Interval, OneOf, OrNone
 
 
 # -- what the card says, in the units training uses ------------------------------------------------
 def spread_at_t0_rel(card: DeviceModel, x: np.ndarray) -> np.ndarray:
-    """Spread of G at t0 relative to g_max vs x = G_T/g_max: σ_prog ⊕ accumulated 1/f at t0 (PCM),
-    or the first snapshot's σ (ReRAM)."""
-    x = np.asarray(x, dtype=float)
-    g = x * card.g_max_us
-    if card.technology == "reram":
-        c, _ = card.snapshot_coeffs(card.snapshots[0].t_s)
-        return np.maximum(poly_us(c, x), 0) / card.g_max_us
-    p, rn = card.programming, card.read_noise
-    mean = np.maximum(p.mean_us(g), 0)
-    flicker = mean * rn.q_s(mean / card.g_max_us) * rn.sqrt_log_term(card.t0_s)
-    return np.hypot(p.sigma_us(g), flicker) / card.g_max_us
+    """Spread of G at t0 relative to g_max vs x = G_T/g_max (the card's ``spread_at_t0_us``)."""
+    return card.spread_at_t0_us(np.asarray(x, dtype=float) * card.g_max_us) / card.g_max_us
 
 
 def representative_eta(card: DeviceModel) -> float:
-    """Median over x ∈ (0, 1] of the relative spread at t0 (seed 001_… used the median level)."""
+    """Median over x ∈ (0, 1] of the relative spread at t0 (seed 001 used the median level)."""
     return float(np.median(spread_at_t0_rel(card, np.linspace(0.02, 1, 50))))
 
 
 def mean_shift_rel(card: DeviceModel) -> float:
-    """μ_DS of seed 002_…: the constant device shift relative to g_max — the card's programming
-    offset at G_T = 0 (PCM) or the first snapshot's mean shift (ReRAM). The part of the offset that
-    grows with G is a gain error, which output scales and drift compensation absorb."""
-    if card.technology != "pcm":
-        return float(card.snapshots[0].mean_shift_us / card.g_max_us)
-    return float(card.programming.mean_offset_coeffs_us[0] / card.g_max_us)
+    """μ_DS of seed 002: the card's constant device shift relative to g_max."""
+    return float(card.mean_shift_us() / card.g_max_us)
 
 
 def read_noise_rel(card: DeviceModel) -> float:
     """Per-read fluctuation relative to g_max: the card's white read noise, at least the standard
-    crossbar's short-term weight noise (000_… Supplementary Table 1)."""
-    white = (card.read_noise.white_noise_us if card.technology == "pcm" else card.read_noise_us) or 0
-    return max(white / card.g_max_us, CrossbarConfig.standard().w_noise)
+    crossbar's short-term weight noise (000 Supplementary Table 1)."""
+    return max(card.white_read_noise_us / card.g_max_us, CrossbarConfig.standard().w_noise)
 
 
 def _percentile(v: torch.Tensor, q: float) -> float:
@@ -82,35 +70,115 @@ def _noise(like: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     return torch.empty_like(like).normal_(generator=gen)
 
 
-@dataclass
-class HWAOptions:
-    """Hyper-parameters; ``None`` means "from the card" where a card quantity exists."""
+_POS = Interval(0.0, None, "neither")
+_OPT_POS = OrNone(_POS)
+
+
+@dataclass(frozen=True)
+class TrainOptions(Constrained):
+    """What every method's training loop takes."""
 
     epochs: int = 60
     lr: float = 1e-3
     batch: int = 64
     seed: int = 0
-    eta: float | None = None  # 001: relative noise [noise_scale × the card's spread at t0]
-    clip_alpha: float = 2.0  # 001
-    noise_scale: float | None = None  # 001: 2, 000: 3, 002: 2 (× the card's spread at t0)
-    ramp_batches: int = 100  # 000
-    drop_connect: float = 0.01  # 000: fraction of devices stuck at g_min
-    remap_every: int = 50  # 000: steps between remapping weights to the output scales
-    n_perturb: int = 4  # 002: L
-    sigma_dn: float | None = None  # 002: relative perturbation [noise_scale (2) × the card's spread at t0]
-    mu_ds: float | None = None  # 002
-    levels: tuple[int, ...] = (1, 2, 3)  # 003
-    bits: int = 8  # 003: weight, input and ADC precision
-    on_off_ratio: float = 10.0  # 003 (10 vs 1000 studied)
-    tile_rows: int = 256  # 003 (array 256 × 64)
-    tile_cols: int = 64
-    variation: float | None = None  # 003: per-minibatch variation (relative to the cell range)
-    energy_lambda: float = 1e-4  # 004
-    read_noise: float | None = None  # 004: per-read fluctuation at ρ = 1
-    bit_serial: bool = True  # 004
+
+    WHERE: ClassVar[str] = "train-hwa"
+    CONSTRAINTS: ClassVar[dict] = {"epochs": Interval(1, 100_000, integer=True),
+                                   "lr": Interval(0.0, 10.0, "right"),
+                                   "batch": Interval(1, 1 << 20, integer=True),
+                                   "seed": Interval(0, 2**63 - 1, integer=True)}
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class MethodOptions(Constrained):
+    """A method's own hyper-parameters; ``None`` means "from the card" where a card quantity exists."""
+
+    WHERE: ClassVar[str] = "train-hwa method option"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NoiseOptions(MethodOptions):
+    """noise-001: η [noise_scale (2) × the card's spread at t0], clip at ±clip_alpha·σ_W."""
+
+    noise_scale: float | None = None
+    eta: float | None = None
+    clip_alpha: float = 2.0
+
+    CONSTRAINTS: ClassVar[dict] = {"noise_scale": OrNone(Interval(0.0, 100.0)), "eta": _OPT_POS,
+                                   "clip_alpha": _POS}
+
+
+@dataclass(frozen=True)
+class DeviceOptions(MethodOptions):
+    """device-000: noise_scale (3) × the card's spread at t0, ramped over ramp_batches; drop-connect
+    fraction; steps between remappings to the learned scales."""
+
+    noise_scale: float | None = None
+    ramp_batches: int = 100
+    drop_connect: float = 0.01
+    remap_every: int = 50
+
+    CONSTRAINTS: ClassVar[dict] = {"noise_scale": OrNone(Interval(0.0, 100.0)),
+                                   "ramp_batches": Interval(1, None, integer=True),
+                                   "drop_connect": Interval(0.0, 1.0, "left"),
+                                   "remap_every": Interval(1, None, integer=True)}
+
+
+@dataclass(frozen=True)
+class HasgdOptions(MethodOptions):
+    """hasgd-002: L perturbations per step of relative size sigma_dn [noise_scale (2) × the card's
+    spread at t0], mean shift mu_ds [the card's]."""
+
+    noise_scale: float | None = None
+    n_perturb: int = 4
+    sigma_dn: float | None = None
+    mu_ds: float | None = None
+
+    CONSTRAINTS: ClassVar[dict] = {"noise_scale": OrNone(Interval(0.0, 100.0)),
+                                   "n_perturb": Interval(1, 1000, integer=True),
+                                   "sigma_dn": OrNone(Interval(0.0, None)), "mu_ds": OrNone(Interval())}
+
+
+@dataclass(frozen=True)
+class TileOptions(MethodOptions):
+    """tile-003: pipeline levels trained in turn, precision, on/off ratio, array size, variation per
+    minibatch (relative to the cell range) [the card's spread at t0]."""
+
+    levels: tuple[int, ...] = (1, 2, 3)
+    bits: int = 8
+    on_off_ratio: float = 10.0  # 10 vs 1000 studied
+    tile_rows: int = 256  # array 256 × 64
+    tile_cols: int = 64
+    variation: float | None = None
+
+    CONSTRAINTS: ClassVar[dict] = {"levels": Each(OneOf((1, 2, 3)), min_len=1),
+                                   "bits": Interval(2, 16, integer=True),
+                                   "on_off_ratio": Interval(1.0, None, "neither"),
+                                   "tile_rows": Interval(1, None, integer=True),
+                                   "tile_cols": Interval(1, None, integer=True),
+                                   "variation": OrNone(Interval(0.0, None))}
+
+
+@dataclass(frozen=True)
+class FluctOptions(MethodOptions):
+    """fluct-004: energy regulariser λ, per-read fluctuation at ρ = 1 [the card's read noise],
+    bit-serial inputs of ``bits`` bits."""
+
+    energy_lambda: float = 1e-4
+    read_noise: float | None = None
+    bit_serial: bool = True
+    bits: int = 8
+
+    CONSTRAINTS: ClassVar[dict] = {"energy_lambda": Interval(0.0, None),
+                                   "read_noise": OrNone(Interval(0.0, None)),
+                                   "bit_serial": Flag(), "bits": Interval(2, 16, integer=True)}
 
 
 class HWALayer(nn.Module):
@@ -168,16 +236,22 @@ class HWALayer(nn.Module):
 
 
 class Method:
-    """Base: no perturbation (plain fine-tuning)."""
+    """Base: no perturbation (plain fine-tuning). ``Options`` is the method's options class."""
 
     name = "none"
     seed = ""
     samples_per_step = 1
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
 
-    def __init__(self, card: DeviceModel, opts: HWAOptions) -> None:
+    def __init__(self, card: DeviceModel, opts: TrainOptions, options: MethodOptions | None = None) -> None:
         self.card, self.opts = card, opts
+        self.options = options if options is not None else self.Options()
         self.step = 0
         self.gen = torch.Generator().manual_seed(opts.seed + 1)
+
+    def pipeline_levels(self) -> tuple:
+        """Levels trained in turn, each fine-tuning the previous (tile-003); one otherwise."""
+        return (None,)
 
     def init_layer(self, layer: HWALayer) -> None:
         pass
@@ -204,13 +278,15 @@ class Method:
 
 class NoiseInjection001(Method):
     name, seed = "noise-001", "001_… (Joshi et al.), section III"
+    Options = NoiseOptions
 
-    def __init__(self, card, opts):
-        super().__init__(card, opts)
+    def __init__(self, card, opts, options=None):
+        super().__init__(card, opts, options)
+        o = self.options
         # the seed found training noise at or somewhat above the inference noise best; at 1 day the
         # device also carries drift spread and accumulated 1/f noise beyond the spread at t0
-        scale = 2.0 if opts.noise_scale is None else opts.noise_scale
-        self.eta = opts.eta if opts.eta is not None else scale * representative_eta(card)
+        scale = 2.0 if o.noise_scale is None else o.noise_scale
+        self.eta = o.eta if o.eta is not None else scale * representative_eta(card)
 
     def forward(self, layer, x):
         w = layer.weight
@@ -222,22 +298,23 @@ class NoiseInjection001(Method):
         super().after_step(net)
         for m in net.modules():
             if isinstance(m, HWALayer):
-                lim = self.opts.clip_alpha * m.weight.std()
+                lim = self.options.clip_alpha * m.weight.std()
                 m.weight.clamp_(-lim, lim)
 
     def report(self, net):
-        return {"eta": self.eta, "clip_alpha": self.opts.clip_alpha}
+        return {"eta": self.eta, "clip_alpha": self.options.clip_alpha}
 
 
 class DeviceShaped000(Method):
     name, seed = "device-000", "000_… (Rasch et al.), AIMC hardware-aware training"
+    Options = DeviceOptions
 
-    def __init__(self, card, opts):
-        super().__init__(card, opts)
+    def __init__(self, card, opts, options=None):
+        super().__init__(card, opts, options)
         grid = np.linspace(0, 1, 101)
         self._grid = torch.tensor(grid, dtype=torch.float32)
         self._sigma = torch.tensor(spread_at_t0_rel(card, grid), dtype=torch.float32)
-        self.scale = 3.0 if opts.noise_scale is None else opts.noise_scale
+        self.scale = 3.0 if self.options.noise_scale is None else self.options.noise_scale
 
     def init_layer(self, layer):
         # learned per-column output scales; the weights become normalised codes in [−1, 1]
@@ -256,18 +333,18 @@ class DeviceShaped000(Method):
 
     def forward(self, layer, x):
         w_n = layer.weight
-        ramp = min(1.0, (self.step + 1) / max(self.opts.ramp_batches, 1))
+        ramp = min(1.0, (self.step + 1) / max(self.options.ramp_batches, 1))
         sigma = self.scale * ramp * self._sigma_of(w_n.detach().abs())
         noisy = w_n + sigma * _noise(w_n, self.gen)
-        if self.opts.drop_connect:
-            keep = torch.rand(w_n.shape, generator=self.gen) >= self.opts.drop_connect
+        if self.options.drop_connect:
+            keep = torch.rand(w_n.shape, generator=self.gen) >= self.options.drop_connect
             noisy = noisy * keep  # the active device stuck at g_min: the weight reads 0
         return layer.op(x, noisy * layer._shape(layer.gamma), layer.bias)
 
     @torch.no_grad()
     def after_step(self, net):
         super().after_step(net)
-        remap = self.step % max(self.opts.remap_every, 1) == 0
+        remap = self.step % max(self.options.remap_every, 1) == 0
         for m in net.modules():
             if not isinstance(m, HWALayer):
                 continue
@@ -278,21 +355,24 @@ class DeviceShaped000(Method):
                 m.gamma.mul_(peak)
 
     def report(self, net):
-        return {"noise_scale": self.scale, "drop_connect": self.opts.drop_connect,
-                "ramp_batches": self.opts.ramp_batches, "remap_every": self.opts.remap_every}
+        o = self.options
+        return {"noise_scale": self.scale, "drop_connect": o.drop_connect,
+                "ramp_batches": o.ramp_batches, "remap_every": o.remap_every}
 
 
 class HASGD002(Method):
     name, seed = "hasgd-002", "002_… (Wan et al.), HA-SGD and analog floating point"
+    Options = HasgdOptions
 
-    def __init__(self, card, opts):
-        super().__init__(card, opts)
-        self.samples_per_step = max(1, opts.n_perturb)
+    def __init__(self, card, opts, options=None):
+        super().__init__(card, opts, options)
+        o = self.options
+        self.samples_per_step = max(1, o.n_perturb)
         # the seed: training noise best close to the device noise expected at test; this card's
         # spread at 1 day after drift compensation is ≈ 1.5× its spread at t0 (docs/hwa-training.md)
-        scale = 2.0 if opts.noise_scale is None else opts.noise_scale
-        self.sigma = opts.sigma_dn if opts.sigma_dn is not None else scale * representative_eta(card)
-        self.mu = opts.mu_ds if opts.mu_ds is not None else mean_shift_rel(card)
+        scale = 2.0 if o.noise_scale is None else o.noise_scale
+        self.sigma = o.sigma_dn if o.sigma_dn is not None else scale * representative_eta(card)
+        self.mu = o.mu_ds if o.mu_ds is not None else mean_shift_rel(card)
 
     def forward(self, layer, x):
         w, b = layer.weight, layer.bias
@@ -312,11 +392,16 @@ class HASGD002(Method):
 
 class TileAware003(Method):
     name, seed = "tile-003", "003_… (tile-aware training, three pipelines)"
+    Options = TileOptions
 
-    def __init__(self, card, opts):
-        super().__init__(card, opts)
-        self.level = opts.levels[0]
-        self.variation = opts.variation if opts.variation is not None else representative_eta(card)
+    def __init__(self, card, opts, options=None):
+        super().__init__(card, opts, options)
+        o = self.options
+        self.level = o.levels[0]
+        self.variation = o.variation if o.variation is not None else representative_eta(card)
+
+    def pipeline_levels(self) -> tuple:
+        return tuple(self.options.levels)
 
     def init_layer(self, layer):
         layer.register_buffer("in_range", torch.tensor(0.0))
@@ -340,18 +425,18 @@ class TileAware003(Method):
         simulator tiles them), else blocks of tile_rows."""
         flat_in = layer.weight[0].numel()
         per_ch = layer.weight[0, 0].numel() if layer.is_conv else 1
-        step = max(1, self.opts.tile_rows // per_ch) * per_ch
+        step = max(1, self.options.tile_rows // per_ch) * per_ch
         return [(start, min(start + step, flat_in)) for start in range(0, flat_in, step)]
 
     def _quantise_input(self, layer, x):
         with torch.no_grad():  # static range: running maximum of |input|
             layer.in_range.copy_(torch.maximum(layer.in_range, x.detach().abs().max()))
         r = layer.in_range.clamp_min(1e-8)
-        return quantize((x / r).clamp(-1, 1), self.opts.bits, 1.0) * r
+        return quantize((x / r).clamp(-1, 1), self.options.bits, 1.0) * r
 
     def forward(self, layer, x):
         w = layer.weight
-        o = self.opts
+        o = self.options
         rng = w.detach().abs().max().clamp_min(1e-8)
         xq = self._quantise_input(layer, x)
         if self.level == 1:  # fake-quantised weights + per-minibatch variation
@@ -373,7 +458,7 @@ class TileAware003(Method):
     def _tiled(self, layer, xq, cells, g_min, rng):
         """Level 3: tiles of tile_rows inputs; each column digitised by an ADC over ±bound; a
         trainable multiplier per array."""
-        o = self.opts
+        o = self.options
         r = layer.in_range.clamp_min(1e-8)
         bound = CrossbarConfig.standard().out_bound  # 000_… Suppl. Table 1
         raw = [[layer.op(*self._tile(layer, g, xq / r, start, stop)) for g in cells]
@@ -400,7 +485,7 @@ class TileAware003(Method):
         return x[..., start:stop], g[:, start:stop]
 
     def eval_config(self):
-        o = self.opts
+        o = self.options
         # one digital multiplier per array, as the seed's hardware (not per column)
         base = CrossbarConfig.standard().with_(dac_bits=o.bits, adc_bits=o.bits, scales="tile")
         if self.level == 1:
@@ -411,20 +496,22 @@ class TileAware003(Method):
         return base.with_(tile_rows=o.tile_rows, tile_cols=o.tile_cols)
 
     def report(self, net):
-        return {"level": self.level, "variation": self.variation, "on_off_ratio": self.opts.on_off_ratio}
+        return {"level": self.level, "variation": self.variation, "on_off_ratio": self.options.on_off_ratio}
 
 
 class Fluctuation004(Method):
     name, seed = "fluct-004", "004_… (device-enhanced dataset, energy regularisation, bit-serial)"
+    Options = FluctOptions
 
-    def __init__(self, card, opts):
-        super().__init__(card, opts)
-        self.read_noise = opts.read_noise if opts.read_noise is not None else read_noise_rel(card)
-        self.bits = opts.bits
+    def __init__(self, card, opts, options=None):
+        super().__init__(card, opts, options)
+        o = self.options
+        self.read_noise = o.read_noise if o.read_noise is not None else read_noise_rel(card)
+        self.bits = o.bits
 
     @property
     def reads(self) -> int:
-        return self.bits - 1 if self.opts.bit_serial else 1
+        return self.bits - 1 if self.options.bit_serial else 1
 
     def init_layer(self, layer):
         layer.log_rho = nn.Parameter(torch.zeros(()))  # energy coefficient ρ = e^log_rho
@@ -437,7 +524,7 @@ class Fluctuation004(Method):
             layer.in_range.copy_(torch.maximum(layer.in_range, x.detach().abs().max()))
             s_in = 2 ** (self.bits - 1) - 1
             code = torch.round((x / layer.in_range.clamp_min(1e-8)).clamp(-1, 1) * s_in).abs()
-            if self.opts.bit_serial:  # Σ_p 4^p δ_p² per input: each bit read separately
+            if self.options.bit_serial:  # Σ_p 4^p δ_p² per input: each bit read separately
                 eff = sum((4**p) * torch.remainder(torch.floor(code / 2**p), 2)
                           for p in range(self.bits - 1))
             else:
@@ -454,10 +541,10 @@ class Fluctuation004(Method):
         for m in net.modules():
             if isinstance(m, HWALayer):
                 total = total + self.reads * torch.exp(m.log_rho) * m.weight.abs().sum()
-        return self.opts.energy_lambda * total
+        return self.options.energy_lambda * total
 
     def eval_config(self):
-        return CrossbarConfig.standard().with_(bit_serial=self.opts.bit_serial,
+        return CrossbarConfig.standard().with_(bit_serial=self.options.bit_serial,
                                                dac_bits=self.bits)
 
     def report(self, net):
@@ -469,6 +556,21 @@ class Fluctuation004(Method):
                 "read_noise": self.read_noise}
 
 
-METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (NoiseInjection001, DeviceShaped000, HASGD002, TileAware003, Fluctuation004)
-}
+def method_options(name: str, given: MethodOptions | dict | None = None) -> MethodOptions:
+    """The options object of method ``name``: ``given`` itself, or its defaults with the fields of a
+    dict replaced; unknown fields refused with one sentence (checked)."""
+    from devmodel.train.registry import METHODS
+
+    cls = METHODS[name].Options
+    if isinstance(given, cls):
+        opts = given
+    else:
+        given = dict(given or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(f"method {name} has no option {unknown[0]!r}; its options: "
+                              f"{', '.join(sorted(known)) or 'none'}")
+        opts = cls(**given)
+    opts.check()
+    return opts

@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    card = DeviceModel.published_pcm()
+    card = DeviceModel.published("pcm")
     for name, net, shape in (("digits-cnn", digits_cnn().eval(), (256, 1, 8, 8)),
                              ("resnet-32", ResNet32().eval(), (256, 3, 32, 32))):
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0))

@@ -19,9 +19,9 @@ from pathlib import Path
 def session(devices: int, mode: str, interval_s: float) -> dict:
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import SweepConfig, config_dict, run_sweep
-    from devmodel.procedures.program_verify import PcmVerifyConfig
+    from devmodel.store import SessionWriter
     from devmodel.store.durable import DurableSessionWriter
-    from devmodel.store.session import SessionWriter
+    from devmodel.technologies.pcm.verify import PcmVerifyConfig
 
     chip = open_chip(f"sim:pcm?devices={1 << 18}&seed=7")
     cfg = SweepConfig.default("pcm", devices)

@@ -27,8 +27,8 @@ def run(which: str, n: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from aihwkit_ref import import_aihwkit
 
-    from devmodel.export.native import NativeNoiseModel
     from devmodel.model.card import DeviceModel
+    from devmodel.model.noise import NativeNoiseModel
 
     torch.set_num_threads(2)
     g = torch.rand(n, generator=torch.Generator().manual_seed(0)) * 25.0
@@ -47,7 +47,7 @@ def run(which: str, n: int) -> dict:
         nu = model.generate_drift_coefficients(g)
         out = model.apply_drift_noise_to_conductance(gp, nu, 86400.0)
     else:
-        m = NativeNoiseModel(DeviceModel.published_pcm(), torch.Generator().manual_seed(0))
+        m = NativeNoiseModel(DeviceModel.published("pcm"), torch.Generator().manual_seed(0))
         m.program(g[:10])
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t = time.perf_counter()

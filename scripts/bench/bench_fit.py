@@ -20,7 +20,7 @@ SCHEDULE = (20.0, 45.0, 100.0, 300.0, 1000.0, 3600.0, 10800.0, 36000.0, 86400.0,
 
 
 def make(path: str, devices: int) -> dict:
-    from devmodel.physics.statistical import synthesize_pcm_session
+    from devmodel.technologies.pcm.synthetic import synthesize_pcm_session
 
     synthesize_pcm_session(path, devices_per_level=devices // 13, schedule_s=SCHEDULE, seed=1,
                            overwrite=True)
@@ -42,7 +42,7 @@ def regression(path: str, sample: int) -> dict:
     from lmfit import Model
 
     from devmodel.fit.stats import fit_drift_per_device
-    from devmodel.store.session import read_session
+    from devmodel.store import read_session
 
     s = read_session(path, with_trace=False)
     r = s.reads

@@ -21,7 +21,7 @@ from devmodel.model.card import DeviceModel
 from devmodel.sim.data import digits
 from devmodel.sim.networks import NETWORKS, build
 from devmodel.train.hwa import _epoch, make_method, wrap
-from devmodel.train.methods import HWAOptions
+from devmodel.train.methods import TrainOptions
 
 
 def plain_epoch(net, opt, data, batch: int, gen) -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--network", default="digits-cnn", choices=sorted(NETWORKS))
     a = ap.parse_args()
     torch.set_num_threads(1)
-    data, card = digits(seed=0), DeviceModel.published_pcm()
+    data, card = digits(seed=0), DeviceModel.published("pcm")
     gen = torch.Generator().manual_seed(0)
     net = build(a.network, 0)
     plain_opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -55,8 +55,8 @@ def main() -> None:
             ("hasgd-002", {"n_perturb": 8}), ("tile-003", {}), ("fluct-004", {})]
     setups = []
     for name, kw in runs:
-        opts = HWAOptions(**kw)
-        m = make_method(name, card, opts)
+        opts = TrainOptions()
+        m = make_method(name, card, opts, kw)
         if name == "tile-003":
             m.level = 3  # the slowest pipeline
         w = wrap(net, m)

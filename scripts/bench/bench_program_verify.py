@@ -20,13 +20,13 @@ LEVELS = np.array([0.5, 1, 2, 3, 5, 7.5, 10, 12.5, 15, 17.5, 20, 22.5, 25.0])
 
 
 def real(n: int) -> dict:
-    from devmodel.physics.pcm import SimulatedPCM
-    from devmodel.procedures.program_verify import program_verify_pcm
+    from devmodel.procedures.program_verify import program_verify
+    from devmodel.technologies.pcm.physics import SimulatedPCM
 
     chip = SimulatedPCM(n_devices=n, seed=1)
     addr = np.arange(n)
     t = time.perf_counter()
-    res = program_verify_pcm(chip, addr, LEVELS[addr % 13], record_trace=False)
+    res = program_verify(chip, addr, LEVELS[addr % 13], record_trace=False)
     wall = time.perf_counter() - t
     ok = chip.defect == 0
     its = res.iterations

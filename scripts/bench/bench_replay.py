@@ -47,7 +47,7 @@ def record_plan(path: str, plan: str) -> None:
     """Run the replayed schedule once with a recording wrapper; save its calls (waits and reads)."""
     from devmodel.replay.backend import ReplayChip
     from devmodel.replay.procedures import replay_schedule
-    from devmodel.store.session import read_session
+    from devmodel.store import read_session
 
     class Recorder:
         def __init__(self, chip):

@@ -84,8 +84,8 @@ def bench_reads(repeats: int, ascii_devices: int) -> None:
 
 def bench_sweep(repeats: int, devices: int) -> None:
     from devmodel.procedures.characterize import SweepConfig, config_dict, run_sweep
-    from devmodel.procedures.program_verify import PcmVerifyConfig
-    from devmodel.store.session import SessionWriter
+    from devmodel.store import SessionWriter
+    from devmodel.technologies.pcm.verify import PcmVerifyConfig
     from instruments.chip import open_visa_chip
     from instruments.testing import ServerProcess
 

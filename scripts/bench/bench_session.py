@@ -24,8 +24,8 @@ class NullWriter:
 def session(devices: int, to_disk: bool) -> dict:
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import SweepConfig, config_dict, run_sweep
-    from devmodel.procedures.program_verify import PcmVerifyConfig
-    from devmodel.store.session import SessionWriter
+    from devmodel.store import SessionWriter
+    from devmodel.technologies.pcm.verify import PcmVerifyConfig
 
     chip = open_chip("sim:pcm?devices=65536&seed=7")
     cfg = SweepConfig.default("pcm", devices)

@@ -22,7 +22,7 @@ from devmodel.model.card import DeviceModel
 from devmodel.sim import accuracy
 from devmodel.sim.data import digits
 from devmodel.sim.networks import NETWORKS, build, train_fp
-from devmodel.train import METHODS, HWAOptions, evaluate_hwa, train_hwa
+from devmodel.train import METHODS, TrainOptions, evaluate_hwa, train_hwa
 
 TIMES_S = [1.0, 86400.0]
 
@@ -56,7 +56,7 @@ def main() -> None:
         fp_loss, hwa_loss, secs, day, energy = [], [], [], [], []
         for s, (f, ref) in enumerate(zip(fps, refs, strict=True)):
             t = time.perf_counter()
-            r = train_hwa(f, card, name, data, HWAOptions(seed=s))
+            r = train_hwa(f, card, name, data, TrainOptions(seed=s))
             secs.append((time.perf_counter() - t) / len(r.history))
             # the FP network on the crossbar the method trained for (tile-003: its last level)
             cfg = r.method.eval_config()

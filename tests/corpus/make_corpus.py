@@ -155,7 +155,7 @@ def cards(out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     from devmodel.model.card import DeviceModel
 
-    good = json.loads(DeviceModel.published_pcm().to_json())
+    good = json.loads(DeviceModel.published("pcm").to_json())
     exp = {}
 
     def write(name: str, text: str | bytes, phrase: str) -> None:

@@ -1,4 +1,4 @@
-"""A simulated phase-change memory test chip (physics.md, "PCM physics for a simulated chip").
+"""A simulated phase-change memory test chip (docs/physics.md, "PCM physics for a simulated chip").
 
 State of each device is its conductance at the reference age t0 after its last pulse (``g20``), its
 drift exponent ν and 1/f amplitude Q_s (drawn at every pulse from the published G-dependent
@@ -7,7 +7,7 @@ distributions), the time of its last pulse and its 1/f process. A read at age a 
     G = g20 · (a / t0)^(−ν) · (1 + Q_s·η(a)) + white noise, quantised by the ADC,
 
 with η the 1/f process of :mod:`devmodel.physics.flicker` (variance ln(a/(2 t_read))). The
-programming response of one pulse of amplitude I (µA) has the three regimes of physics.md:
+programming response of one pulse of amplitude I (µA) has the three regimes of docs/physics.md:
 
 * sub-melt (I < I_melt): cumulative, noisy crystal growth, mean ΔG ∝ (I/I_melt)^p, exponential
   spread (σ of ΔG equal to its mean);
@@ -31,7 +31,7 @@ from devmodel import __version__
 from devmodel.array import ChipInfo, Limits, PulseKind
 from devmodel.physics.base import SimulatedChip, Timing, lognormal, quantise
 from devmodel.physics.flicker import FlickerBank
-from devmodel.physics.published import PcmStatModel
+from devmodel.technologies.pcm.published import PcmStatModel
 
 DEFECT_NONE, DEFECT_STUCK_LOW, DEFECT_STUCK_HIGH = 0, 1, 2
 
@@ -168,7 +168,7 @@ class SimulatedPCM(SimulatedChip):
 
     def ground_truth(self) -> dict:
         return {
-            "model": "devmodel.physics.pcm.SimulatedPCM",
+            "model": "devmodel.technologies.pcm.physics.SimulatedPCM",
             "params": self.physics.to_dict(),
             "devices": {
                 "g20_us": self.g20, "nu": self.nu, "q_s": self.q_s, "t_pulse_s": self.t_pulse,
@@ -181,3 +181,8 @@ class SimulatedPCM(SimulatedChip):
         """Noise-free drifted conductance g20·(age/t0)^−ν (ground truth for tests)."""
         age = np.maximum(np.asarray(t_s) - self.t_pulse[a], self.physics.t_onset_s)
         return self.g20[a] * (age / self.physics.stat.t0_s) ** (-self.nu[a])
+
+
+#: The technology's part interface (devmodel.technologies): ground-truth parameters and the chip.
+PHYSICS = PcmPhysics
+CHIP = SimulatedPCM

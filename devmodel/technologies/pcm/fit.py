@@ -1,4 +1,4 @@
-"""PCM device model from a session (physics.md, "Fitting: how it is done well, and the traps").
+"""PCM device model from a session (docs/physics.md, "Fitting: how it is done well, and the traps").
 
 1. ν and G(t0) of every device from its drift-schedule reads (vectorised IRLS, ``stats``).
 2. 1/f amplitude per level from the read-noise bursts: the variogram D(τ) = ⟨(G(t+τ) − G(t))²⟩ of
@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -49,19 +50,21 @@ from devmodel.fit.stats import (
     unfold,
     var_se,
 )
-from devmodel.model.card import (
+from devmodel.forms import PowerLawCap
+from devmodel.technologies.pcm.card import (
     ClippedLogForm,
-    DeviceModel,
     Drift,
     DriftTable,
+    PcmModel,
     Programming,
     ReadNoise,
 )
-from devmodel.physics.published import PCM_T_READ_S, PcmStatModel, PowerLawCap
+from devmodel.technologies.pcm.published import PCM_T_READ_S, PcmStatModel
+from devmodel.validation import Constrained, Interval
 
 
 @dataclass(frozen=True)
-class PcmFitOptions:
+class PcmFitOptions(Constrained):
     """Choices of the PCM fit (recorded in the card's fit_quality)."""
 
     prog_degree: int = 2
@@ -69,6 +72,13 @@ class PcmFitOptions:
     n_mc: int = 4000  # devices simulated per level for the ν-estimator noise
     min_intrinsic_fraction: float = 0.2  # of the ν̂ variance, for a level to enter the ν fits
     seed: int = 0
+
+    WHERE: ClassVar[str] = "PCM fit"
+    CONSTRAINTS: ClassVar[dict] = {
+        "prog_degree": Interval(0, 6, integer=True), "t_read_s": Interval(0.0, 1.0, "right"),
+        "n_mc": Interval(100, 1_000_000, integer=True), "min_intrinsic_fraction": Interval(0.0, 1.0),
+        "seed": Interval(0, 2**63 - 1, integer=True),
+    }
 
 
 @dataclass
@@ -89,9 +99,10 @@ class LevelStats:
     cov_t0_nu_se: np.ndarray
 
 
-def fit_pcm(data: FitData, opts: PcmFitOptions | None = None) -> DeviceModel:
+def fit_pcm(data: FitData, opts: PcmFitOptions | None = None) -> PcmModel:
     """Fit the PCM card from prepared session data (see the module docstring)."""
     opts = opts or PcmFitOptions()
+    opts.check()
     s = data.session
     require_levels(data, opts.prog_degree, "σ_prog")
     drift = fit_drift_per_device(data.dev, data.age_s, data.g_us, data.n_devices, s.t0_s)
@@ -127,7 +138,7 @@ def level_stats(data: FitData, drift: DeviceDrift, use: np.ndarray) -> LevelStat
     return LevelStats(*(np.asarray(c, float) for c in zip(*rows, strict=True)))
 
 
-def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -> DeviceModel:
+def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -> PcmModel:
     s = data.session
     published = PcmStatModel(g_max_us=s.g_max_us, t0_s=s.t0_s, t_read_s=opts.t_read_s)
     x_t = lv.g_us / s.g_max_us  # target: the axis of σ_prog and ν (aihwkit)
@@ -182,8 +193,8 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
     fit_off = fit_poly_auto(x_t, lv.mean_t0 - lv.g_us, np.sqrt(lv.var_t0 / lv.n), opts.prog_degree)
 
     deg = range(opts.prog_degree + 1)
-    card = DeviceModel(
-        technology="pcm", g_max_us=s.g_max_us, t0_s=s.t0_s,
+    card = PcmModel(
+        g_max_us=s.g_max_us, t0_s=s.t0_s,
         programming=Programming(
             poly_coeffs_us=[fit_prog.values[f"c{i}"] for i in deg], g_ref_us=s.g_max_us,
             poly_coeffs_stderr_us=[fit_prog.stderr[f"c{i}"] for i in deg],
@@ -361,3 +372,8 @@ def _fit_read_noise(lv: LevelStats, prog: list, bursts: BurstNoise | None, ages,
     fit = fit_power_law_cap_levels([p / g_max for p in prog], q_lv, 0.05 * q_lv, published.q_s)
     # without bursts the white noise is not separable from the 1/f part: recorded as 0, no error
     return fit, (0.0, None), q_lv, "drift residuals (no bursts in the session)"
+
+
+#: The technology's part interface (devmodel.technologies).
+OPTIONS = PcmFitOptions
+fit = fit_pcm

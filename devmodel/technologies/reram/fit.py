@@ -1,4 +1,4 @@
-"""ReRAM device model from a session (physics.md, "ReRAM"; seed 000_… supplement).
+"""ReRAM device model from a session (docs/physics.md, "ReRAM"; seed 000 supplement).
 
 At each snapshot time (the drift-schedule ages) the error G − G_T of every level has a spread
 σ(x, t) and a mean; the short-term read noise, measured from the back-to-back reads of the bursts
@@ -10,6 +10,7 @@ snapshot. Between snapshots the card is interpolated linearly in ln t (``DeviceM
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,14 +18,21 @@ from devmodel.errors import DevmodelError
 from devmodel.fit.data import FitData, burst_reads, read_near, require_levels, typical_ages
 from devmodel.fit.lmfits import fit_poly
 from devmodel.fit.stats import clipped_std, var_se
-from devmodel.model.card import DeviceModel, Snapshot
 from devmodel.stats import robust_sigma
+from devmodel.technologies.reram.card import ReramModel, Snapshot
+from devmodel.validation import Constrained, Interval
 
 
 @dataclass(frozen=True)
-class ReramFitOptions:
+class ReramFitOptions(Constrained):
+    """Choices of the ReRAM fit (recorded in the card's fit_quality)."""
+
     degree: int = 4
     snapshot_rel_tol: float = 0.1  # a read belongs to a snapshot within ±10 % of its age
+
+    WHERE: ClassVar[str] = "ReRAM fit"
+    CONSTRAINTS: ClassVar[dict] = {"degree": Interval(0, 6, integer=True),
+                                   "snapshot_rel_tol": Interval(0.0, 0.5, "right")}
 
 
 def read_noise_from_bursts(data: FitData) -> tuple[float | None, float | None]:
@@ -64,9 +72,10 @@ def _nominal_ages(measured_s: np.ndarray, schedule_s, rel_tol: float) -> np.ndar
     return np.where(np.abs(measured_s / near - 1) <= rel_tol, near, measured_s)
 
 
-def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel:
+def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> ReramModel:
     """Fit the ReRAM card: snapshots of σ(x) and mean shift, read noise."""
     opts = opts or ReramFitOptions()
+    opts.check()
     s = data.session
     require_levels(data, opts.degree, "σ(x)")
     rn, rn_se = read_noise_from_bursts(data)
@@ -100,7 +109,7 @@ def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel
         quality[f"{age:g}"] = fit.quality | {"mean_by_level_us": mean.tolist(), "n": n.tolist()}
     if not snapshots:
         raise DevmodelError(f"{s.path}: no read age has enough devices per level for a snapshot")
-    card = DeviceModel(technology="reram", g_max_us=s.g_max_us, t0_s=float(snapshots[0].t_s),
+    card = ReramModel(g_max_us=s.g_max_us, t0_s=float(snapshots[0].t_s),
                        snapshots=snapshots, read_noise_us=float(rn or 0.0), read_noise_stderr_us=rn_se)
     card.fit_quality = {
         "options": opts.__dict__, "snapshots": quality,
@@ -109,3 +118,8 @@ def fit_reram(data: FitData, opts: ReramFitOptions | None = None) -> DeviceModel
         "excluded_devices": data.excluded,
     }
     return card
+
+
+#: The technology's part interface (devmodel.technologies).
+OPTIONS = ReramFitOptions
+fit = fit_reram

@@ -1,4 +1,4 @@
-"""A simulated filamentary ReRAM test chip (physics.md, "ReRAM").
+"""A simulated filamentary ReRAM test chip (docs/physics.md, "ReRAM").
 
 Voltage pulses: a SET pulse above the device's SET threshold grows the filament towards the
 compliance-limited conductance G_cc = I_cc / V_lrs, by a fraction that grows with the overdrive and
@@ -26,12 +26,12 @@ import numpy as np
 
 from devmodel import __version__
 from devmodel.array import ChipInfo, Limits, PulseKind
+from devmodel.forms import poly_us
 from devmodel.physics.base import SimulatedChip, Timing, lognormal, quantise
-from devmodel.physics.published import (
+from devmodel.technologies.reram.published import (
     RERAM_G_MAX_US,
     RERAM_READ_NOISE_REL,
     RERAM_WAN2022_COEFFS_US,
-    poly_us,
 )
 
 DEFECT_NONE, DEFECT_STUCK_LOW, DEFECT_STUCK_HIGH = 0, 1, 2
@@ -170,7 +170,7 @@ class SimulatedReRAM(SimulatedChip):
 
     def ground_truth(self) -> dict:
         return {
-            "model": "devmodel.physics.reram.SimulatedReRAM",
+            "model": "devmodel.technologies.reram.physics.SimulatedReRAM",
             "params": self.physics.to_dict(),
             "devices": {
                 "g_prog_us": self.g_prog, "delta_us": self.delta, "t_pulse_s": self.t_pulse,
@@ -178,3 +178,8 @@ class SimulatedReRAM(SimulatedChip):
                 "v_reset_th_v": self.v_reset_th, "g_hrs_us": self.g_hrs,
             },
         }
+
+
+#: The technology's part interface (devmodel.technologies): ground-truth parameters and the chip.
+PHYSICS = ReramPhysics
+CHIP = SimulatedReRAM

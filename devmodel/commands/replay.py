@@ -1,7 +1,6 @@
-"""``devmodel replay``: re-run procedures offline against a recorded session.
+"""``devmodel replay``: re-run procedures offline against a recorded session (docs/replay.md).
 
-Imports only click at module level: ``devmodel.cli`` registers this command at import time and
-``devmodel --help`` must stay fast.
+Imports only click at module level, so ``devmodel --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,13 +12,11 @@ from pathlib import Path
 
 import click
 
-from devmodel.errors import friendly
+from devmodel.commands.common import key_values, one_line
 from devmodel.progress import PhaseBars
 
 PROCEDURES = ("drift", "bursts", "program-verify")
 
-
-_friendly = friendly()
 
 @click.command("replay")
 @click.argument("session", type=click.Path(dir_okay=False))
@@ -48,7 +45,7 @@ _friendly = friendly()
               help="program-verify: also run the algorithm on this chip (e.g. the simulated chip the "
                    "session was recorded on) and print both.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@_friendly
+@one_line
 def replay(session, procedure, out, overwrite, policy, window, schedule, tolerance, overrides, seed,
            live_url, quiet) -> None:
     """Re-run the drift schedule, read-noise bursts or program-and-verify of a recorded session.
@@ -88,7 +85,7 @@ def replay_reads(session, names, out=None, overwrite=False, policy="exact", wind
     from devmodel.errors import DevmodelError
     from devmodel.replay.backend import ReplayChip
     from devmodel.replay.procedures import replay_schedule
-    from devmodel.store.session import SessionWriter, read_session
+    from devmodel.store import SessionWriter, read_session
 
     ages = None
     if schedule is not None:
@@ -163,7 +160,6 @@ def _compare_reads(record, new, names, ages) -> str:
 
 def _program_verify(session, tolerance, overrides, seed, live_url) -> None:
     from devmodel.chips import open_chip
-    from devmodel.errors import DevmodelError
     from devmodel.replay.emulator import EmulatedChip
     from devmodel.replay.procedures import (
         ConvergenceStats,
@@ -171,19 +167,14 @@ def _program_verify(session, tolerance, overrides, seed, live_url) -> None:
         recorded_stats,
         verify_config_of,
     )
-    from devmodel.store.session import read_session
+    from devmodel.store import read_session
 
-    sets = {}
-    for item in overrides:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise DevmodelError(f"--set {item!r}: expected FIELD=VALUE")
-        sets[key.strip()] = value.strip()
+    sets = key_values("--set", overrides)
     if tolerance is not None:
         sets["tolerance_us"] = str(tolerance)
     record = read_session(session, with_trace=False)  # the emulator reads the trace itself
     d = record.devices
-    cfg = verify_config_of(record, record.technology, sets)
+    cfg = verify_config_of(record, sets)
     chip = EmulatedChip(session, seed)
     res = emulate_program_verify(chip, d["address"], d["target_us"], cfg)
     rows = [("recorded session", recorded_stats(record))]
@@ -215,8 +206,6 @@ def _program_verify(session, tolerance, overrides, seed, live_url) -> None:
 
 
 def _recorded_setting(record, sets) -> str:
-    import json
-
-    rec = json.loads(record.attrs.get("verify_config", "{}") or "{}")
+    rec = record.verify_config or {}
     return ", ".join(f"{k}={rec.get(k)}" for k in sets)
 

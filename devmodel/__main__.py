@@ -1,0 +1,5 @@
+"""``python -m devmodel``: the ``devmodel`` command."""
+
+from devmodel.commands import main
+
+main()

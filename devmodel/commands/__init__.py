@@ -1,0 +1,41 @@
+"""The ``devmodel`` command line: a thin shell over the library (docs/architecture.md).
+
+One module per area — ``lab`` (characterize, info, import-table, serve-chip), ``model`` (fit,
+validate, report, export), ``network`` (evaluate, train-hwa), ``replay``, ``demo`` — each command
+parsing its options, calling the library and printing. Choices (technologies, export targets,
+training methods) come from the registries. Every error a user can cause ends in one sentence on
+stderr and exit status 2, never a traceback, and nothing half-written. Modules import only click and
+the core at the top, so ``devmodel --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from devmodel import __version__
+from devmodel.commands.common import OneLineErrors
+from devmodel.commands.demo import demo
+from devmodel.commands.lab import characterize, import_table_cmd, info, serve_chip
+from devmodel.commands.model import export, fit, report, validate
+from devmodel.commands.network import evaluate, train_hwa_cmd
+from devmodel.commands.replay import replay
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="devmodel")
+def main() -> None:
+    """devmodel: characterise PCM/ReRAM chips, fit device models, export them to simulators.
+
+    \b
+    Start with `devmodel demo` (a complete session on the built-in simulated chip), then
+    `devmodel characterize --chip sim:pcm --out session.h5` and `devmodel info session.h5`.
+    Chips are named by URL: sim:pcm, sim:reram (options: sim:pcm?devices=1000000&seed=3).
+    """
+
+
+for _command in (characterize, info, demo, fit, validate, report, import_table_cmd, export, evaluate,
+                 train_hwa_cmd, serve_chip, replay):
+    main.add_command(_command)
+
+if __name__ == "__main__":
+    main()

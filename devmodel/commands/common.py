@@ -1,0 +1,178 @@
+"""What the ``devmodel`` commands share: one-line errors, number lists, atomic writes, the
+extrapolation note, networks by name. Imports only click and the core at module level, so
+``devmodel --help`` stays fast."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+
+from devmodel.errors import DevmodelError, friendly
+
+one_line = friendly()  # one sentence and exit status 2 for a user error (devmodel.errors)
+
+
+class OneLineErrors(click.Group):
+    """click's usage errors (a wrong type, a missing argument, an unknown command) as one line on
+    stderr and exit status 2, like every other devmodel error, instead of usage + blank + error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `devmodel`: the help is the answer
+                e.show()
+                sys.exit(e.exit_code)
+            path = e.ctx.command_path if e.ctx is not None else "devmodel"
+            msg = e.format_message().rstrip(".")
+            click.echo(f"devmodel: error: {msg[:1].lower() + msg[1:]} (see '{path} --help').",
+                       err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("devmodel: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def floats(name: str, text: str | None) -> tuple[float, ...] | None:
+    """``--name 1,2,3`` as numbers (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise DevmodelError(f"--{name}: expected comma-separated numbers, got {text!r}") from None
+
+
+def times(text: str) -> list[float]:
+    """--times: positive inference times in seconds, comma-separated."""
+    times_s = list(floats("times", text) or ())
+    if not times_s or any(not 0 < t < float("inf") for t in times_s):
+        raise DevmodelError("--times: inference times must be positive, finite seconds")
+    return times_s
+
+
+def sem(acc):
+    """Standard error of the mean over programming trials (axis 0); 0 for a single trial."""
+    import numpy as np
+
+    n = acc.shape[0]
+    return acc.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(acc.shape[1:])
+
+
+def explicit(name: str) -> bool:
+    """Whether the current command's parameter ``name`` was given on the command line."""
+    src = click.get_current_context().get_parameter_source(name)
+    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def key_values(option: str, items: tuple[str, ...]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items as a dict (one sentence for a malformed one)."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise DevmodelError(f"{option} {item!r}: expected FIELD=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def typed_values(option: str, values: dict[str, str], defaults: object) -> dict:
+    """``key_values`` converted to the types of the fields of the dataclass instance ``defaults``
+    (numbers, flags, comma-separated tuples); unknown fields refused."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(defaults)}
+    out: dict = {}
+    for key, text in values.items():
+        if key not in names:
+            raise DevmodelError(f"{option}: no field {key!r}; known: {', '.join(sorted(names)) or 'none'}")
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = text.lower() in ("true", "1")
+            elif isinstance(default, tuple):
+                out[key] = tuple(type(default[0])(v) if default else float(v)
+                                 for v in text.split(",") if v.strip())
+            elif isinstance(default, int):
+                out[key] = int(text)
+            else:
+                out[key] = None if text.lower() == "none" else float(text)
+        except ValueError:
+            raise DevmodelError(f"{option} {key}={text!r}: not a value of that field's type") from None
+    return out
+
+
+def write_atomically(path: Path, text: str, overwrite: bool) -> None:
+    """Write ``text`` to ``path`` via a temporary file, so no half-written file is ever left."""
+    if path.exists() and not overwrite:
+        raise DevmodelError(f"{path} already exists; choose another --out or pass --overwrite")
+    if not path.parent.exists():
+        raise DevmodelError(f"the folder of {path} does not exist")
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_times(model, times_s: list[float], extrapolate: bool) -> list[bool]:
+    """Which inference times lie outside the card's fitted ages, found before any training starts.
+    Refused without ``extrapolate``; otherwise one note on stderr (the rows are marked '*') and the
+    noise model's per-call warnings are silenced by the caller (``quiet_extrapolation``)."""
+    outside = [model.outside_fitted_ages(model.inference_age_s(t)) for t in times_s]
+    if any(outside):
+        lo, hi = model.fitted_time_range()
+        shown = ", ".join(f"{t:g}" for t, o in zip(times_s, outside, strict=True) if o)
+        age = f" ({model.age_note()})" if model.age_note() else ""
+        where = f"t = {shown} s{age} lies outside the ages this card was fitted on ({lo:g}–{hi:g} s)"
+        if not extrapolate:
+            raise DevmodelError(f"{where}; drop --no-extrapolate to extrapolate")
+        click.echo(f"devmodel: note: {where}; {model.EXTRAPOLATION} (rows marked *)", err=True)
+    return outside
+
+
+@contextlib.contextmanager
+def quiet_extrapolation():
+    """The note of ``check_times`` replaces the noise model's per-call warnings."""
+    import warnings
+
+    from devmodel.model.noise import ExtrapolationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        yield
+
+
+def load_network(name: str, epochs: int, seed: int, quiet: bool):
+    """A digits network trained in floating point here, or a saved torch module (path.pt)."""
+    import torch
+
+    from devmodel.sim.data import digits
+    from devmodel.sim.networks import NETWORKS, build, train_fp
+
+    data = digits(seed=seed, image=True)
+    if name in NETWORKS:
+        net = train_fp(build(name, seed), data, epochs=epochs, seed=seed, progress=not quiet)
+        return net, data
+    path = Path(name)
+    if not path.exists():
+        raise DevmodelError(f"--network: {name!r} is neither {', '.join(NETWORKS)} nor a file")
+    try:
+        net = torch.load(path, weights_only=False)  # a whole module saved with torch.save
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file
+        raise DevmodelError(f"--network: {path} is not a saved torch module ({e})") from None
+    if not isinstance(net, torch.nn.Module):
+        raise DevmodelError(f"--network: {path} holds a {type(net).__name__}, not a torch module")
+    return net.eval(), data

@@ -1,0 +1,168 @@
+"""Model commands: ``fit`` a card to a session, ``validate`` it on held-out data, ``report`` figures,
+``export`` it to simulators."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from devmodel.commands.common import floats, key_values, one_line, typed_values, write_atomically
+from devmodel.errors import DevmodelError
+from devmodel.technologies import all_technologies
+
+
+def _legacy_fit_flags(fn):
+    """The fit flags technologies declare (``--prog-degree`` → PCM's prog_degree, …), one option each."""
+    for tech in reversed(all_technologies()):
+        for flag, field in tech.fit_flags.items():
+            fn = click.option(f"--{flag}", f"flag_{field}_{tech.name}", type=int, default=None,
+                              help=f"{tech.title}: the fit option {field} (as --set {field}=N).")(fn)
+    return fn
+
+
+@click.command()
+@click.argument("session", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Model card (JSON) [default: the session's name with .json, in the current directory].")
+@click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE",
+              help="An option of the session technology's fitter (e.g. --set prog_degree=3); repeatable.")
+@_legacy_fit_flags
+@click.option("--holdout-fraction", type=float, default=0.0, show_default=True,
+              help="Fraction of devices left out of the fit, for `devmodel validate`.")
+@click.option("--holdout-seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--bootstrap", type=int, default=0, show_default=True,
+              help="Device-resampled refits for 95 % percentile intervals (0: none).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing card.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line
+def fit(session, out, settings, holdout_fraction, holdout_seed, bootstrap, overwrite, quiet,
+        **flags) -> None:
+    """Fit a device model (model card JSON) to a session file."""
+    from tqdm import tqdm
+
+    from devmodel.fit.session import fit_options, fit_session
+    from devmodel.model.summary import format_card
+    from devmodel.store import read_session
+
+    out_path = Path(out) if out else Path(Path(session).with_suffix(".json").name)
+    if out_path.exists() and not overwrite:
+        raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
+    if not 0 <= holdout_fraction < 1:
+        raise DevmodelError("--holdout-fraction must be in [0, 1)")
+    if bootstrap < 0:
+        raise DevmodelError("--bootstrap must be ≥ 0")
+    record = read_session(session, with_trace=False)
+    options = typed_values("--set", key_values("--set", settings), fit_options(record.technology))
+    options.update(_legacy_values(record.technology, flags))
+    bar = tqdm(total=bootstrap, desc="bootstrap", disable=quiet or not bootstrap or None,
+               file=sys.stderr, leave=False)
+    card = fit_session(record, options, holdout_fraction, holdout_seed, bootstrap,
+                       progress=lambda i, n: bar.update(1))
+    bar.close()
+    write_atomically(out_path, card.to_json(), overwrite)
+    click.echo(format_card(card))
+    click.echo(f"written {out_path}")
+
+
+def _legacy_values(technology_name: str, flags: dict) -> dict:
+    """Values of the technologies' own fit flags that were given; one sentence for a flag of another
+    technology than the session's."""
+    out = {}
+    for tech in all_technologies():
+        for flag, field in tech.fit_flags.items():
+            value = flags.get(f"flag_{field}_{tech.name}")
+            if value is None:
+                continue
+            if tech.name != technology_name:
+                raise DevmodelError(f"--{flag} applies to {tech.name} sessions; this is a "
+                                    f"{technology_name} session (see --set)")
+            out[field] = value
+    return out
+
+
+@click.command()
+@click.argument("card", type=click.Path(dir_okay=False))
+@click.argument("session", type=click.Path(dir_okay=False))
+@click.option("--holdout-fraction", type=float, default=0.3, show_default=True,
+              help="Held-out fraction when the card was fitted on all devices of this session.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the split.")
+@click.option("--max-ks", type=float, default=0.05, show_default=True,
+              help="Fail when a gated Kolmogorov–Smirnov statistic reaches this.")
+@click.option("--gate-ages", default=None,
+              help="Ages (s, comma-separated) whose KS decides pass/fail [default: all].")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="A failing KS must also be significant at this family-wise level (Bonferroni "
+              "over the gated comparisons), so sampling noise of small sessions does not fail; "
+              "1: the KS threshold alone decides.")
+@one_line
+def validate(card, session, holdout_fraction, seed, max_ks, gate_ages, alpha) -> None:
+    """Compare a card's predictions with held-out data; exit 1 if a threshold fails."""
+    from devmodel.fit.validate import format_report
+    from devmodel.fit.validate import validate as run_validation
+    from devmodel.model.card import DeviceModel
+
+    if not 0 < holdout_fraction < 1:
+        raise DevmodelError("--holdout-fraction must be in (0, 1)")
+    if not 0 < alpha <= 1:
+        raise DevmodelError("--alpha must be in (0, 1]")
+    report = run_validation(DeviceModel.load(card), session, holdout_fraction, seed, max_ks,
+                            list(floats("gate-ages", gate_ages)) if gate_ages else None,
+                            alpha=alpha)
+    click.echo(format_report(report))
+    if not report.passed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("card", type=click.Path(dir_okay=False))
+@click.argument("session", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the PNG figures and index.html.")
+@click.option("--no-validation", is_flag=True, help="Skip the validation table.")
+@one_line
+def report(card, session, out, no_validation) -> None:
+    """Figures (PNG) and one HTML page for a card and its session."""
+    from devmodel.fit.validate import validate as run_validation
+    from devmodel.model.card import DeviceModel
+    from devmodel.report.figures import write_report
+    from devmodel.store import read_session
+
+    model = DeviceModel.load(card)
+    record = read_session(session, with_trace=False)  # loaded once for the table and the figures
+    val = None if no_validation else run_validation(model, record)
+    page = write_report(model, record, out, val)
+    click.echo(f"written {page}")
+
+
+def _export_targets() -> list[str]:
+    from devmodel.export import EXPORTERS
+
+    return list(EXPORTERS.names())
+
+
+@click.command()
+@click.argument("card", type=click.Path(dir_okay=False))
+@click.option("--to", "target", type=click.Choice(_export_targets()), required=True,
+              help="aihwkit: a Python module building aihwkit noise models; json: the normalised "
+              "card; summary: the scalars simpler simulators take.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file [default: standard output].")
+@click.option("--g-max-us", type=float, default=None,
+              help="Conductance range of the target simulator (must match the card's).")
+@click.option("--overwrite", is_flag=True)
+@one_line
+def export(card, target, out, g_max_us, overwrite) -> None:
+    """Export a model card to aihwkit, normalised JSON, or a scalar summary."""
+    from devmodel.export import EXPORTERS
+    from devmodel.model.card import DeviceModel
+
+    text = EXPORTERS.get(target)(DeviceModel.load(card), g_max_us)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomically(Path(out), text, overwrite)
+        click.echo(f"written {out}")
+

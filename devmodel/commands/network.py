@@ -1,0 +1,204 @@
+"""Network commands: ``evaluate`` a network programmed onto the characterised chip over time, and
+``train-hwa`` (hardware-aware training with the seeds' methods)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from devmodel.commands.common import (
+    check_times,
+    key_values,
+    load_network,
+    one_line,
+    quiet_extrapolation,
+    sem,
+    times,
+    typed_values,
+)
+from devmodel.errors import DevmodelError
+from devmodel.train.registry import METHODS
+
+
+@click.command()
+@click.option("--card", required=True, type=click.Path(dir_okay=False), help="Model card (JSON).")
+@click.option("--network", default="digits-cnn", show_default=True,
+              help="digits-mlp, digits-cnn (trained here on scikit-learn's digits), or path.pt "
+              "(a torch module saved with torch.save, evaluated on digits).")
+@click.option("--times", "times_text", default="1,3600,86400,31536000", show_default=True,
+              help="Inference times (s, after t0 for PCM), comma-separated.")
+@click.option("--trials", type=click.IntRange(1, 100_000), default=25, show_default=True,
+              help="Programming trials (each programs every device anew).")
+@click.option("--crossbar", type=click.Choice(["standard", "ideal-periphery", "ideal"]),
+              default="standard", show_default=True,
+              help="standard: the seed's crossbar model; ideal-periphery: device noise only; "
+              "ideal: no non-ideality.")
+@click.option("--scales", type=click.Choice(["column", "tile", "learned"]), default="column",
+              show_default=True, help="Digital output scales: abs-max per column or per tile, or the "
+              "ones a hardware-aware training learned (a --network saved by train-hwa --method device-000).")
+@click.option("--no-drift-compensation", is_flag=True, help="Turn global drift compensation off.")
+@click.option("--bit-serial", is_flag=True,
+              help="Read each input bit separately with its own read noise (seed 004; needs the "
+              "DAC of --crossbar standard); prints the reads per matrix-vector product.")
+@click.option("--extrapolate/--no-extrapolate", default=True, show_default=True,
+              help="Times outside the ages the card was fitted on: use the fitted laws there (a note "
+              "on stderr, rows marked *) or refuse.")
+@click.option("--epochs", type=click.IntRange(1, 100_000), default=30, show_default=True,
+              help="Floating-point training epochs for the digits networks.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Save accuracy vs time as a PNG.")
+@click.option("--quiet", is_flag=True)
+@one_line
+def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compensation, bit_serial,
+             extrapolate, epochs, seed, plot, quiet) -> None:
+    """Accuracy of a network programmed onto the characterised chip, over time (mean ± SEM)."""
+    from tqdm import tqdm
+
+    from devmodel.model.card import DeviceModel
+    from devmodel.model.noise import ExtrapolationError
+    from devmodel.sim import CrossbarConfig, accuracy, convert, evaluate_over_time
+
+    model = DeviceModel.load(card)
+    times_s = times(times_text)
+    cfg = {"standard": CrossbarConfig.standard(), "ideal-periphery": CrossbarConfig(),
+           "ideal": CrossbarConfig.ideal()}[crossbar]
+    cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
+                    and not no_drift_compensation)
+    if bit_serial:
+        if not cfg.dac_bits:
+            raise DevmodelError(f"--bit-serial needs an input DAC; --crossbar {crossbar} has none "
+                                "(use --crossbar standard)")
+        cfg = cfg.with_(bit_serial=True)
+    outside = check_times(model, times_s, extrapolate)
+    net, data = load_network(network, epochs, seed, quiet)
+    fp = accuracy(net, data.x_test, data.y_test)
+    anet = convert(net, model, cfg, extrapolate)
+    bar = tqdm(total=trials, desc="trials", disable=quiet or None, file=sys.stderr, leave=False)
+    try:
+        with quiet_extrapolation():
+            acc = evaluate_over_time(anet, data.x_test, data.y_test, times_s, trials, seed,
+                                     calibration=data.x_train, progress=lambda i, n: bar.update(1))
+    except ExtrapolationError as e:
+        raise DevmodelError(f"{e} (drop --no-extrapolate)") from None
+    finally:
+        bar.close()
+    mean, err = acc.mean(0), sem(acc)
+    click.echo(f"network {network} on {card} ({model.technology}), crossbar {crossbar}, "
+               f"{scales} scales, drift compensation {'on' if cfg.drift_compensation else 'off'}, "
+               f"{trials} trials; floating point {100 * fp:.2f} %")
+    if bit_serial:
+        click.echo(f"bit-serial inputs: {anet.layers[0].reads_per_mvm} reads per matrix-vector product, "
+                   f"{anet.reads_per_inference():,} device reads per inference")
+    click.echo("        time s   accuracy %    ± SEM")
+    for t, m, e, o in zip(times_s, mean, err, outside, strict=True):
+        click.echo(f"  {t:12g}   {100 * m:10.2f}   {100 * e:6.2f}" + ("  *" if o else ""))
+    if plot:
+        _plot(plot, times_s, mean, err, fp)
+
+
+def _plot(path: str, times_s, mean, err, fp: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.errorbar(times_s, 100 * mean, 100 * err, marker="o", capsize=3)
+    ax.axhline(100 * fp, ls="--", color="gray", label="floating point")
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    click.echo(f"written {path}")
+
+
+@click.command("train-hwa")
+@click.option("--card", required=True, type=click.Path(dir_okay=False), help="Model card (JSON).")
+@click.option("--network", default="digits-cnn-small", show_default=True,
+              help="digits-mlp, digits-cnn, digits-mlp-small, digits-cnn-small, or path.pt.")
+@click.option("--method", required=True, type=click.Choice(METHODS.names()),
+              help="Training method, named after the seed it comes from (docs/hwa-training.md).")
+@click.option("--epochs", type=click.IntRange(1, 100_000), default=60, show_default=True,
+              help="Hardware-aware epochs (per pipeline level for tile-003).")
+@click.option("--fp-epochs", type=click.IntRange(1, 100_000), default=40, show_default=True,
+              help="Floating-point epochs for a digits network trained here first.")
+@click.option("--lr", type=click.FloatRange(0, 10, min_open=True), default=1e-3, show_default=True)
+@click.option("--noise-scale", type=click.FloatRange(0, 100), default=None,
+              help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3, hasgd-002: 2].")
+@click.option("--perturbations", type=click.IntRange(1, 1000), default=None,
+              help="hasgd-002: L [4].")
+@click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE",
+              help="An option of the method (docs/hwa-training.md), e.g. --set drop_connect=0.02; "
+              "repeatable.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--times", "times_text", default="1,3600,86400", show_default=True,
+              help="Inference times (s) of the evaluation after training.")
+@click.option("--trials", type=click.IntRange(1, 100_000), default=25, show_default=True)
+@click.option("--extrapolate/--no-extrapolate", default=True, show_default=True,
+              help="Times outside the card's fitted ages: use the fitted laws (rows marked *) or refuse.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Save the trained network (torch.save) here.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+              help="Write a checkpoint after every epoch here (checkpoint.pt, replaced whole).")
+@click.option("--resume", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Continue from a checkpoint.pt written with the same method and options (--epochs "
+              "may be larger); the result equals an uninterrupted run.")
+@click.option("--quiet", is_flag=True)
+@one_line
+def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, perturbations, settings,
+                  seed, times_text, trials, extrapolate, out, checkpoint_dir, resume, quiet) -> None:
+    """Hardware-aware training with a seed's method, then accuracy over time vs the FP network."""
+    import numpy as np
+    import torch
+
+    from devmodel.model.card import DeviceModel
+    from devmodel.model.noise import ExtrapolationError
+    from devmodel.sim import accuracy
+    from devmodel.train import TrainOptions, evaluate_hwa, train_hwa
+
+    model = DeviceModel.load(card)
+    times_s = times(times_text)
+    if out and Path(out).exists():
+        raise DevmodelError(f"{out} already exists; choose another --out")
+    options = typed_values("--set", key_values("--set", settings), METHODS[method].Options())
+    for flag, field, value in (("--noise-scale", "noise_scale", noise_scale),
+                               ("--perturbations", "n_perturb", perturbations)):
+        if value is not None:
+            if not hasattr(METHODS[method].Options(), field):
+                raise DevmodelError(f"{flag} does not apply to method {method} (it has no {field})")
+            options[field] = value
+    outside = check_times(model, times_s, extrapolate)
+    fp_net, data = load_network(network, fp_epochs, seed, quiet)
+    result = train_hwa(fp_net, model, method, data, TrainOptions(epochs=epochs, lr=lr, seed=seed),
+                       options, progress=not quiet, checkpoint_dir=checkpoint_dir, resume=resume)
+    try:
+        with quiet_extrapolation():
+            fp_acc = evaluate_hwa(fp_net, model, data, times_s, trials, seed,
+                                  config=result.method.eval_config(), extrapolate=extrapolate)
+            hwa_acc = evaluate_hwa(result, model, data, times_s, trials, seed, extrapolate=extrapolate)
+    except ExtrapolationError as e:
+        raise DevmodelError(f"{e} (drop --no-extrapolate)") from None
+    fp_digital = accuracy(fp_net, data.x_test, data.y_test)
+    hwa_digital = accuracy(result.net, data.x_test, data.y_test)
+    click.echo(f"{method} ({result.method.seed}) on {network}, {epochs} epochs in {result.seconds:.1f} s; "
+               f"digital accuracy FP {100 * fp_digital:.2f} %, HWA {100 * hwa_digital:.2f} %")
+    click.echo(f"  {', '.join(f'{k} = {v}' for k, v in result.report.items())}")
+    click.echo("        time s    FP mapped %     HWA %   (mean ± SEM over trials; HWA median, top-25 %)")
+    fp_sem, hwa_sem = sem(fp_acc), sem(hwa_acc)
+    for j, t in enumerate(times_s):
+        a, b = fp_acc[:, j], hwa_acc[:, j]
+        click.echo(f"  {t:12g}   {100 * a.mean():6.2f} ± {100 * fp_sem[j]:4.2f}   "
+                   f"{100 * b.mean():6.2f} ± {100 * hwa_sem[j]:4.2f}   "
+                   f"({100 * np.median(b):.2f}, {100 * np.percentile(b, 75):.2f})"
+                   + ("  *" if outside[j] else ""))
+    if out:
+        tmp = Path(out).with_name(Path(out).name + ".part")
+        torch.save(result.net, tmp)  # a whole module, as --network path.pt expects
+        tmp.replace(out)  # never a half-written network under the final name
+        click.echo(f"written {out}")

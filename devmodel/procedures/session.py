@@ -1,0 +1,123 @@
+"""A characterisation session end to end: the session file, the sweep, the instrument's journal,
+resuming after a stop (``devmodel characterize``, ``devmodel demo``; docs/reliability.md).
+
+:func:`new_session` creates the file (crash-safe and resumable unless ``durability="off"``) and runs
+the sweep into it; :func:`resume_session` continues one from its last commit. A chip that keeps its
+own state (an instrument) runs through a journal of its answers, so a resume repeats exactly what
+the lost window did; a simulated chip is snapshotted with every commit instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devmodel.array import DeviceArray, ReportsFaults, Seeded, Snapshots
+from devmodel.errors import DevmodelError
+from devmodel.procedures.characterize import Progress, SessionSummary, SweepConfig, config_dict, run_sweep
+from devmodel.procedures.program_verify import VerifyConfig, verify_parts
+from devmodel.procedures.resume import attach_journal, configs_from_file, restore_chip
+from devmodel.store.durable import DurableSessionWriter, inspect_resumable
+from devmodel.store.writer import SessionSink, SessionWriter
+from devmodel.technologies import technology
+
+DURABILITY = ("full", "process", "off")
+
+
+@dataclass
+class SessionRun:
+    """What a (new or resumed) session did, and the instrument faults it met on the way."""
+
+    path: Path
+    summary: SessionSummary
+    faults: dict = field(default_factory=dict)
+
+
+def new_session(chip: DeviceArray, chip_url: str, cfg: SweepConfig, out_path: str | Path, *,
+                seed: int | None, overwrite: bool = False, progress: Progress | None = None,
+                durability: str = "full", checkpoint_interval_s: float = 2.0,
+                command: str = "") -> SessionRun:
+    """Create the session file for ``chip`` and run the sweep into it (the technology's default
+    program-and-verify and reference age t0).
+
+    ``durability`` "full" or "process" writes a crash-safe, resumable file (commits every
+    ``checkpoint_interval_s``, fsynced for "full"); "off" the plain incremental file.
+    """
+    if durability not in DURABILITY:
+        raise DevmodelError(f"--durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
+    tech = technology(chip.info.technology)
+    verify_cls, _ = verify_parts(tech.name)
+    verify = verify_cls()
+    kw = dict(technology=tech.name, g_max_us=chip.info.g_max_us, t0_s=tech.t0_s,
+              chip=dict(chip.info.to_dict(), url=chip_url), config=config_dict(cfg, verify),
+              seed=chip.seed if isinstance(chip, Seeded) else seed, command=command,
+              overwrite=overwrite)
+    if durability == "off":
+        writer: SessionSink = SessionWriter(out_path, **kw)
+    else:
+        writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
+                                      fsync=durability == "full", **kw)
+    with writer as w:
+        return sweep_into(chip, w, cfg, verify, progress, journal=durability != "off")
+
+
+def sweep_into(chip: DeviceArray, writer: SessionSink, cfg: SweepConfig, verify: VerifyConfig,
+               progress: Progress | None = None, state=None, downtime: str = "wall",
+               journal: bool = True) -> SessionRun:
+    """Run the sweep (new or resumed from ``state``) into ``writer``, through an instrument's
+    journal when the file is resumable, record the faults met, and mark the session complete."""
+    run_chip = chip
+    if journal and not isinstance(chip, Snapshots):
+        run_chip = attach_journal(chip, writer, state, downtime)
+    try:
+        summary = run_sweep(run_chip, cfg, writer, verify, progress, state)
+    finally:
+        if run_chip is not chip:
+            run_chip.close_journal()
+    faults = chip.fault_record() if isinstance(chip, ReportsFaults) else {}
+    for key, value in faults.items():
+        if key == "faults_injected":
+            if value:
+                writer.set_attr(key, json.dumps(value, sort_keys=True))
+        else:
+            writer.set_attr(key, int(value))
+    writer.finish("complete")
+    return SessionRun(Path(writer.path), summary, faults)
+
+
+def resume_session(path: str | Path, chip: DeviceArray, *, downtime: str = "wall",
+                   durability: str = "full", checkpoint_interval_s: float = 2.0,
+                   progress: Progress | None = None) -> SessionRun:
+    """Continue the session in ``path`` on ``chip`` (opened from the recorded or a given URL) from
+    its last commit, noting the gap in ``/gaps``."""
+    path = Path(path)
+    if durability == "off":
+        raise DevmodelError("--durability off cannot resume a session (it writes no resume data)")
+    info = inspect_resumable(path)
+    cfg, verify = configs_from_file(info)
+    recorded = info["chip"]
+    for key in ("technology", "n_devices"):
+        if key in recorded and recorded[key] != getattr(chip.info, key):
+            raise DevmodelError(f"--resume {path}: the chip has {key} {getattr(chip.info, key)!r} but "
+                                f"the session was recorded on one with {recorded[key]!r}")
+    writer, state = DurableSessionWriter.reopen(path, commit_interval_s=checkpoint_interval_s,
+                                                fsync=durability == "full")
+    with writer:
+        if state is not None:
+            t_stop, t_resume, down_s = restore_chip(chip, state, downtime)
+        else:  # stopped before its first commit: start again from the header
+            t_stop, t_resume, down_s = float("nan"), chip.now_s(), float("nan")
+        reason = info["status_reason"] if info["status"] == "failed" and info["status_reason"] else (
+            "the session process stopped without closing the file (killed, crashed or lost power)")
+        writer.record_gap(reason, t_stop, t_resume, down_s, info["commit_utc"])
+        writer.set_attr("status", "running")
+        writer.set_attr("status_reason", "")
+        writer.commit_now()
+        return sweep_into(chip, writer, cfg, verify, progress, state, downtime)
+
+
+def recorded_chip(path: str | Path) -> tuple[str, int | None]:
+    """The chip URL and seed a resumable session was recorded with."""
+    info = inspect_resumable(path)
+    return info["chip"].get("url", ""), (info["seed"] if info["seed"] >= 0 else None)
