@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from devmodel.array import PulseKind, as_addresses, check_pulses
+from devmodel.array import HasGroundTruth, PulseKind, as_addresses, check_pulses
 from devmodel.errors import DevmodelError, LimitError
 from instruments import scpi
 from instruments.scpi import Block, Framer, Message, encode_block, format_error, header_forms
@@ -413,10 +413,9 @@ class ChipServer:
 
     def _truth(self, conn, params, header):
         _nparams(params, 0, 0, header)
-        gt = getattr(self.chip, "ground_truth", None)
-        if not callable(gt):
+        if not isinstance(self.chip, HasGroundTruth):
             raise ScpiError(scpi.HARDWARE_MISSING, "this chip has no ground truth")
-        truth = gt()
+        truth = self.chip.ground_truth()
         buf = io.BytesIO()
         arrays = {f"devices/{k}": np.asarray(v) for k, v in truth.get("devices", {}).items()}
         np.savez(buf, model=np.array(str(truth.get("model", ""))),

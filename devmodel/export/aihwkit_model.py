@@ -36,7 +36,7 @@ class DevmodelNoiseModel(BaseNoiseModel):
 
     def __init__(self, card: DeviceModel, g_converter=None, generator: torch.Generator | None = None,
                  extrapolate: bool = False) -> None:
-        g_converter = g_converter or SinglePairConductanceConverter(g_max=card.g_max_us)
+        g_converter = g_converter or SinglePairConductanceConverter(g_max=card.g_max_us, g_min=card.g_min_us)
         if abs(float(g_converter.g_max) - card.g_max_us) > 1e-9 * card.g_max_us:
             raise DevmodelError(
                 f"the card was fitted with g_max {card.g_max_us:g} µS but the aihwkit converter uses "

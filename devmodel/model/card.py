@@ -160,6 +160,11 @@ class DeviceModel:
         """Short-term read noise redrawn at every read (µS)."""
         raise NotImplementedError
 
+    @property
+    def g_min_us(self) -> float:
+        """The lowest conductance a device is programmed to (the floor of its window; 0: none)."""
+        return 0.0
+
     def inference_age_s(self, t_s: float) -> float:
         """Device age at inference time ``t_s`` (default: counted from programming)."""
         return max(float(t_s), 1e-9)

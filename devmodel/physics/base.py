@@ -55,6 +55,7 @@ class SimulatedChip(ClockedArray):
     """Base of the simulated chips; subclasses implement the physics hooks ``_pulse`` and ``_read``."""
 
     info: ChipInfo
+    physics = None  # the technology's ground-truth parameters (a dataclass with to_dict), set first
 
     def __init__(self, info: ChipInfo, seed: int, timing: Timing) -> None:
         self.info = info
@@ -125,8 +126,7 @@ class SimulatedChip(ClockedArray):
 
     def fingerprint(self) -> str:
         """Identity, size, limits and physics parameters: a saved state only fits the chip it came from."""
-        physics = getattr(self, "physics", None)
-        params = physics.to_dict() if physics is not None else {}
+        params = self.physics.to_dict() if self.physics is not None else {}
         return json.dumps({"identity": self.info.identity, "n_devices": self.info.n_devices,
                            "limits": self.info.limits.to_dict(), "params": params},
                           sort_keys=True, default=list)

@@ -157,9 +157,9 @@ class SweepRunner:
         self.addr = cfg.first_address + self.rows
         self.target = self.levels[self.level]
         self.sched = Scheduler(chip, writer, self.addr, cfg, progress)
-        _, verify_run = verify_parts(info.technology)
-        self.pv = verify_run(chip, self.addr, self.target, verify, self._pv_progress, cfg.record_trace,
-                             self.sched)
+        verify_cls, verify_run = verify_parts(info.technology)
+        self.pv = verify_run(chip, self.addr, self.target, verify or verify_cls(), self._pv_progress,
+                             cfg.record_trace, self.sched)
         self.phase = "start"
         self.converged_fraction = float("nan")
         self.n_bursts = 0

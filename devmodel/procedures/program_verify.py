@@ -491,5 +491,5 @@ def program_verify(chip: DeviceArray, addresses: np.ndarray, targets_us: np.ndar
                    record_trace: bool = True, host: Host | None = None) -> VerifyResult:
     """Program ``addresses`` to ``targets_us`` with the program-and-verify of the chip's technology
     (its default configuration unless ``config``)."""
-    _, run = verify_parts(chip.info.technology)
-    return run(chip, addresses, targets_us, config, progress, record_trace, host).run()
+    cls, run = verify_parts(chip.info.technology)
+    return run(chip, addresses, targets_us, config or cls(), progress, record_trace, host).run()

@@ -111,7 +111,9 @@ class AnalogNet(nn.Module):
                 m.set_ideal()
             return
         self.native = self.card.noise_model(gen, self.extrapolate)
-        g_min = 0.0 if not self.config.on_off_ratio else self.card.g_max_us / self.config.on_off_ratio
+        # the lowest conductance used: the device window's floor, raised by a finite on/off ratio
+        g_min = max(self.card.g_min_us,
+                    self.card.g_max_us / self.config.on_off_ratio if self.config.on_off_ratio else 0.0)
         t0_age = self._age(0.0) if self.config.drift_compensation else None
         for m in self.layers:
             m.program(self.native, g_min, t0_age)

@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, burst_reads, representative_ages, require_levels
+from devmodel.fit.data import FitData, representative_ages, require_levels
 from devmodel.fit.lmfits import (
     FitResult,
     fit_clipped_log,
@@ -50,6 +50,7 @@ from devmodel.fit.stats import (
     unfold,
     var_se,
 )
+from devmodel.fit.variogram import equal_bursts, variogram_lines, white_noise, white_variance
 from devmodel.forms import PowerLawCap
 from devmodel.technologies.pcm.card import (
     ClippedLogForm,
@@ -281,36 +282,23 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
     conductance); with E[H²] = E[G_d²]·(1 + Q_s²·V), V = ln(age/(2 t_read)), the pooled slope s gives
     Q_s² = s / (2 E[H²] − s V) without dividing any device by its own noisy mean.
     """
-    b = burst_reads(data.session)
-    if b is None:
-        return None
-    bid, t, g, dev, age = b
-    _, start, length = np.unique(bid, return_index=True, return_counts=True)
     per_level: dict[int, list] = {}
-    for n_reads in np.unique(length):  # bursts of one length form one matrix
-        grp = (length == n_reads) & (n_reads >= 8)
-        if not grp.any():
-            continue
-        idx = start[grp][:, None] + np.arange(n_reads)
-        G, T, D, A = g[idx], t[idx], dev[idx[:, 0]], age[idx]
+    for G, T, A, D in equal_bursts(data.session):  # bursts of one length form one matrix
         ok = use[D] & np.isfinite(drift.nu[D])
         G, T, D, A = G[ok], T[ok], D[ok], A[ok]
         if D.size == 0:
             continue
         dt = float(np.median(np.diff(T, axis=1)))
         H = G * (T / T.mean(1, keepdims=True)) ** drift.nu[D][:, None]
-        lags = 2 ** np.arange(int(np.log2(max(n_reads // 4, 1))) + 1)
-        var = np.stack([np.mean((H[:, k:] - H[:, :-k]) ** 2, axis=1) for k in lags], 1)
-        X = np.column_stack([np.log(lags * max(dt, 1e-12)), np.ones(lags.size)])
-        coef = np.linalg.lstsq(X, var.T, rcond=None)[0]  # per device (slope, intercept)
+        slope, icpt = variogram_lines(H, dt)  # per device
         for j in np.unique(data.level[D]):
             m = data.level[D] == j
             per_level.setdefault(int(j), []).append(
-                (coef[0, m], coef[1, m], np.mean(H[m] ** 2, axis=1), A[m].mean()))
+                (slope[m], icpt[m], np.mean(H[m] ** 2, axis=1), A[m].mean()))
     res = {k: [] for k in BurstNoise.__dataclass_fields__}
     for j, parts in sorted(per_level.items()):
         slope, icpt, h2 = (np.concatenate([p[i] for p in parts]) for i in (0, 1, 2))
-        white2 = (icpt + slope * np.log(4 * t_read_s)) / 2  # per device, can be < 0
+        white2 = white_variance(slope, icpt, t_read_s)  # per device, can be < 0
         if slope.size < 3:
             continue
         v = np.log(np.mean([p[3] for p in parts]) / (2 * t_read_s))
@@ -327,28 +315,6 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
     return out if out.q2.size >= 2 else None
 
 
-def white_noise(bursts: BurstNoise) -> tuple[float, float | None]:
-    """White read noise and its standard error (µS): the levels' intercept estimates combined by
-    inverse variance.
-
-    White noise is conductance-independent (physics.md), but each level's estimate extrapolates the
-    variogram from lags of seconds down to 4·t_read, about 14 e-folds, so a level's 1/f slope error
-    is multiplied by 14: at high G that error dwarfs σ_w² itself (per-level estimates of either sign),
-    while the low levels, where Q_s²·G² is small, pin it down. Averaging with equal weights let the
-    high levels dominate (0.093 µS for 0.05 µS true); inverse-variance weights use each level for
-    what it resolves. Negative level estimates are kept (clamping them would bias upwards).
-    """
-    w2, se = bursts.white_var_us2, bursts.white_var_se_us2
-    ok = np.isfinite(w2) & (se > 0)
-    if not ok.any():
-        return 0.0, None
-    wt = 1.0 / se[ok] ** 2
-    var, var_se = np.sum(wt * w2[ok]) / wt.sum(), 1.0 / np.sqrt(wt.sum())
-    sd = float(np.sqrt(max(var, 0.0)))
-    # delta method; at an estimate of 0 the SE of σ is that of sqrt(var_se)
-    return sd, float(var_se / (2 * sd) if sd > np.sqrt(var_se) else np.sqrt(var_se))
-
-
 def _fit_read_noise(lv: LevelStats, prog: list, bursts: BurstNoise | None, ages, opts, published):
     """Q_s(x) power law and white noise; from bursts, else from the drift residuals. ``prog`` holds
     per level draws of the programmed conductance (µS)."""
@@ -359,7 +325,8 @@ def _fit_read_noise(lv: LevelStats, prog: list, bursts: BurstNoise | None, ages,
         q_se = np.maximum(bursts.q2_se[ok] / (2 * q), 1e-4 * q)
         lv_of = [int(np.searchsorted(lv.g_us, g)) for g in bursts.g_us[ok]]
         fit = fit_power_law_cap_levels([prog[j] / g_max for j in lv_of], q, q_se, published.q_s)
-        return fit, white_noise(bursts), np.sqrt(np.maximum(bursts.q2, 0)), "bursts (variogram slope)"
+        white = white_noise(bursts.white_var_us2, bursts.white_var_se_us2)
+        return fit, white, np.sqrt(np.maximum(bursts.q2, 0)), "bursts (variogram slope)"
     # no bursts: scale a trial Q_s until the simulated drift residuals match the measured ones
     x_p = np.array([max(np.median(p), 1e-3) for p in prog]) / g_max
     q_lv = published.q_s(x_p)
