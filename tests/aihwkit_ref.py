@@ -1,8 +1,9 @@
 """The pinned IBM aihwkit source distribution, for tests against aihwkit's own classes.
 
 aihwkit is published on PyPI as a source distribution for Python 3.11 (its C++ simulator must be
-compiled), but its ``aihwkit.inference`` package is plain Python + torch. The tests take the pinned
-official sdist (1.2.0) from PyPI's file host by its exact URL, check its SHA-256, extract only
+compiled), but its ``aihwkit.inference`` package is plain Python + torch. The tests fetch the pinned
+sdist (1.2.0) the way users fetch packages, by name with pip (``pip download --no-deps
+aihwkit==1.2.0``: pip prepares its metadata, nothing is compiled), check its SHA-256, extract only
 ``src/aihwkit`` into a cache and put it on ``sys.path``. ``AIHWKIT_SRC`` may point at an existing
 checkout's ``src``; with ``DEVMODEL_OFFLINE`` set and nothing cached the tests skip, saying why.
 """
@@ -13,15 +14,13 @@ import hashlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
-import urllib.request
+import tempfile
 from pathlib import Path
 
 AIHWKIT_VERSION = "1.2.0"
-AIHWKIT_SDIST_URL = ("https://files.pythonhosted.org/packages/cf/69/"
-                     "a2c61897eae27dca5fcb62e55dad93edad1bdebdffd67e0e000e41fd768e/"
-                     "aihwkit-1.2.0.tar.gz")
 AIHWKIT_SDIST_SHA256 = "288b00aed52a99f578a2e7ac46fdbf2a9f07e4780c4307eae5827558f1bf2cba"
 
 
@@ -49,7 +48,23 @@ def _extract(blob: bytes, dest: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def aihwkit_src(timeout: float = 30.0) -> tuple[Path | None, str]:
+def _pip_download(timeout: float) -> tuple[bytes | None, str]:
+    """The sdist's bytes, fetched by name with pip (no dependencies, nothing built)."""
+    with tempfile.TemporaryDirectory(prefix="devmodel-aihwkit-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "-q", f"aihwkit=={AIHWKIT_VERSION}", "-d", tmp]
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, f"pip download aihwkit=={AIHWKIT_VERSION} took over {timeout:g} s"
+        sdists = list(Path(tmp).glob(f"aihwkit-{AIHWKIT_VERSION}.tar.gz"))
+        if run.returncode != 0 or not sdists:
+            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+            return None, f"pip download aihwkit=={AIHWKIT_VERSION} failed ({last})"
+        return sdists[0].read_bytes(), ""
+
+
+def aihwkit_src(timeout: float = 600.0) -> tuple[Path | None, str]:
     """(path to put on sys.path, "") or (None, why not)."""
     env = os.environ.get("AIHWKIT_SRC")
     if env:
@@ -61,11 +76,9 @@ def aihwkit_src(timeout: float = 30.0) -> tuple[Path | None, str]:
         return dest, ""
     if os.environ.get("DEVMODEL_OFFLINE"):
         return None, "DEVMODEL_OFFLINE is set and the aihwkit sdist is not cached"
-    try:
-        with urllib.request.urlopen(AIHWKIT_SDIST_URL, timeout=timeout) as resp:
-            blob = resp.read()
-    except OSError as exc:
-        return None, f"cannot download the aihwkit {AIHWKIT_VERSION} sdist from PyPI ({exc})"
+    blob, why = _pip_download(timeout)
+    if blob is None:
+        return None, why
     if hashlib.sha256(blob).hexdigest() != AIHWKIT_SDIST_SHA256:
         return None, "the downloaded aihwkit sdist does not match its pinned SHA-256"
     _extract(blob, dest)

@@ -120,10 +120,10 @@ class DeviceModel:
         return cls.from_json(text, source=str(path))
 
     @classmethod
-    def published(cls, technology_name: str) -> DeviceModel:
-        """The technology's published model as a card (its ``card`` part's ``published()``)."""
+    def published(cls, technology_name: str, **options) -> DeviceModel:
+        """The technology's published model as a card (its ``card`` part's ``published(**options)``)."""
         try:
-            return technology(technology_name).part("card").published()
+            return technology(technology_name).part("card").published(**options)
         except UnknownNameError as e:
             raise ModelCardError(str(e)) from None
 
