@@ -32,7 +32,7 @@ def reram_session(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def published_pcm_session(tmp_path_factory):
-    """Drawn from the published PCM statistical model (physics.md): 13 levels × 2000 devices, reads
+    """Drawn from the published PCM statistical model (docs/physics.md): 13 levels × 2000 devices, reads
     at 20 s … 1 day, 256-read bursts at 1 s spacing on 100 devices per level at 1000 s."""
     from devmodel.technologies.pcm.synthetic import synthesize_pcm_session
 

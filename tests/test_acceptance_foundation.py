@@ -1,6 +1,6 @@
 """Acceptance of the foundation issue on full-size sessions (13 levels × 2000 devices).
 
-The numbers come from physics.md: the seed's chip (001_…) measured per-level spreads of 0.3–1.1 µS
+The numbers come from docs/physics.md: the seed's chip (001) measured per-level spreads of 0.3–1.1 µS
 (median 0.94) at ~25 s; the published statistical model gives 0.38–1.40 µS; ν ≈ 0.05 above 5 µS;
 the 1/f spread grows as Q_s·sqrt(ln(t/(2 t_read))); the NeuRRAM ReRAM error curves at 1 s and 1 day.
 """

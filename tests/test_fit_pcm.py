@@ -1,6 +1,6 @@
 """PCM fits recover the published statistical model they are given (fitting issue, acceptance).
 
-Data: the published model of physics.md, 13 levels × 2000 devices, reads at 20 s … 1 day, bursts of
+Data: the published model of docs/physics.md, 13 levels × 2000 devices, reads at 20 s … 1 day, bursts of
 256 reads (1 s apart) on 100 devices per level at 1000 s; the 1/f noise is a process started at
 programming. Bounds from the issue: σ_prog within 3 % RMS over x ∈ [0.05, 1]; μ_ν within ±0.003 and
 intrinsic σ_ν within ±0.004 over the levels where the slope is resolved and on the plateau; Q_s

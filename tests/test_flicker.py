@@ -1,4 +1,4 @@
-"""The 1/f process: variance, variogram and correlations against the closed forms of physics.md."""
+"""The 1/f process: variance, variogram and correlations against the closed forms of docs/physics.md."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ def _fresh(n=N):
 def test_variance_after_reset_follows_log_law(age):
     bank, idx, rng = _fresh()
     eta = bank.sample(idx, np.full(N, age), rng)
-    expected = np.log(age / (2 * 250e-9))  # physics.md: Q_s²·ln(t/(2 t_read)) in units of Q_s²
+    expected = np.log(age / (2 * 250e-9))  # docs/physics.md: Q_s²·ln(t/(2 t_read)) in units of Q_s²
     assert eta.var() == pytest.approx(expected, rel=0.04)
     assert abs(eta.mean()) < 4 * np.sqrt(expected / N)
 
@@ -37,7 +37,7 @@ def test_drift_schedule_reads_have_the_ou_covariance():
 
 
 def test_burst_variogram_slope_is_two_q_squared():
-    """physics.md: D(τ) regressed on ln τ has slope 2·Q_s² (here Q_s = 1)."""
+    """docs/physics.md: D(τ) regressed on ln τ has slope 2·Q_s² (here Q_s = 1)."""
     bank, idx, rng = _fresh(4000)
     B = np.array([bank.sample(idx, np.full(4000, 1000.0 + k), rng) for k in range(256)])
     taus = np.array([1, 2, 4, 8, 16, 32, 64])

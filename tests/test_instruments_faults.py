@@ -91,7 +91,7 @@ def test_bad_answers_are_one_sentence_naming_instrument_and_command(mode, error,
 def test_wrong_idn_model_is_refused():
     with ThreadedServer(FaultyServer("idn", header="*IDN?")) as srv:
         with pytest.raises(InstrumentError, match=r"answered \*IDN\? with model 'TCC-9000' "
-                                                  r"\(ACME Instruments\); ScpiChip drives SIM-PCM"):
+                                                  r"\(ACME Instruments\); ScpiChip drives .*SIM-PCM"):
             connect(srv)
 
 

@@ -26,7 +26,7 @@ def test_set_staircase_crystallises_and_full_reset_amorphises():
     chip, a = _set_chip()
     assert np.median(chip.g20[a]) == pytest.approx(35.0, rel=0.05)
     chip.pulse(a, PulseKind.RESET, 480.0, 50.0)
-    # physics.md: at or above full RESET, G ≈ 0.1 µS or less
+    # docs/physics.md: at or above full RESET, G ≈ 0.1 µS or less
     assert np.percentile(chip.g20[a], 95) <= 0.12
 
 
@@ -45,7 +45,7 @@ def test_partial_reset_falls_monotonically_with_current_and_is_history_free():
     chip2.pulse(a2, PulseKind.RESET, 250.0, 50.0)
     assert stats.ks_2samp(from_reset, chip2.g20[a2]).pvalue > 0.01
     assert np.median(after_low) < np.median(from_reset)
-    # cycle-to-cycle spread at one amplitude is physics.md's 10–20 % in the mid range
+    # cycle-to-cycle spread at one amplitude is docs/physics.md's 10–20 % in the mid range
     rel = np.std(np.log(from_reset))
     assert 0.05 < rel < 0.3
 
@@ -90,7 +90,7 @@ def test_read_is_drift_times_one_plus_flicker():
 def test_defect_fraction_and_stuck_devices_ignore_pulses():
     chip = SimulatedPCM(n_devices=200_000, seed=1)
     frac = np.mean(chip.defect != DEFECT_NONE)
-    assert 0.006 < frac < 0.010  # physics.md: ~0.5–1 % stuck
+    assert 0.006 < frac < 0.010  # docs/physics.md: ~0.5–1 % stuck
     bad = np.flatnonzero(chip.defect != DEFECT_NONE)[:50]
     before = chip.g20[bad].copy()
     chip.pulse(bad, PulseKind.RESET, 450.0, 50.0)

@@ -91,8 +91,8 @@ def test_same_seed_same_trial(cnn, digits_data, pcm_card):
 
 def test_drift_compensation_and_column_scales_on_the_chip_card(cnn, digits_data, pcm_card):
     """The seeds' qualitative results on digits: without global drift compensation accuracy falls
-    with time; with it most of the loss at 1 day is recovered (001_…); column-wise output scales do
-    at least as well as tile-wise at 1 day (000_… Supplementary Table 6). 10 trials each."""
+    with time; with it most of the loss at 1 day is recovered (001); column-wise output scales do
+    at least as well as tile-wise at 1 day (000 Supplementary Table 6). 10 trials each."""
     times = [1.0, 86400.0]
 
     def run(**kw):

@@ -47,14 +47,14 @@ def test_every_method_trains_checkpoints_and_returns_a_plain_network(method, mlp
 
 
 def test_noise_injection_clips_weights_and_leaves_inference_clean(mlp, digits_data, pcm_card):
-    """001_…: weights clipped to ±α·σ_W after every update; noise only in the training forward."""
+    """001: weights clipped to ±α·σ_W after every update; noise only in the training forward."""
     r = train_hwa(mlp, pcm_card, "noise-001", digits_data, TrainOptions(epochs=1), {"clip_alpha": 1.5})
     for m in r.net.modules():
         if isinstance(m, nn.Linear):
             w = m.weight.detach()
             # the clip uses σ_W before clamping, which clamping can only lower by a little
             assert float(w.abs().max()) <= 1.5 * float(w.std()) * 1.1
-    assert r.report["eta"] == pytest.approx(2 * representative_eta(pcm_card))  # noise_scale 2 (001_…)
+    assert r.report["eta"] == pytest.approx(2 * representative_eta(pcm_card))  # noise_scale 2 (001)
 
 
 def test_hasgd_averages_the_gradient_over_L_perturbations(mlp, digits_data, pcm_card):
@@ -79,7 +79,7 @@ def test_tile_aware_runs_three_pipelines_and_evaluates_on_the_tiled_crossbar(mlp
 
 
 def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(pcm_card):
-    """003_…: at level 3 every array's output is digitised and scaled by its trained multiplier;
+    """003: at level 3 every array's output is digitised and scaled by its trained multiplier;
     with no variation and fine quantisation that forward is the unwrapped digital network (the
     multipliers folded into the rows of their arrays). 300 inputs → arrays of 256 + 44 rows."""
     torch.manual_seed(0)
@@ -102,7 +102,7 @@ def test_tile_aware_level_3_without_variation_is_the_network_it_unwraps_to(pcm_c
 
 
 def test_energy_regulariser_lowers_the_read_energy(mlp, digits_data, pcm_card):
-    """004_…: λ·Σ α_t·ρ·|w| with trainable ρ; a larger λ ends at a lower energy, and bit-serial
+    """004: λ·Σ α_t·ρ·|w| with trainable ρ; a larger λ ends at a lower energy, and bit-serial
     inputs read every device once per input bit."""
     low = train_hwa(mlp, pcm_card, "fluct-004", digits_data, TrainOptions(epochs=3), {"energy_lambda": 0.0})
     high = train_hwa(mlp, pcm_card, "fluct-004", digits_data, TrainOptions(epochs=3), {"energy_lambda": 1e-2})
@@ -117,7 +117,7 @@ def test_energy_regulariser_lowers_the_read_energy(mlp, digits_data, pcm_card):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bit_serial_lowers_the_output_spread_as_predicted(seed):
-    """004_…: with every input bit read separately, read noise adds per read and the outputs are
+    """004: with every input bit read separately, read noise adds per read and the outputs are
     summed with weights 2^p, so the output std falls from w_noise·√Σ_i c_i² to
     w_noise·√(Σ_p 4^p Σ_i δ_{p,i}²) (codes c_i = Σ_p 2^p δ_{p,i}). 2000 reads × 64 outputs."""
     torch.manual_seed(seed)
@@ -143,7 +143,7 @@ def test_bit_serial_lowers_the_output_spread_as_predicted(seed):
 
 
 def test_noise_injection_cuts_the_one_day_accuracy_loss(digits_data, pcm_card):
-    """The seeds' central claim (000_…, 001_…): on digits at 1 day with global drift compensation,
+    """The seeds' central claim (000, 001): on digits at 1 day with global drift compensation,
     device-shaped injection and weight-noise injection each cut the loss of the FP network mapped
     directly by ≥ 30 %; mean over 3 training seeds × 25 programming trials. Loss = FP digital
     accuracy − analog accuracy; digits-cnn-small, whose direct-mapping loss (≈ 1–2 points) is large
@@ -172,9 +172,9 @@ def test_train_hwa_cli(tmp_path, pcm_card):
                  "fluct-004", "--epochs", "1", "--fp-epochs", "2", "--trials", "2", "--times",
                  "1,86400", "--out", str(out), "--checkpoint-dir", str(ckpt), "--quiet")
     assert r.returncode == 0, r.stderr
-    assert "fluct-004 (004_" in r.stdout and "reads_per_mvm = 7" in r.stdout
+    assert "fluct-004 (004 (" in r.stdout and "reads_per_mvm = 7" in r.stdout
     assert "86400" in r.stdout and (ckpt / "checkpoint.pt").exists()
-    for m, code, phrase in (("fluct-004", 0, "fluct-004 (004_"),  # one more epoch from the checkpoint
+    for m, code, phrase in (("fluct-004", 0, "fluct-004 (004 ("),  # one more epoch from the checkpoint
                             ("noise-001", 2, "written by method fluct-004, not noise-001")):
         r2 = devmodel("train-hwa", "--card", str(path), "--network", "digits-mlp-small", "--method", m,
                       "--epochs", "2", "--fp-epochs", "2", "--times", "1", "--trials", "1",
@@ -213,7 +213,7 @@ def test_a_checkpoint_resumes_to_the_uninterrupted_network(mlp, digits_data, pcm
 
 
 def test_device_000_learns_output_scales_the_simulator_can_use(mlp, digits_data, pcm_card):
-    """Seed 000_…: codes stay within ±1 (g_max) while γ is learned; the unwrapped network carries γ
+    """Seed 000: codes stay within ±1 (g_max) while γ is learned; the unwrapped network carries γ
     as `out_scale`, and `scales="learned"` maps W/γ onto the devices (clipped) instead of abs-max."""
     r = train_hwa(mlp, pcm_card, "device-000", digits_data, TrainOptions(epochs=2, seed=0))
     layers = [m for m in r.net.modules() if isinstance(m, nn.Linear)]

@@ -1,6 +1,6 @@
 """What the fitters take from a session: reads by device, device screening, levels.
 
-Screening (physics.md, "Fitting"): devices with a target of 0, devices whose verify loop did not
+Screening (docs/physics.md, "Fitting"): devices with a target of 0, devices whose verify loop did not
 converge, and outliers at t0 (further than ``outlier_sigma`` robust σ from their level's median,
 e.g. stuck devices) are excluded, and each exclusion is counted so the card can report it.
 """

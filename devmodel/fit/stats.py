@@ -1,12 +1,12 @@
-"""Statistical building blocks of the fitters (physics.md, "Fitting: how it is done well").
+"""Statistical building blocks of the fitters (docs/physics.md, "Fitting: how it is done well").
 
 * ``fit_drift_per_device``: ν and G(t0) of every device at once, by iteratively reweighted least
   squares (quasi-likelihood for multiplicative noise): each step is an ordinary least-squares fit of
   the relative residual G/m − 1 on (1, −ln(t/t0)). To first order it is the least squares of ln G on
-  ln(age) that physics.md asks for, but it stays unbiased when 1/f noise is tens of percent (low
+  ln(age) that docs/physics.md asks for, but it stays unbiased when 1/f noise is tens of percent (low
   levels), where E[ln G] is not ln E[G], and it accepts raw negative reads (never clamped).
 * ``drift_fit_noise_mc``: Var(ν̂) and bias of ν̂ from read noise alone for a read schedule, so
-  that the intrinsic σ_ν² = apparent spread² − Var(ν̂) (physics.md quotes 0.0065 at x = 1, 0.012
+  that the intrinsic σ_ν² = apparent spread² − Var(ν̂) (docs/physics.md quotes 0.0065 at x = 1, 0.012
   at 0.4, 0.029 at 0.1 for 20 s … 1 day; this estimator gives ~0.67·Q_s, i.e. 0.0059, 0.011, 0.026).
 * ``unfold``: (μ, σ) of N(μ, σ) from the mean and variance of |N(μ, σ)| (ν = |N(μ_ν, σ_ν)|).
 * ``clipped_std``: a spread estimator that ignores gross outliers but keeps the efficiency of the
@@ -131,7 +131,7 @@ def drift_fit_noise_mc(ages_s: np.ndarray, t0_s: float, g_t0_us: np.ndarray | fl
 def tobit(x: np.ndarray, floor: float = 0.0) -> tuple[float, float, float]:
     """(μ, σ, censored fraction) of a Gaussian left-censored at ``floor``, by maximum likelihood.
 
-    physics.md: G_prog is clamped at 0, so at the lowest levels a point mass sits at 0 and neither
+    docs/physics.md: G_prog is clamped at 0, so at the lowest levels a point mass sits at 0 and neither
     the mean nor the spread of the reads is that of the Gaussian; values ≤ floor count as censored.
     """
     x = np.asarray(x, dtype=float)

@@ -160,7 +160,7 @@ class NativeNoiseModel:
 def global_drift_compensation(w_t0: torch.Tensor, w_t: torch.Tensor,
                               x_cal: torch.Tensor | None = None) -> torch.Tensor:
     """α = Σ|y(t0)| / Σ|y(t)| for a calibration input (default all ones), y = W x; multiply the
-    crossbar outputs at t by α. Seed 001_… divides the summed current of the columns at a constant
+    crossbar outputs at t by α. Seed 001 divides the summed current of the columns at a constant
     voltage at t0 by that at t (what ``devmodel.sim`` does with Σ G of every device); this is the
     same ratio taken on the signed outputs of a chosen input, aihwkit's form."""
     if x_cal is None:

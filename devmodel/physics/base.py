@@ -1,7 +1,7 @@
 """What the simulated chips share: clock, timing of pulse and read batches, limits, seeding.
 
 Timing model (a test-chip controller that addresses devices one at a time, as in the seed's
-experimental platform, 001_… section IV): a batch command costs ``command_overhead_s``; each pulse
+experimental platform, 001 section IV): a batch command costs ``command_overhead_s``; each pulse
 costs its width plus ``pulse_overhead_s``; each read costs ``read_cycle_s``. ``n_reads`` consecutive
 reads of one device follow each other before the next device is read. Reads with an
 ``interval_s`` are taken in passes over all addressed devices, one pass every ``interval_s``.

@@ -1,6 +1,6 @@
 """1/f (flicker) noise as a process in time, for millions of devices at once.
 
-physics.md: a bank of Ornstein–Uhlenbeck processes with log-spaced rates λ_k, each carrying variance
+docs/physics.md: a bank of Ornstein–Uhlenbeck processes with log-spaced rates λ_k, each carrying variance
 v = Q_s²·Δln λ, has a spectrum S ∝ Q_s²/f between its slowest and fastest rate. Started at zero at
 the end of programming (the melt-quench erases history), component k has variance
 v·(1 − e^{−2λ_k·age}), the sum ≈ ln(age / (2 t_read)) (the accumulation formula of the published

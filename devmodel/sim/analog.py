@@ -9,7 +9,7 @@ by its analog counterpart (batch norms, activations and pooling stay digital). T
   device age that is (``DeviceModel.inference_age_s``: from t0 for PCM as in aihwkit and seed 000,
   device age t0 + t; from programming for ReRAM) — with drift,
   accumulated 1/f noise and, if configured, global drift compensation per layer (the ratio of the
-  summed outputs for an all-ones calibration input at t0 and at t, seed 001_…).
+  summed outputs for an all-ones calibration input at t0 and at t, seed 001).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``CrossbarConfig()`` has every periphery non-ideality off (ideal MVM; device noise from the card
 on); ``CrossbarConfig.ideal()`` turns the device noise off too (analog equals digital inference);
-``CrossbarConfig.standard()`` is the seed's "standard" AIMC crossbar (000_… Supplementary Table 1):
+``CrossbarConfig.standard()`` is the seed's "standard" AIMC crossbar (000 Supplementary Table 1):
 8-bit DAC and ADC, output noise 0.04, output bound 10, 512×512 tiles, column-wise digital output
 scales, short-term weight noise 0.0175, global drift compensation.
 
@@ -34,15 +34,15 @@ class CrossbarConfig(Constrained):
     out_noise: float = 0.0  # output-referred Gaussian noise, per output per MVM
     w_noise: float = 0.0  # short-term weight noise, re-drawn at every MVM
     # "column": a digital scale per output and tile (abs-max); "tile": one per tile; "learned": the
-    # per-output scales a hardware-aware training learned (seed 000_…), weights beyond them clipped
+    # per-output scales a hardware-aware training learned (seed 000), weights beyond them clipped
     scales: str = "column"
     differential: str = "pair"  # "pair": G⁺ − G⁻ summed in one column; "two_columns": digitised apart
     on_off_ratio: float | None = None  # g_min = g_max / ratio on both devices (None: g_min = 0)
     input_percentile: float = 99.99  # static input range from calibration data
     output_percentile: float = 99.9  # ... enlarged until this percentile of |y| fits out_bound
     device_noise: bool = True  # programming noise, drift and 1/f noise from the card
-    drift_compensation: bool = False  # global drift compensation per layer (seed 001_…)
-    bit_serial: bool = False  # seed 004_…: each input bit read separately (needs dac_bits)
+    drift_compensation: bool = False  # global drift compensation per layer (seed 001)
+    bit_serial: bool = False  # seed 004: each input bit read separately (needs dac_bits)
 
     WHERE: ClassVar[str] = "crossbar configuration"
     CONSTRAINTS: ClassVar[dict] = {
@@ -69,7 +69,7 @@ class CrossbarConfig(Constrained):
 
     @classmethod
     def standard(cls) -> CrossbarConfig:
-        """The seed's standard AIMC crossbar model (000_…, Supplementary Table 1)."""
+        """The seed's standard AIMC crossbar model (000, Supplementary Table 1)."""
         return cls(tile_rows=512, tile_cols=512, dac_bits=8, adc_bits=8, out_bound=10.0,
                    out_noise=0.04, w_noise=0.0175, scales="column", device_noise=True,
                    drift_compensation=True)

@@ -1,12 +1,12 @@
 """Analog ``Linear`` and ``Conv2d`` layers on tiled crossbars (analog-inference issue).
 
 A layer's weight matrix (outputs × inputs; a convolution's kernels flattened into columns, seeds
-000_…/003_…) is split into tiles of at most ``tile_rows`` inputs — whole input channels for a
+000/003) is split into tiles of at most ``tile_rows`` inputs — whole input channels for a
 convolution, so each tile is itself a convolution over a channel group — and the digital partial
 sums of the tiles are added. Each tile maps its weights onto conductances with a digital output
 scale per column (max |w| of that column in the tile) or one per tile, on a differential pair
 G⁺ − G⁻ (the unused device at g_min) read as one column, or on two columns digitised separately and
-subtracted (003_…). One matrix-vector product, in the normalised units of ``CrossbarConfig``:
+subtracted (003). One matrix-vector product, in the normalised units of ``CrossbarConfig``:
 
     x → clip to the static input range, DAC → y = x·Wᵀ + w_noise·‖x‖·z + out_noise·z
       → clip to ±out_bound, ADC → × input range × output scale → Σ tiles → × α (drift comp.) + bias
@@ -123,7 +123,7 @@ class AnalogLayer(nn.Module):
             nup, num = native.drift_coefficients(gp), native.drift_coefficients(gm)
             self._prog.append((native.program(gp, nup), nup, native.program(gm, num), num))
         self._span = g_max - g_min_us
-        # drift compensation (seed 001_…): the summed current of all columns for a constant input
+        # drift compensation (seed 001): the summed current of all columns for a constant input
         # is Σ G over the devices; its value at t0 is the reference
         self._ref = None
         if age_t0_s is not None:
@@ -180,7 +180,7 @@ class AnalogLayer(nn.Module):
         return self.config.dac_bits - 1 if self.config.bit_serial else 1
 
     def _forward_bit_serial(self, x: torch.Tensor) -> torch.Tensor:
-        """Seed 004_…: the input code x = Σ_p 2^p δ_p (sign apart) is applied one bit plane at a
+        """Seed 004: the input code x = Σ_p 2^p δ_p (sign apart) is applied one bit plane at a
         time; every read has its own noise, bound and ADC, and the outputs are summed with weights
         2^p. Output variance from read noise: w²·Σ_p 4^p Σ δ_p² instead of w²·(Σ_p 2^p δ_p)²."""
         c = self.config
@@ -298,7 +298,8 @@ class AnalogConv2d(AnalogLayer):
     @classmethod
     def from_digital(cls, m: nn.Conv2d, config: CrossbarConfig) -> AnalogConv2d:
         if m.groups != 1 or m.padding_mode != "zeros":
-            raise ValueError("analog Conv2d supports groups=1 and zero padding")
+            raise DevmodelError(f"analog Conv2d supports groups=1 and zero padding, not groups={m.groups}, "
+                                f"padding_mode={m.padding_mode!r}")
         return cls(m.weight, m.bias, config, m.stride, m.padding, m.dilation,
                    out_scale=getattr(m, "out_scale", None))
 

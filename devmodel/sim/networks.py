@@ -60,7 +60,7 @@ class _Block(nn.Module):
 
 
 class ResNet32(nn.Module):
-    """ResNet-32 for CIFAR-10 (seed 001_…, Fig. 1: 3 stages of 5 basic blocks, 16/32/64 channels;
+    """ResNet-32 for CIFAR-10 (seed 001, Fig. 1: 3 stages of 5 basic blocks, 16/32/64 channels;
     here with 1×1 projection shortcuts)."""
 
     def __init__(self, n_classes: int = 10, width: int = 16) -> None:

@@ -4,20 +4,20 @@ Every method wraps the network's ``Linear``/``Conv2d`` layers in :class:`HWALaye
 weights) and perturbs them in the forward pass only (noise enters as a constant, so gradients are the
 straight-through ones of the clean weights):
 
-* ``noise-001`` (seed 001_…, Joshi et al.): Gaussian weight noise σ = η·max|W| per layer, recomputed
+* ``noise-001`` (seed 001, Joshi et al.): Gaussian weight noise σ = η·max|W| per layer, recomputed
   every step; weights clipped to ±α·σ_W after each update (α = 2); starts from the FP model. η is
   the card's representative spread at t0 relative to g_max (the seed used 0.94/25 = 3.8 %).
-* ``device-000`` (seed 000_…, Rasch et al.): noise shaped like the card's spread at t0 as a function
+* ``device-000`` (seed 000, Rasch et al.): noise shaped like the card's spread at t0 as a function
   of conductance, scaled by a factor and ramped up over the first batches; drop-connect (devices stuck
   at g_min); learned per-column output scales with periodic remapping of the weights to them.
-* ``hasgd-002`` (seed 002_…, Wan et al.): the gradient averaged over L independent perturbations per
+* ``hasgd-002`` (seed 002, Wan et al.): the gradient averaged over L independent perturbations per
   step; analog floating point (perturbations relative to each filter's own range, the per-filter
   mapping coefficient), the bias stored as b/s against a dummy input s ≥ 1 so it uses the full range;
   the device mean shift μ_DS injected as prior knowledge.
-* ``tile-003`` (seed 003_…): three pipelines fine-tuned in turn — 1: quantised weights and inputs;
+* ``tile-003`` (seed 003): three pipelines fine-tuned in turn — 1: quantised weights and inputs;
   2: + signed weights on two cells with a finite on/off ratio; 3: + tile size, ADC precision and a
   trainable multiplier per array — with variation injected per minibatch.
-* ``fluct-004`` (seed 004_…): read fluctuation re-drawn per sample and per read (the device-enhanced
+* ``fluct-004`` (seed 004): read fluctuation re-drawn per sample and per read (the device-enhanced
   dataset), the energy regulariser λ·Σ α_t·ρ·|w| with a trainable energy coefficient ρ (fluctuation
   ∝ 1/ρ), and bit-serial inputs (each input bit read separately; α_t = reads per product).
 """
@@ -277,7 +277,7 @@ class Method:
 
 
 class NoiseInjection001(Method):
-    name, seed = "noise-001", "001_… (Joshi et al.), section III"
+    name, seed = "noise-001", "001 (Joshi et al.), section III"
     Options = NoiseOptions
 
     def __init__(self, card, opts, options=None):
@@ -306,7 +306,7 @@ class NoiseInjection001(Method):
 
 
 class DeviceShaped000(Method):
-    name, seed = "device-000", "000_… (Rasch et al.), AIMC hardware-aware training"
+    name, seed = "device-000", "000 (Rasch et al.), AIMC hardware-aware training"
     Options = DeviceOptions
 
     def __init__(self, card, opts, options=None):
@@ -348,7 +348,7 @@ class DeviceShaped000(Method):
         for m in net.modules():
             if not isinstance(m, HWALayer):
                 continue
-            m.weight.clamp_(-1.0, 1.0)  # codes are conductances: never beyond g_max (seed 000_…)
+            m.weight.clamp_(-1.0, 1.0)  # codes are conductances: never beyond g_max (seed 000)
             if remap:  # periodic remapping: max |code| per column back to 1
                 peak = m.weight.abs().reshape(m.weight.shape[0], -1).amax(1).clamp_min(1e-8)
                 m.weight.div_(m._shape(peak))
@@ -361,7 +361,7 @@ class DeviceShaped000(Method):
 
 
 class HASGD002(Method):
-    name, seed = "hasgd-002", "002_… (Wan et al.), HA-SGD and analog floating point"
+    name, seed = "hasgd-002", "002 (Wan et al.), HA-SGD and analog floating point"
     Options = HasgdOptions
 
     def __init__(self, card, opts, options=None):
@@ -391,7 +391,7 @@ class HASGD002(Method):
 
 
 class TileAware003(Method):
-    name, seed = "tile-003", "003_… (tile-aware training, three pipelines)"
+    name, seed = "tile-003", "003 (tile-aware training, three pipelines)"
     Options = TileOptions
 
     def __init__(self, card, opts, options=None):
@@ -460,7 +460,7 @@ class TileAware003(Method):
         trainable multiplier per array."""
         o = self.options
         r = layer.in_range.clamp_min(1e-8)
-        bound = CrossbarConfig.standard().out_bound  # 000_… Suppl. Table 1
+        bound = CrossbarConfig.standard().out_bound  # 000 Suppl. Table 1
         raw = [[layer.op(*self._tile(layer, g, xq / r, start, stop)) for g in cells]
                for start, stop in self._tile_rows(layer)]
         with torch.no_grad():  # bound-aware input range, as the simulator calibrates it
@@ -500,7 +500,7 @@ class TileAware003(Method):
 
 
 class Fluctuation004(Method):
-    name, seed = "fluct-004", "004_… (device-enhanced dataset, energy regularisation, bit-serial)"
+    name, seed = "fluct-004", "004 (device-enhanced dataset, energy regularisation, bit-serial)"
     Options = FluctOptions
 
     def __init__(self, card, opts, options=None):

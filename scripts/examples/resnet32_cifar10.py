@@ -1,6 +1,6 @@
 """ResNet-32 on CIFAR-10 on a characterised chip: train in floating point, then accuracy over time.
 
-The seeds' experiment (001_…, 000_…) with your own device model. Needs the CIFAR-10 python batches
+The seeds' experiment (001, 000) with your own device model. Needs the CIFAR-10 python batches
 already on disk (nothing is downloaded): a folder holding ``cifar-10-batches-py``. Not run in CI.
 
     python scripts/examples/resnet32_cifar10.py --data-dir ~/data --card model.json \\

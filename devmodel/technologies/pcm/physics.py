@@ -18,7 +18,7 @@ programming response of one pulse of amplitude I (µA) has the three regimes of 
 
 SET pulses (long, crystallising) at or above ``set_min_ua`` return the device to G_set. Thresholds
 and the curve scale vary device to device; ~0.8 % of devices are stuck low or high (Joshi's 0.9 %
-non-convergence, seed 001_…).
+non-convergence, seed 001).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ roughly exponentially in |V| (−1 to −2 V), down to the HRS floor.
 After every pulse the conductance relaxes: a zero-mean random walk δ(t) whose variance grows in
 ln t and saturates by about a day (no mean drift, as the NeuRRAM data show). Its variance is sized
 so that, after write-verify with the default tolerance, the total error σ(x, t) reproduces the
-published NeuRRAM curves at 1 s and 1 day (physics.md table, 000_…):
+published NeuRRAM curves at 1 s and 1 day (docs/physics.md table, 000):
 
     Var δ(x, t) = V_fast(x)·φ_fast(t) + V_slow(x)·φ_slow(t),
     V_fast = σ_1s(x)² − r², V_slow = σ_1d(x)² − σ_1s(x)²,
