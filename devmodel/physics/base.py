@@ -26,6 +26,7 @@ from devmodel.array import (
 )
 from devmodel.errors import DevmodelError
 from devmodel.physics.clock import ClockedArray, VirtualClock
+from devmodel.physics.flicker import FlickerBank
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,37 @@ class SimulatedChip(ClockedArray):
     def ground_truth(self) -> dict:
         """Parameters and per-device state of the simulation (recorded in sessions)."""
         raise NotImplementedError
+
+
+#: Device defect codes of the simulated chips (ground truth ``defect``).
+DEFECT_NONE, DEFECT_STUCK_LOW, DEFECT_STUCK_HIGH = 0, 1, 2
+
+
+def draw_defects(rng: np.random.Generator, n: int, stuck_low: float, stuck_high: float) -> np.ndarray:
+    """Per device DEFECT_NONE, or stuck low / high with the given probabilities (int8)."""
+    u = rng.random(n)
+    return np.where(u < stuck_low, DEFECT_STUCK_LOW,
+                    np.where(u < stuck_low + stuck_high, DEFECT_STUCK_HIGH, DEFECT_NONE)).astype(np.int8)
+
+
+class FlickerState:
+    """Mixin for chips with a 1/f process per device (``self.bank``): its rows travel with the chip's
+    saved state, and reads draw η from it."""
+
+    bank: FlickerBank
+    rng: np.random.Generator
+
+    def _eta(self, a: np.ndarray, t_first: np.ndarray, n_reads: int, spacing_s: float) -> np.ndarray:
+        """η of ``n_reads`` consecutive reads of devices ``a`` (m, n_reads)."""
+        if n_reads == 1:
+            return self.bank.sample(a, t_first, self.rng)[:, None]
+        return self.bank.sample_run(a, t_first, n_reads, spacing_s, self.rng)
+
+    def _save_extra(self, a: np.ndarray) -> dict[str, np.ndarray]:
+        return {f"bank/{k}": v for k, v in self.bank.save_rows(a).items()}
+
+    def _restore_extra(self, a: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        self.bank.restore_rows(a, {k[5:]: v for k, v in state.items() if k.startswith("bank/")})
 
 
 def lognormal(rng: np.random.Generator, sigma: float, size) -> np.ndarray:

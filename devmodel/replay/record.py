@@ -99,7 +99,7 @@ def load_record(sf: SessionFile, what: str, programming: bool = False) -> Record
     path, a = sf.path, dict(sf.attrs)
     h = sf.header()
     chip = sf.json_attr("chip", "json", "{}")
-    truth = sf.ground_truth() if sf.has("ground_truth") else None
+    truth = sf.ground_truth(devices=False)  # the timing parameters only
     a["_ground_truth_params"] = truth["params"] if truth else {}
     cols = ("address", "t_last_pulse_s") + (PROGRAMMING_COLUMNS if programming else ())
     d = sf.table("devices", cols, what=what)

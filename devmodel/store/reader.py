@@ -218,13 +218,15 @@ class SessionFile:
             out[key] = value
         return out
 
-    def ground_truth(self) -> dict | None:
+    def ground_truth(self, devices: bool = True) -> dict | None:
+        """The simulation's ground truth (None for a real chip): model name, parameters and, with
+        ``devices``, the per-device arrays."""
         if "ground_truth" not in self.f:
             return None
         g = self.f["ground_truth"]
         return {"model": _decode(g.attrs.get("model", "")),
                 "params": self.json_attr("ground_truth", "params_json", "{}"),
-                "devices": {k: v[()] for k, v in g.items()}}
+                "devices": {k: v[()] for k, v in g.items()} if devices else {}}
 
     def load(self, with_trace: bool = True) -> Session:
         """Everything the fitters use, checked against itself (see :func:`read_session`)."""

@@ -6,13 +6,16 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent  # where the benchmark modules live (not sys.path[0])
 
 
 def run_isolated(module: str, func: str, *args) -> dict:
     """Run ``module.func(*args)`` in a new interpreter; it returns a dict, we add peak RSS (GB)."""
     code = (
         "import json, resource, sys, time\n"
-        f"sys.path.insert(0, {repr(sys.path[0])})\n"
+        f"sys.path.insert(0, {str(BENCH_DIR)!r})\n"
         f"from {module} import {func}\n"
         "t = time.perf_counter()\n"
         f"out = {func}(*{args!r})\n"

@@ -26,7 +26,17 @@ import numpy as np
 
 from devmodel import __version__
 from devmodel.array import ChipInfo, Limits, PulseKind
-from devmodel.physics.base import SimulatedChip, Timing, lognormal, quantise
+from devmodel.physics.base import (
+    DEFECT_NONE,
+    DEFECT_STUCK_HIGH,
+    DEFECT_STUCK_LOW,
+    FlickerState,
+    SimulatedChip,
+    Timing,
+    draw_defects,
+    lognormal,
+    quantise,
+)
 from devmodel.physics.flicker import FlickerBank
 from devmodel.technologies.cmo.published import (
     CMO_G_MAX_US,
@@ -35,8 +45,6 @@ from devmodel.technologies.cmo.published import (
     CMO_RELAX_STD_US,
     CMO_T_READ_S,
 )
-
-DEFECT_NONE, DEFECT_STUCK_LOW, DEFECT_STUCK_HIGH = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ class CmoPhysics:
                                                   + self.relax_std_s1_us * ln_a) * z
 
 
-class SimulatedCMO(SimulatedChip):
+class SimulatedCMO(FlickerState, SimulatedChip):
     """Vectorised CMO/HfOx chip implementing the device-array protocol (pulse amplitudes in V)."""
 
     _STATE_ARRAYS = ("g_prog", "t_pulse", "z")
@@ -98,11 +106,7 @@ class SimulatedCMO(SimulatedChip):
         self.g_ceil = p.g_ceil_us * lognormal(rng, p.window_spread, n)
         self.v_set_th = p.v_set_th_v * lognormal(rng, p.threshold_spread, n)
         self.v_reset_th = p.v_reset_th_v * lognormal(rng, p.threshold_spread, n)
-        u = rng.random(n)
-        self.defect = np.where(
-            u < p.stuck_low_frac, DEFECT_STUCK_LOW,
-            np.where(u < p.stuck_low_frac + p.stuck_high_frac, DEFECT_STUCK_HIGH, DEFECT_NONE),
-        ).astype(np.int8)
+        self.defect = draw_defects(rng, n, p.stuck_low_frac, p.stuck_high_frac)
         # as formed: a random state in the window; stuck devices at an end of it
         g0 = self.g_floor + (self.g_ceil - self.g_floor) * rng.random(n)
         self.g_prog = np.where(self.defect == DEFECT_STUCK_HIGH, self.g_ceil,
@@ -131,22 +135,13 @@ class SimulatedCMO(SimulatedChip):
 
     def _read(self, a, t_first, n_reads, spacing_s) -> np.ndarray:
         p = self.physics
-        if n_reads == 1:
-            eta = self.bank.sample(a, t_first, self.rng)[:, None]
-        else:
-            eta = self.bank.sample_run(a, t_first, n_reads, spacing_s, self.rng)
+        eta = self._eta(a, t_first, n_reads, spacing_s)
         t = t_first[:, None] + np.arange(n_reads) * spacing_s
         age = t - self.t_pulse[a][:, None]
         g = self.g_prog[a][:, None] + p.relaxation_us(age, self.z[a][:, None])
         g = g + p.read_k * np.log10(np.maximum(g, 1.0)) * eta
         g += p.white_noise_us * self.rng.standard_normal(g.shape)
         return quantise(np.maximum(g, 0.0), p.adc_lsb_us)
-
-    def _save_extra(self, a: np.ndarray) -> dict[str, np.ndarray]:
-        return {f"bank/{k}": v for k, v in self.bank.save_rows(a).items()}
-
-    def _restore_extra(self, a: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        self.bank.restore_rows(a, {k[5:]: v for k, v in state.items() if k.startswith("bank/")})
 
     def ground_truth(self) -> dict:
         return {

@@ -29,11 +29,18 @@ import numpy as np
 
 from devmodel import __version__
 from devmodel.array import ChipInfo, Limits, PulseKind
-from devmodel.physics.base import SimulatedChip, Timing, lognormal, quantise
+from devmodel.physics.base import (
+    DEFECT_NONE,
+    DEFECT_STUCK_LOW,
+    FlickerState,
+    SimulatedChip,
+    Timing,
+    draw_defects,
+    lognormal,
+    quantise,
+)
 from devmodel.physics.flicker import FlickerBank
 from devmodel.technologies.pcm.published import PcmStatModel
-
-DEFECT_NONE, DEFECT_STUCK_LOW, DEFECT_STUCK_HIGH = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ class PcmPhysics:
         return d
 
 
-class SimulatedPCM(SimulatedChip):
+class SimulatedPCM(FlickerState, SimulatedChip):
     """Vectorised PCM chip implementing the device-array protocol (pulse amplitudes in µA)."""
 
     _STATE_ARRAYS = ("g20", "nu", "q_s", "t_pulse")
@@ -96,12 +103,7 @@ class SimulatedPCM(SimulatedChip):
         self.i_melt = p.i_melt_ua * lognormal(rng, p.threshold_spread, n)
         self.i_reset = p.i_reset_ua * lognormal(rng, p.threshold_spread, n)
         self.g_set = p.g_set_us * lognormal(rng, p.g_set_spread, n)
-        u = rng.random(n)
-        self.defect = np.where(
-            u < p.stuck_low_frac,
-            DEFECT_STUCK_LOW,
-            np.where(u < p.stuck_low_frac + p.stuck_high_frac, DEFECT_STUCK_HIGH, DEFECT_NONE),
-        ).astype(np.int8)
+        self.defect = draw_defects(rng, n, p.stuck_low_frac, p.stuck_high_frac)
         # as fabricated: crystalline, its drift and 1/f state starting at chip time 0
         self.g20 = np.where(
             self.defect == DEFECT_STUCK_LOW,
@@ -149,22 +151,13 @@ class SimulatedPCM(SimulatedChip):
 
     def _read(self, a, t_first, n_reads, spacing_s) -> np.ndarray:
         p = self.physics
-        if n_reads == 1:
-            eta = self.bank.sample(a, t_first, self.rng)[:, None]
-        else:
-            eta = self.bank.sample_run(a, t_first, n_reads, spacing_s, self.rng)
+        eta = self._eta(a, t_first, n_reads, spacing_s)
         t = t_first[:, None] + np.arange(n_reads) * spacing_s
         age = np.maximum(t - self.t_pulse[a][:, None], p.t_onset_s)
         g_drift = self.g20[a][:, None] * (age / p.stat.t0_s) ** (-self.nu[a][:, None])
         g = g_drift * (1.0 + self.q_s[a][:, None] * eta)
         g += p.white_noise_us * self.rng.standard_normal(g.shape)
         return quantise(g, p.adc_lsb_us)
-
-    def _save_extra(self, a: np.ndarray) -> dict[str, np.ndarray]:
-        return {f"bank/{k}": v for k, v in self.bank.save_rows(a).items()}
-
-    def _restore_extra(self, a: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        self.bank.restore_rows(a, {k[5:]: v for k, v in state.items() if k.startswith("bank/")})
 
     def ground_truth(self) -> dict:
         return {

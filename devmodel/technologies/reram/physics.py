@@ -27,14 +27,21 @@ import numpy as np
 from devmodel import __version__
 from devmodel.array import ChipInfo, Limits, PulseKind
 from devmodel.forms import poly_us
-from devmodel.physics.base import SimulatedChip, Timing, lognormal, quantise
+from devmodel.physics.base import (
+    DEFECT_NONE,
+    DEFECT_STUCK_HIGH,
+    DEFECT_STUCK_LOW,
+    SimulatedChip,
+    Timing,
+    draw_defects,
+    lognormal,
+    quantise,
+)
 from devmodel.technologies.reram.published import (
     RERAM_G_MAX_US,
     RERAM_READ_NOISE_REL,
     RERAM_WAN2022_COEFFS_US,
 )
-
-DEFECT_NONE, DEFECT_STUCK_LOW, DEFECT_STUCK_HIGH = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -114,12 +121,7 @@ class SimulatedReRAM(SimulatedChip):
         self.v_set_th = p.v_set_th_v * lognormal(rng, p.threshold_spread, n)
         self.v_reset_th = p.v_reset_th_v * lognormal(rng, p.threshold_spread, n)
         self.g_hrs = p.g_hrs_us * lognormal(rng, p.g_hrs_spread, n)
-        u = rng.random(n)
-        self.defect = np.where(
-            u < p.stuck_low_frac,
-            DEFECT_STUCK_LOW,
-            np.where(u < p.stuck_low_frac + p.stuck_high_frac, DEFECT_STUCK_HIGH, DEFECT_NONE),
-        ).astype(np.int8)
+        self.defect = draw_defects(rng, n, p.stuck_low_frac, p.stuck_high_frac)
         # as formed: a random state between HRS and LRS; stuck-high devices far above g_max
         g0 = p.g_max_us * rng.random(n)
         self.g_prog = np.where(self.defect == DEFECT_STUCK_HIGH, 1.5 * p.g_max_us,
