@@ -15,6 +15,21 @@ def poly_us(coeffs, x) -> np.ndarray:
     return np.polynomial.polynomial.polyval(np.asarray(x, dtype=float), np.asarray(coeffs, float))
 
 
+def level_residual(g, levels, residuals, xp=np):
+    """Piecewise-linear interpolation of per-level ``residuals`` at ``g`` (held at the end values
+    beyond the levels): the part of a per-level measured quantity a smooth form across levels
+    leaves (docs/physics.md, "Mean offset at t0"). ``xp`` is numpy or torch, arrays of that kind."""
+    n = levels.shape[0]
+    if n == 1:
+        return residuals[0] + 0 * g
+    if xp is np:
+        return np.interp(g, levels, residuals)
+    j = xp.searchsorted(levels, g.contiguous()).clamp(1, n - 1)
+    g0, g1 = levels[j - 1], levels[j]
+    w = ((g - g0) / (g1 - g0)).clamp(0.0, 1.0)
+    return residuals[j - 1] * (1 - w) + residuals[j] * w
+
+
 @dataclass(frozen=True)
 class ClippedLog:
     """``clip(a·ln x + b, lo, hi)``: the form of μ_ν(x) and σ_ν(x) in the published PCM model."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aihwkit_ref import import_aihwkit
 from helpers import make_session
 from hypothesis import settings
 
@@ -67,3 +68,15 @@ def digits_data():
     from devmodel.sim.data import digits
 
     return digits(seed=0)
+
+
+@pytest.fixture(scope="session")
+def aihwkit():
+    """aihwkit's pure-Python inference package from its source distribution (tests/aihwkit_ref.py);
+    tests that need it are skipped, saying why, where it cannot be fetched."""
+    ok, why = import_aihwkit()
+    if not ok:
+        pytest.skip(f"aihwkit reference unavailable: {why}")
+    import aihwkit.inference  # noqa: F401
+
+    return True

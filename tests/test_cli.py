@@ -20,7 +20,7 @@ def test_characterize_then_info(tmp_path):
     with h5py.File(out) as f:
         assert f.attrs["status"] == "complete" and f["devices/address"].shape == (260,)
     r2 = devmodel("info", str(out))
-    assert r2.returncode == 0 and "spread at t0 = 20 s" in r2.stdout
+    assert r2.returncode == 0 and "at t0 = 20 s, G − G_T of each device" in r2.stdout
 
 
 def test_reram_session(tmp_path):

@@ -12,7 +12,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from aihwkit_ref import import_aihwkit
 from helpers import make_session
 from helpers import run_devmodel as devmodel
 from scipy import stats
@@ -79,14 +78,6 @@ def test_card_round_trip_and_sampler_equality(cmo_card):
             numpy = cmo_card.sample(np.full(N, lv), t, rng, read_noise=False)
             ks = stats.ks_2samp(native, numpy).statistic
             assert ks < 0.02, (lv, t, ks)
-
-
-@pytest.fixture(scope="module")
-def aihwkit():
-    ok, why = import_aihwkit()
-    if not ok:
-        pytest.skip(f"aihwkit reference unavailable: {why}")
-    return True
 
 
 def _through_aihwkit(model, g, t, seed):

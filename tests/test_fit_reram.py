@@ -1,4 +1,5 @@
-"""ReRAM fits recover the NeuRRAM table (fitting issue: σ(x) within 5 % RMS over x ∈ [0.05, 1])."""
+"""ReRAM fits recover the NeuRRAM table (fitting issue: σ(x) within 5 % RMS over x ∈ [0.05, 1]),
+in the published snapshot form and as the relaxation law."""
 
 import numpy as np
 import pytest
@@ -11,10 +12,35 @@ from devmodel.technologies.reram.synthetic import synthesize_reram_session
 
 
 @pytest.fixture(scope="module")
-def reram_card(tmp_path_factory):
+def reram_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("reram") / "r.h5"
-    synthesize_reram_session(path, seed=5)
-    return fit_session(path)
+    return synthesize_reram_session(path, seed=5)
+
+
+@pytest.fixture(scope="module")
+def reram_card(reram_path):
+    return fit_session(reram_path, {"form": "snapshots"})
+
+
+@pytest.fixture(scope="module")
+def law_card(reram_path):
+    return fit_session(reram_path)
+
+
+@pytest.mark.parametrize("t_s", [1.0, 86400.0])
+def test_the_law_recovers_the_table(law_card, t_s):
+    """Half the 16–84 % range of the law at the levels vs the table's σ (read noise removed): 5 % RMS;
+    the median shift within 4 standard errors of 0."""
+    assert law_card.form == "relaxation"
+    g = np.asarray(law_card.relaxation.levels_us)
+    x = g / law_card.g_max_us
+    spread = law_card.spread_at(g, t_s)
+    true = poly_us(RERAM_WAN2022_COEFFS_US[t_s], x)
+    assert np.sqrt(np.mean((spread / true - 1) ** 2)) < 0.05
+    median = law_card.law_quantiles(g, t_s, np.full(g.size, 0.5))
+    n = np.asarray(law_card.relaxation.n_devices)
+    assert np.all(np.abs(median) < 4 * 1.2533 * true / np.sqrt(n))  # 4 standard errors of a median
+    assert law_card.read_noise_us == pytest.approx(0.4, rel=0.05)
 
 
 @pytest.mark.parametrize("t_s", [1.0, 86400.0])
@@ -56,7 +82,7 @@ def test_snapshots_of_a_session_sit_at_its_nominal_schedule_ages():
     from pathlib import Path
 
     sample = Path(__file__).resolve().parents[1] / "calibration_data" / "reram_sample.h5"
-    card = fit_session(sample)
+    card = fit_session(sample, {"form": "snapshots"})
     assert [s.t_s for s in card.snapshots] == [1.0, 10.0, 100.0, 1000.0, 3600.0, 86400.0, 172800.0]
     assert card.t0_s == 1.0
 

@@ -67,11 +67,11 @@ GOOD = "device,target_us,time_s,g_us\n0,5,20,5.1\n0,5,60,5.0\n1,10,20,9.8\n1,10,
     (GOOD + "2,10,20,abc\n", "line 6, column g_us: 'abc' is not a number"),
     (GOOD + "2,10,20,nan\n", "line 6, column g_us: nan is not a finite number"),
     (GOOD + "2,10,inf,5\n", "column time_s: inf is not a finite number"),
-    (GOOD + "2,10,-5,5\n", "line 6, column time_s: -5 must be > 0"),
+    (GOOD + "2,10,-5,5\n", "line 6, column time_s: -5 must be ≥ 0"),
     (GOOD + "2.5,10,20,5\n", "column device: '2.5' is not an integer"),
-    (GOOD + "2,30,20,5\n2,30,60,5\n", "column target_us: 30 must lie in [0, g_max = 25]"),
+    (GOOD + "2,30,20,5\n2,30,60,5\n", "column target_us: 30 µS lies beyond g_max = 25 µS (1 device does)"),
     (GOOD + "0,7,200,5\n", "line 6, column target_us: device 0 has two different targets"),
-    (GOOD + "2,10,20,5\n", "line 6: device 2 has 1 schedule read(s)"),
+    (GOOD + "2,10,20,5\n", "line 6: device 2 has 1 read(s) after programming"),
     (GOOD + "2,10,20\n", "line 6: 3 cells where the header has 4"),
     ("device,target_us,time_s,g_us,,note\n0,5,20,5.1,x,a\n", "header column 5 has no name"),
     ("device,target_us,time_s,g_us,burst\n0,5,20,5,\n0,5,60,5,\n0,5,1000,5,1\n0,5,1001,5,1\n"
@@ -100,8 +100,10 @@ def test_cli_bad_table_is_one_line_exit_2(tmp_path):
 
 
 def test_fewer_levels_than_the_polynomial_needs(tmp_path):
-    src = tmp_path / "two.csv"
-    src.write_text(GOOD)
+    src = tmp_path / "two.csv"  # two levels of three devices each
+    src.write_text("device,target_us,time_s,g_us\n" + "".join(
+        f"{d},{5 if d < 3 else 10},{t},{(5 if d < 3 else 10) - 0.01 * t}\n"
+        for d in range(6) for t in (20, 60)))
     out = import_table(src, tmp_path / "two.h5", "pcm", 25.0)
     from devmodel.errors import DevmodelError
     with pytest.raises(DevmodelError, match="2 programmed levels; a degree-2 σ_prog polynomial "

@@ -139,7 +139,7 @@ def check_times(model, times_s: list[float], extrapolate: bool) -> list[bool]:
         where = f"t = {shown} s{age} lies outside the ages this card was fitted on ({lo:g}–{hi:g} s)"
         if not extrapolate:
             raise DevmodelError(f"{where}; drop --no-extrapolate to extrapolate")
-        click.echo(f"devmodel: note: {where}; {model.EXTRAPOLATION} (rows marked *)", err=True)
+        click.echo(f"devmodel: note: {where}; {model.extrapolation()} (rows marked *)", err=True)
     return outside
 
 

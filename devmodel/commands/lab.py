@@ -193,19 +193,36 @@ def info(session) -> None:
 @click.command("import-table")
 @click.argument("table", type=click.Path(dir_okay=False))
 @click.option("--technology", type=click.Choice(technology_names()), required=True)
-@click.option("--g-max-us", type=float, required=True, help="Conductance range of the targets.")
+@click.option("--g-max-us", type=float, required=True, help="Conductance range of the targets (µS).")
 @click.option("--t0-s", type=float, default=None, help="Reference age [the technology's: PCM 20 s, "
               "ReRAM 1 s].")
+@click.option("--columns", default=None, metavar="NAME,NAME,…",
+              help="Names of the columns of a file without a header line (- skips one): device, "
+              "target_us, time_s, g_us, and optionally burst, converged, g_verify_us, nominal_time_s, "
+              "level, or any other name (kept).")
+@click.option("--conductance-unit", type=click.Choice(["S", "mS", "uS", "nS"]), default="uS",
+              show_default=True, help="Unit of the conductance columns in the file.")
+@click.option("--target-bins", type=click.IntRange(1, 10_000), default=None,
+              help="Group per-device targets into this many equal-width levels over [0, g_max].")
+@click.option("--levels", "levels_text", default=None, metavar="L1,L2,…",
+              help="Group per-device targets into these levels (µS): each device to the nearest.")
+@click.option("--beyond-g-max", type=click.Choice(["refuse", "drop"]), default="refuse", show_default=True,
+              help="Devices whose target exceeds g_max: refuse the table, or leave them out (counted).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Session file.")
 @click.option("--overwrite", is_flag=True)
 @one_line
-def import_table_cmd(table, technology, g_max_us, t0_s, out, overwrite) -> None:
-    """Import a long-format CSV (device, target_us, time_s, g_us[, burst, converged])."""
+def import_table_cmd(table, technology, g_max_us, t0_s, columns, conductance_unit, target_bins,
+                     levels_text, beyond_g_max, out, overwrite) -> None:
+    """Import a long-format table of reads (device, target_us, time_s, g_us, …; CSV, TSV or blank
+    separated, optionally gzipped) as a session file."""
     from devmodel.report.summary import format_summary, summarize
     from devmodel.store import read_session
     from devmodel.store.table_import import import_table
 
-    path = import_table(table, out, technology, g_max_us, t0_s, overwrite)
+    names = tuple(c.strip() for c in columns.split(",")) if columns else None
+    path = import_table(table, out, technology, g_max_us, t0_s, overwrite, columns=names,
+                        conductance_unit=conductance_unit, target_bins=target_bins,
+                        levels_us=floats("levels", levels_text), beyond_g_max=beyond_g_max)
     click.echo(format_summary(summarize(read_session(path, with_trace=False))))
     click.echo(f"written {path}")
 

@@ -32,13 +32,16 @@ def _legacy_fit_flags(fn):
 @click.option("--holdout-fraction", type=float, default=0.0, show_default=True,
               help="Fraction of devices left out of the fit, for `devmodel validate`.")
 @click.option("--holdout-seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--holdout-split", type=click.Choice(["random", "parity"]), default="random",
+              show_default=True,
+              help="random: --holdout-fraction of the devices; parity: the devices at odd addresses.")
 @click.option("--bootstrap", type=int, default=0, show_default=True,
               help="Device-resampled refits for 95 % percentile intervals (0: none).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing card.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line
-def fit(session, out, settings, holdout_fraction, holdout_seed, bootstrap, overwrite, quiet,
-        **flags) -> None:
+def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, bootstrap, overwrite,
+        quiet, **flags) -> None:
     """Fit a device model (model card JSON) to a session file."""
     from tqdm import tqdm
 
@@ -59,7 +62,7 @@ def fit(session, out, settings, holdout_fraction, holdout_seed, bootstrap, overw
     bar = tqdm(total=bootstrap, desc="bootstrap", disable=quiet or not bootstrap or None,
                file=sys.stderr, leave=False)
     card = fit_session(record, options, holdout_fraction, holdout_seed, bootstrap,
-                       progress=lambda i, n: bar.update(1))
+                       progress=lambda i, n: bar.update(1), holdout=holdout_split)
     bar.close()
     write_atomically(out_path, card.to_json(), overwrite)
     click.echo(format_card(card))

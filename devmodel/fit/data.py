@@ -1,8 +1,14 @@
-"""What the fitters take from a session: reads by device, device screening, levels.
+"""What the fitters take from a session: reads by device, device screening, levels, read ages.
 
 Screening (docs/physics.md, "Fitting"): devices with a target of 0, devices whose verify loop did not
 converge, and outliers at t0 (further than ``outlier_sigma`` robust σ from their level's median,
 e.g. stuck devices) are excluded, and each exclusion is counted so the card can report it.
+
+Levels are the session's own (``/levels`` and ``/devices/level``): a level may hold devices with
+different targets (a table of per-device targets grouped on import); every deviation is taken from
+the device's own target. The ages the fitters compare at are the schedule's nominal ages where the
+file records them (``/reads/nominal_age_s``), else the clusters of ln(age) most devices share; reads
+no age takes are counted by reason (:meth:`FitData.losses`), never dropped without a word.
 """
 
 from __future__ import annotations
@@ -31,10 +37,65 @@ class FitData:
     age_s: np.ndarray = None
     g_us: np.ndarray = None
     g_t0: np.ndarray = None  # per device, NaN if no read near t0
+    nominal_s: np.ndarray = None  # per schedule read: the age it was taken for (NaN: not recorded)
+    min_share: float = 0.5  # an age enters the fits when this share of the used devices has a read
 
     @property
     def n_devices(self) -> int:
         return self.target_us.size
+
+    @property
+    def has_nominal(self) -> bool:
+        """True when (nearly) every schedule read records the age it was taken for."""
+        return self.nominal_s.size > 0 and np.isfinite(self.nominal_s).mean() > 0.99
+
+    def schedule_ages(self, use: np.ndarray | None = None) -> np.ndarray:
+        """The ages the fits compare at, for the devices in ``use`` (default: the used ones): the
+        recorded nominal ages held by at least ``min_share`` of them, else the clusters of ln(age)
+        that hold reads of at least that share."""
+        use = self.use if use is None else use
+        sel = use[self.dev]
+        if not sel.any():
+            return np.empty(0)
+        if not self.has_nominal:  # at the schedule's named ages where the clusters sit near them
+            measured = typical_ages(self.age_s[sel], self.dev[sel], min_share=self.min_share)
+            return _nominal_ages(measured, _schedule(self.session.config), 0.05)
+        ages, first = np.unique(self.nominal_s[sel], return_inverse=True)
+        n_dev = np.array([np.unique(self.dev[sel][first == i]).size for i in range(ages.size)])
+        keep = np.isfinite(ages) & (ages > 0) & (n_dev >= self.min_share * max(int(use.sum()), 1))
+        return ages[keep]
+
+    def at_age(self, age_s: float, rel_tol: float = 0.1) -> np.ndarray:
+        """Per device its schedule read at ``age_s`` (NaN where none): the read taken for that
+        nominal age, or without recorded nominal ages the one closest to it within ``rel_tol``."""
+        if self.has_nominal:
+            sel = self.nominal_s == age_s
+            out = np.full(self.n_devices, np.nan)
+            out[self.dev[sel]] = self.g_us[sel]
+            return out
+        return read_near(self.dev, self.age_s, self.g_us, self.n_devices, age_s, rel_tol)
+
+    def losses(self, ages: np.ndarray, rel_tol: float = 0.1) -> dict[str, int]:
+        """Schedule reads the fits at ``ages`` leave out, by reason: of devices not used, taken at an
+        age too few devices share, or outside every age's window."""
+        used_dev = self.use[self.dev]
+        if self.has_nominal:
+            at = np.isin(self.nominal_s, ages)
+            near = at
+        else:
+            ln = np.log(np.maximum(self.age_s, 1e-300))
+            near_any = np.zeros(self.age_s.size, bool)
+            for a in ages:
+                near_any |= np.abs(self.age_s - a) <= rel_tol * a
+            at = near_any
+            clusters = typical_ages(self.age_s[used_dev], self.dev[used_dev], min_share=0.0) \
+                if used_dev.any() else np.empty(0)
+            near = np.zeros_like(at)
+            for a in clusters:
+                near |= np.abs(ln - np.log(a)) <= 0.1
+        return {"reads_of_excluded_devices": int(np.count_nonzero(~used_dev)),
+                "reads_at_ages_too_few_devices_share": int(np.count_nonzero(used_dev & ~at & near)),
+                "reads_outside_every_age_window": int(np.count_nonzero(used_dev & ~at & ~near))}
 
 
 def read_near(dev: np.ndarray, age_s: np.ndarray, g_us: np.ndarray, n_devices: int,
@@ -50,27 +111,35 @@ def read_near(dev: np.ndarray, age_s: np.ndarray, g_us: np.ndarray, n_devices: i
     return out
 
 
-def prepare(session: Session, outlier_sigma: float = 6.0) -> FitData:
-    """Screen devices and collect the schedule reads."""
+def prepare(session: Session, outlier_sigma: float | None = 6.0) -> FitData:
+    """Screen devices and collect the schedule reads; ``outlier_sigma`` None keeps every device's
+    t0 read (the technology's fit options say which, docs/physics.md "Fitting")."""
     d = session.devices
     if not d or "target_us" not in d:
         raise DevmodelError(f"{session.path} has no device table to fit")
     target = np.asarray(d["target_us"], float)
-    levels = np.unique(target[target > 0])
-    level = np.searchsorted(levels, target)
+    levels = np.asarray(session.levels_us, float)
+    level = np.asarray(d["level"], np.int64)
     r = session.reads
     sched = r["burst"] < 0
     dev, age, g = r["device"][sched].astype(np.int64), r["age_s"][sched], r["g_us"][sched]
     if dev.size == 0:
         raise DevmodelError(f"{session.path} has no schedule reads to fit")
-    g_t0 = read_near(dev, age, g, target.size, session.t0_s)
+    nominal = np.asarray(r["nominal_age_s"], float)[sched]
+    data = FitData(session=session, target_us=target, level=level, levels_us=levels,
+                   use=np.ones(target.size, bool), dev=dev, age_s=age, g_us=g, nominal_s=nominal)
+    t0 = session.t0_s
+    if data.has_nominal and not np.any(nominal == t0):  # the nominal age nearest t0 stands for it
+        ages = np.unique(nominal[np.isfinite(nominal)])
+        t0 = float(ages[np.argmin(np.abs(np.log(ages / t0)))]) if ages.size else t0
+    g_t0 = data.at_age(t0)
     converged = d["converged"].astype(bool) if "converged" in d else np.ones(target.size, bool)
     use = (target > 0) & converged
     excluded = {"zero_target": int(np.sum(target == 0)),
                 "not_converged": int(np.sum((target > 0) & ~converged))}
     no_t0 = use & ~np.isfinite(g_t0)
     outlier = np.zeros_like(use)
-    for j in range(levels.size):
+    for j in range(levels.size if outlier_sigma is not None else 0):
         m = use & (level == j) & np.isfinite(g_t0)
         if m.sum() < 5:
             continue
@@ -79,13 +148,14 @@ def prepare(session: Session, outlier_sigma: float = 6.0) -> FitData:
     excluded["outlier_t0"] = int(outlier.sum())
     excluded["no_read_at_t0"] = int(no_t0.sum())
     use &= ~outlier
-    return FitData(session=session, target_us=target, level=level, levels_us=levels, use=use,
-                   excluded=excluded, dev=dev, age_s=age, g_us=g, g_t0=g_t0)
+    data.use, data.excluded, data.g_t0 = use, excluded, g_t0
+    return data
 
 
-def typical_ages(age_s: np.ndarray, dev: np.ndarray, gap: float = 0.1) -> np.ndarray:
+def typical_ages(age_s: np.ndarray, dev: np.ndarray, gap: float = 0.1, min_share: float = 0.5
+                 ) -> np.ndarray:
     """Ages most devices share: clusters of ln(age) separated by gaps > ``gap`` that hold reads of
-    at least half of the devices; returns each cluster's mean age."""
+    at least ``min_share`` of the devices; returns each cluster's mean age."""
     la = np.log(age_s)
     fine, inv, counts = np.unique(np.round(la * 1000).astype(np.int64), return_inverse=True,
                                   return_counts=True)
@@ -95,7 +165,7 @@ def typical_ages(age_s: np.ndarray, dev: np.ndarray, gap: float = 0.1) -> np.nda
     n_reads = np.bincount(cl, minlength=n_cl)
     mean_age = np.bincount(cl, age_s, n_cl) / np.maximum(n_reads, 1)
     n_dev = max(np.unique(dev).size, 1)
-    return np.sort(mean_age[n_reads >= 0.5 * n_dev])
+    return np.sort(mean_age[n_reads >= min_share * n_dev])
 
 
 def representative_ages(data: FitData, use: np.ndarray) -> list[np.ndarray]:
@@ -103,9 +173,19 @@ def representative_ages(data: FitData, use: np.ndarray) -> list[np.ndarray]:
     empty for a level without any."""
     out = []
     for j in range(data.levels_us.size):
-        sel = use[data.dev] & (data.level[data.dev] == j)
-        out.append(typical_ages(data.age_s[sel], data.dev[sel]) if sel.any() else np.empty(0))
+        in_level = use & (data.level == j)
+        out.append(data.schedule_ages(in_level) if in_level.any() else np.empty(0))
     return out
+
+
+def require_t0(data: FitData) -> None:
+    """Fits anchored at t0 need reads there: one sentence naming t0 and the ages the file has."""
+    if np.isfinite(data.g_t0[data.use]).any() or not data.use.any():
+        return
+    t0 = data.session.t0_s
+    raise DevmodelError(f"{data.session.path}: no device has a read within ±10 % of t0 = {t0:g} s "
+                        f"(its reads span {np.min(data.age_s):g}–{np.max(data.age_s):g} s); import "
+                        "it again with --t0-s set to an age every device was read at")
 
 
 def require_levels(data: FitData, degree: int, what: str) -> None:
@@ -126,3 +206,22 @@ def burst_reads(session: Session) -> tuple[np.ndarray, ...] | None:
     order = np.lexsort((t, bid))
     return (bid[order], t[order], r["g_us"][sel][order], r["device"][sel].astype(int)[order],
             r["age_s"][sel][order])
+
+
+def _schedule(config: dict) -> list[float]:
+    """The nominal drift-schedule ages a session's configuration names ([] if none or unusable)."""
+    sweep = config.get("sweep") if isinstance(config, dict) else None
+    ages = sweep.get("schedule_s") if isinstance(sweep, dict) else None
+    ok = isinstance(ages, list) and all(isinstance(a, int | float) and a > 0 for a in ages)
+    return [float(a) for a in ages] if ok else []
+
+
+def _nominal_ages(measured_s: np.ndarray, schedule_s, rel_tol: float) -> np.ndarray:
+    """The session's nominal schedule ages (1 s, 1 day, …) where a measured cluster's mean age is
+    within ``rel_tol`` of one (reads come a few ms late), so a card fitted on a session answers at the
+    times its schedule named; the measured means otherwise (tables without a schedule)."""
+    nominal = np.asarray(schedule_s, dtype=float)
+    if nominal.size == 0:
+        return measured_s
+    near = nominal[np.argmin(np.abs(np.log(measured_s[:, None] / nominal[None, :])), axis=1)]
+    return np.where(np.abs(measured_s / near - 1) <= rel_tol, near, measured_s)

@@ -14,18 +14,38 @@ import numpy as np
 
 from devmodel import __version__
 from devmodel.errors import ConfigError
-from devmodel.fit.data import prepare
+from devmodel.fit.data import FitData, prepare
 from devmodel.model.card import DeviceModel, created_utc
 from devmodel.store.reader import Session, read_session
 from devmodel.store.schema import sha256_of
 from devmodel.technologies import technology
 from devmodel.validation import Interval, check_values
 
+#: How devices are held out: at random (``fraction``, ``seed``), or by chip address parity (odd
+#: addresses held out: a split that keeps neighbouring cells apart from each other's fit).
+HOLDOUT_SPLITS = ("random", "parity")
 
-def holdout_split(n_devices: int, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of held-out devices (deterministic in ``seed``)."""
+
+def holdout_split(n_devices: int, fraction: float, seed: int, split: str = "random",
+                  address: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of held-out devices (deterministic in ``seed``; ``parity``: odd ``address``)."""
+    if split == "parity":
+        if address is None:
+            raise ConfigError("a parity hold-out needs the devices' addresses")
+        return np.asarray(address) % 2 == 1
+    if split != "random":
+        raise ConfigError(f"unknown hold-out split {split!r}; one of: {', '.join(HOLDOUT_SPLITS)}")
     rng = np.random.default_rng(seed)
     return rng.random(n_devices) < fraction
+
+
+def session_holdout(session: Session, holdout: dict) -> np.ndarray:
+    """The held-out mask a card's recorded ``provenance.holdout`` names, on ``session``."""
+    split = holdout.get("split", "random")
+    if split == "random" and not holdout.get("fraction", 0) > 0:
+        return np.zeros(session.n_devices, bool)
+    return holdout_split(session.n_devices, holdout.get("fraction", 0.0), holdout.get("seed", 0),
+                         split, session.devices.get("address"))
 
 
 def fit_options(technology_name: str, options: Any = None) -> Any:
@@ -46,9 +66,15 @@ def fit_options(technology_name: str, options: Any = None) -> Any:
     return opts
 
 
+def screened(session: Session, options: Any = None) -> FitData:
+    """The session's fit data, screened as the technology's fit options say (outliers at t0)."""
+    opts = fit_options(session.technology, options)
+    return prepare(session, getattr(opts, "outlier_sigma", 6.0))
+
+
 def _fit(session: Session, options: Any = None) -> DeviceModel:
     part = technology(session.technology).part("fit")
-    return part.fit(prepare(session), fit_options(session.technology, options))
+    return part.fit(screened(session, options), fit_options(session.technology, options))
 
 
 def fit_session(
@@ -58,10 +84,12 @@ def fit_session(
     holdout_seed: int = 0,
     bootstrap: int = 0,
     progress=None,
+    holdout: str = "random",
 ) -> DeviceModel:
     """Fit a device model to a session file with its technology's fitter; ``options`` is that fitter's
     options object or a dict of its fields. ``holdout_fraction`` of the devices (chosen by
-    ``holdout_seed``) are left out of the fit and recorded in the card for ``validate``;
+    ``holdout_seed``; ``holdout="parity"``: the devices at odd addresses) are left out of the fit
+    and recorded in the card for ``validate``;
     ``bootstrap`` > 0 adds percentile intervals from that many device-resampled refits."""
     check_values({"holdout_fraction": holdout_fraction, "holdout_seed": holdout_seed,
                   "bootstrap": bootstrap},
@@ -70,10 +98,12 @@ def fit_session(
                   "bootstrap": Interval(0, 100_000, integer=True)}, "fit")
     session = path if isinstance(path, Session) else read_session(path, with_trace=False)
     opts = fit_options(session.technology, options)
-    data = prepare(session)
-    held = np.zeros(data.n_devices, bool)
-    if holdout_fraction > 0:
-        held = holdout_split(data.n_devices, holdout_fraction, holdout_seed)
+    data = screened(session, opts)
+    record = {"fraction": holdout_fraction, "seed": holdout_seed, "split": holdout}
+    if holdout == "parity":
+        record["fraction"] = 0.5
+    held = session_holdout(session, record)
+    if held.any():
         data.use &= ~held
         data.excluded["held_out"] = int(held.sum())
     card = technology(session.technology).part("fit").fit(data, opts)
@@ -91,8 +121,7 @@ def fit_session(
         "n_devices_used": int(data.use.sum()),
         "n_reads": int(session.reads["g_us"].size),
         "age_range_s": [float(np.min(data.age_s)), float(np.max(data.age_s))],
-        "holdout": {"fraction": holdout_fraction, "seed": holdout_seed,
-                    "n_held_out": int(held.sum())},
+        "holdout": record | {"n_held_out": int(held.sum())},
         "toolkit_version": __version__,
         "created_utc": created_utc(),
     }
@@ -114,9 +143,10 @@ def resample_devices(session: Session, rng: np.random.Generator) -> Session:
     """A copy of ``session`` whose devices are drawn with replacement within each level (reads,
     bursts and ground truth follow their device): one bootstrap replicate."""
     d = session.devices
+    level = np.asarray(d["level"])
     target = d["target_us"]
-    rows = np.concatenate([rng.choice(np.flatnonzero(target == t), np.sum(target == t))
-                           for t in np.unique(target)])
+    rows = np.concatenate([rng.choice(np.flatnonzero(level == j), np.sum(level == j))
+                           for j in np.unique(level)])
     r = session.reads
     # every read of an old device is copied once per copy of the device
     counts = np.bincount(rows, minlength=target.size)

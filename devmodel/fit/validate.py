@@ -10,6 +10,11 @@ hold-out, its held-out devices; if it was fitted on this session without one, a 
 ``1 − holdout_fraction`` of the devices with the same options and validated on the rest; a card from
 another session is validated on all devices. Excluded devices (not converged, outliers at t0) are
 excluded on both sides, as in the fit.
+
+A comparison fails when its KS statistic reaches ``max_ks`` and its p-value is below the
+Bonferroni-corrected ``alpha``. The p-value counts every source of sampling noise a correct card
+has: the held-out devices, the draws, and — for a card fitted on this session — the devices it was
+fitted on, whose own sampling error the card carries (docs/physics.md, "Validation").
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from devmodel.fit.data import FitData, prepare, read_near, typical_ages
-from devmodel.fit.session import fit_options, fit_session, holdout_split
+from devmodel.fit.data import FitData
+from devmodel.fit.session import fit_options, fit_session, holdout_split, screened, session_holdout
 from devmodel.fit.stats import clipped_std
 from devmodel.model.card import DeviceModel
 from devmodel.model.sample import sample_conductance
@@ -39,6 +44,16 @@ class ValidationRow:
     mean_measured_us: float
     mean_predicted_us: float
     gated: bool
+    spread_measured_us: float = float("nan")  # clipped standard deviations
+    spread_predicted_us: float = float("nan")
+    mean_dev_measured_us: float = float("nan")  # mean of G − G_T, each device its own target
+    mean_dev_predicted_us: float = float("nan")
+    n_fit: int | None = None  # devices of this level and age the card was fitted on (None: unknown)
+
+    @property
+    def n_eff(self) -> float:
+        """Held-out and fitted devices as one sample's worth (:func:`ks_p_value`)."""
+        return 1 / (1 / self.n + (1 / self.n_fit if self.n_fit else 0.0))
 
 
 @dataclass
@@ -81,12 +96,14 @@ def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, see
     ``session_path`` may be an already loaded Session."""
     session = (session_path if isinstance(session_path, Session)
                else read_session(session_path, with_trace=False))
-    data = prepare(session)
+    data = screened(session, _options_of(card))
     same = card.provenance.get("source_sha256") == sha256_of(session.path)
     fitted_holdout = card.provenance.get("holdout", {})
-    if same and fitted_holdout.get("fraction", 0) > 0:
-        held = holdout_split(data.n_devices, fitted_holdout["fraction"], fitted_holdout["seed"])
-        mode = f"held-out devices of the card's own split ({int(held.sum())} devices)"
+    own = session_holdout(session, fitted_holdout) if same else None
+    if own is not None and own.any():
+        held = own
+        split = fitted_holdout.get("split", "random")
+        mode = f"held-out devices of the card's own split ({split}, {int(held.sum())} devices)"
     elif same:
         held = holdout_split(data.n_devices, holdout_fraction, seed)
         card = fit_session(session, _options_of(card), holdout_fraction=holdout_fraction,
@@ -97,7 +114,9 @@ def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, see
         held = np.ones(data.n_devices, bool)
         mode = f"card from another source, validated on all {data.n_devices} devices"
     use = data.use & held
-    report = _compare(card, data, use, mode, max_ks, gate_ages_s, n_sim, min_devices, seed)
+    # the devices the card was fitted on, when they are in this session (None: a card from elsewhere)
+    fitted = data.use & ~held if same else None
+    report = _compare(card, data, use, fitted, mode, max_ks, gate_ages_s, n_sim, min_devices, seed)
     report.alpha = alpha
     return report
 
@@ -107,40 +126,58 @@ def _options_of(card: DeviceModel):
     return fit_options(card.technology, card.fit_quality.get("options") or {})
 
 
-def _compare(card, data: FitData, use, mode, max_ks, gate_ages_s, n_sim, min_devices, seed):
+def _compare(card, data: FitData, use, fitted, mode, max_ks, gate_ages_s, n_sim, min_devices, seed):
     rng = np.random.default_rng(seed + 12345)
-    sel = use[data.dev]
-    ages = typical_ages(data.age_s[sel], data.dev[sel]) if sel.any() else np.empty(0)
+    ages = data.schedule_ages(use)
     report = ValidationReport(mode=mode, n_devices=int(use.sum()), max_ks=max_ks, card=card)
-    g_ref = read_near(data.dev, data.age_s, data.g_us, data.n_devices, card.t0_s)
+    g_ref = data.at_age(card.t0_s)  # the card's t0, so measured and predicted share a reference
+    if not np.isfinite(g_ref[use]).any():
+        g_ref = data.g_t0
+    ref_cache: dict[int, float] = {}  # per level: mean predicted G(t0) of its held-out devices
     for age in ages:
         gated = gate_ages_s is None or any(abs(age - a) <= 0.1 * a for a in gate_ages_s)
-        g = read_near(data.dev, data.age_s, data.g_us, data.n_devices, age)
-        both = use & np.isfinite(g) & np.isfinite(g_ref)
-        meas_sum, pred_sum, meas_ref, pred_ref = 0.0, 0.0, 0.0, 0.0
+        g = data.at_age(float(age))
+        sums = np.zeros(4)  # measured Σ G(t), Σ G(t0); predicted Σ G(t), Σ G(t0)
         for j, lv in enumerate(data.levels_us):
             m = use & (data.level == j) & np.isfinite(g)
             if m.sum() < min_devices:
                 continue
-            sim = sample_conductance(card, np.full(n_sim, lv), float(age), rng, extrapolate=True)
-            sim_ref = sample_conductance(card, np.full(n_sim, lv), card.t0_s, rng)
-            _, s_meas, _ = clipped_std(g[m])
-            _, s_pred, _ = clipped_std(sim)
-            ks = stats.ks_2samp(g[m], sim)
-            report.rows.append(ValidationRow(
-                g_us=float(lv), age_s=float(age), n=int(m.sum()),
-                ks=float(ks.statistic), p_value=float(ks.pvalue),
-                spread_ratio=float(s_meas / s_pred) if s_pred > 0 else float("nan"),
-                mean_measured_us=float(np.mean(g[m])), mean_predicted_us=float(np.mean(sim)),
-                gated=bool(gated)))
-            k = both & (data.level == j)
-            meas_sum += g[k].sum()
-            meas_ref += g_ref[k].sum()
-            pred_sum += k.sum() * sim.mean()
-            pred_ref += k.sum() * sim_ref.mean()
-        if meas_ref > 0 and pred_ref > 0:
-            report.drift_factor.append((float(age), meas_sum / meas_ref, pred_sum / pred_ref))
+            # each held-out device's own target, repeated: the prediction is the same mixture
+            targets = np.repeat(data.target_us[m], int(np.ceil(n_sim / m.sum())))
+            sim = sample_conductance(card, targets, float(age), rng, extrapolate=True)
+            n_fit = (int(np.sum(fitted & (data.level == j) & np.isfinite(g))) if fitted is not None
+                     else None)
+            report.rows.append(_row(g[m], sim, data.target_us[m], targets, lv, age, gated, n_fit))
+            k = m & np.isfinite(g_ref)
+            if j not in ref_cache:
+                ref_cache[j] = float(sample_conductance(card, targets, card.t0_s, rng).mean())
+            sums += [g[k].sum(), g_ref[k].sum(), k.sum() * sim.mean(), k.sum() * ref_cache[j]]
+        if sums[1] > 0 and sums[3] > 0:
+            report.drift_factor.append((float(age), sums[0] / sums[1], sums[2] / sums[3]))
     return report
+
+
+def ks_p_value(d: float, n_held: int, n_fit: int | None, n_sim: int) -> float:
+    """P(KS ≥ d) for a correct card: the held-out devices, the devices the card was fitted on (its
+    own sampling error; None: a card from elsewhere, taken as exact) and the draws are three
+    independent samples of one population, so D is that of one sample of
+    n_eff = 1 / (1/n_held + 1/n_fit + 1/n_sim) (docs/physics.md, "Validation")."""
+    inv = 1 / n_held + 1 / n_sim + (1 / n_fit if n_fit else 0.0)
+    return float(stats.kstwo.sf(d, max(1, int(round(1 / inv)))))
+
+
+def _row(measured, predicted, t_meas, t_pred, level_us, age_s, gated, n_fit) -> ValidationRow:
+    _, s_meas, _ = clipped_std(measured)
+    _, s_pred, _ = clipped_std(predicted)
+    d = float(stats.ks_2samp(measured, predicted).statistic)
+    return ValidationRow(
+        g_us=float(level_us), age_s=float(age_s), n=int(measured.size),
+        ks=d, p_value=ks_p_value(d, measured.size, n_fit, predicted.size),
+        spread_ratio=float(s_meas / s_pred) if s_pred > 0 else float("nan"),
+        mean_measured_us=float(np.mean(measured)), mean_predicted_us=float(np.mean(predicted)),
+        gated=bool(gated), spread_measured_us=float(s_meas), spread_predicted_us=float(s_pred),
+        mean_dev_measured_us=float(np.mean(measured - t_meas)),
+        mean_dev_predicted_us=float(np.mean(predicted - t_pred)), n_fit=n_fit)
 
 
 def _ks_critical(p: float) -> float:
@@ -150,26 +187,28 @@ def _ks_critical(p: float) -> float:
 
 def format_report(r: ValidationReport) -> str:
     lines = [f"validation: {r.mode}",
-             "  target µS    age s      n      KS  p(KS)  spread ratio   mean meas   mean pred"]
+             "  G − G_T of each device: mean and spread (clipped σ), measured vs predicted (µS)",
+             "  target µS    age s      n      KS  p(KS)  mean meas  mean pred  spread meas  spread pred"]
     for row in r.rows:
         flag = "" if not row.gated else (" FAIL" if r.fails(row) else
                                          " ok" if row.ks < r.max_ks else " within noise")
-        lines.append(f"  {row.g_us:9.2f} {row.age_s:8.0f} {row.n:6d} {row.ks:7.4f} "
-                     f"{row.p_value:6.3f}"
-                     f"{row.spread_ratio:14.3f} {row.mean_measured_us:11.3f} "
-                     f"{row.mean_predicted_us:11.3f}{flag}")
+        lines.append(f"  {row.g_us:9.2f} {row.age_s:8g} {row.n:6d} {row.ks:7.4f} "
+                     f"{row.p_value:6.3f} {row.mean_dev_measured_us:10.3f} "
+                     f"{row.mean_dev_predicted_us:10.3f} {row.spread_measured_us:12.3f} "
+                     f"{row.spread_predicted_us:12.3f}{flag}")
     if r.drift_factor:
         lines.append("  global drift factor Σ G(t) / Σ G(t0):  age s   measured   predicted")
         for age, m, p in r.drift_factor:
-            lines.append(f"  {'':38}{age:7.0f} {m:10.4f} {p:11.4f}")
+            lines.append(f"  {'':38}{age:7g} {m:10.4f} {p:11.4f}")
     w = r.worst()
     verdict = "PASSED" if r.passed else "FAILED"
     if w is not None:
-        crit = 1.36 / np.sqrt(w.n)
+        crit = 1.36 / np.sqrt(w.n_eff)
         rule = f"KS ≥ {r.max_ks:g}" + ("" if r.alpha >= 1 else f" with p < {r.p_threshold:.2g}")
         lines.append(f"{verdict}: largest gated KS = {w.ks:.4f} (level {w.g_us:g} µS, "
-                     f"age {w.age_s:.0f} s, p = {w.p_value:.3g}); fails on {rule} "
-                     f"(a correct model exceeds {crit:.3f} in 5 % of tests with {w.n} devices)")
+                     f"age {w.age_s:g} s, p = {w.p_value:.3g}); fails on {rule} "
+                     f"(a correct model exceeds {crit:.3f} in 5 % of tests with {w.n} held-out devices"
+                     + (f" and a card fitted on {w.n_fit})" if w.n_fit else ")"))
         if r.unresolved():
             n_need = int(np.ceil((_ks_critical(r.p_threshold) / r.max_ks) ** 2))
             lines.append(f"  {len(r.unresolved())} comparison(s) above KS {r.max_ks:g} are within "

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import numpy as np
@@ -64,8 +64,6 @@ class DeviceModel:
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
 
-    #: How times beyond the fitted ages are treated when extrapolation is allowed (for notes).
-    EXTRAPOLATION: ClassVar[str] = "the fitted laws are used there"
 
     def __new__(cls, *args, **kwargs):
         # DeviceModel(technology="pcm", …) builds the technology's card class (as pathlib.Path does)
@@ -135,8 +133,29 @@ class DeviceModel:
 
     def sample(self, g_target_us: np.ndarray, t_s: float, rng: np.random.Generator,
                extrapolate: bool = False, read_noise: bool = True) -> np.ndarray:
-        """One read per target at age ``t_s`` (s after programming), drawn from the card (NumPy)."""
-        raise NotImplementedError
+        """One read per target at age ``t_s`` (s after programming), drawn from the card.
+
+        The NumPy front of the one sampler: the card's torch noise model (:meth:`noise_model`, what
+        analog inference, training and the aihwkit export use), with a torch generator seeded from
+        ``rng``, so validation and reports judge the same distribution simulations draw from."""
+        import warnings
+
+        import torch
+
+        from devmodel.model.noise import ExtrapolationWarning
+
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        model = self.noise_model(gen, extrapolate)
+        g = torch.as_tensor(np.asarray(g_target_us, dtype=float))
+        with warnings.catch_warnings():  # asked for explicitly: not a surprise to warn about
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            coeff = model.drift_coefficients(g)
+            out = model.at_time(model.program(g, coeff), coeff, float(t_s))
+        return (model.read(out) if read_noise else out).numpy()
+
+    def extrapolation(self) -> str:
+        """How times beyond the fitted ages are treated when extrapolation is allowed (for notes)."""
+        return "the fitted laws are used there"
 
     def noise_model(self, generator: torch.Generator | None = None,
                     extrapolate: bool = False) -> NativeNoiseModel:
@@ -150,6 +169,17 @@ class DeviceModel:
     def stderrs(self) -> dict[str, float | None]:
         """Standard errors of :meth:`scalars`, by the same names (None where not known)."""
         return {}
+
+    def parameter_lines(self, intervals: dict[str, list[float]]) -> list[str]:
+        """The fitted numbers as ``devmodel fit`` prints them: one line per scalar, with its standard
+        error and its 95 % bootstrap interval (``intervals``) where known."""
+        err = self.stderrs()
+        lines = []
+        for k, v in self.scalars().items():
+            e, b = err.get(k), intervals.get(k)
+            lines.append(f"  {k:28s} {v:12.6g}" + (f" ± {e:.3g}" if e else "")
+                         + (f"   95 % bootstrap [{b[0]:.4g}, {b[1]:.4g}]" if b else ""))
+        return lines
 
     def notes(self) -> list[str]:
         """Lines a report adds about the card (parameters held fixed, …)."""

@@ -11,12 +11,7 @@ def format_card(card: DeviceModel) -> str:
     boot = card.fit_quality.get("bootstrap", {}).get("intervals_95", {})
     lines = [f"device model ({card.technology}, g_max {card.g_max_us:g} µS, t0 {card.t0_s:g} s) "
              f"from {card.provenance.get('n_devices_used', '?')} devices"]
-    err = card.stderrs()
-    for k, v in card.scalars().items():
-        e = err.get(k)
-        b = boot.get(k)
-        lines.append(f"  {k:28s} {v:12.6g}" + (f" ± {e:.3g}" if e else "")
-                     + (f"   95 % bootstrap [{b[0]:.4g}, {b[1]:.4g}]" if b else ""))
+    lines += card.parameter_lines(boot)
     lines += [f"  {note}" for note in card.notes()]
     excl = card.fit_quality.get("excluded_devices")
     if excl:

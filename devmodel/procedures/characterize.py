@@ -348,7 +348,8 @@ class Scheduler:
         t = rb.t_s[:, 0]
         ages = t - self.t_last[rows]
         self.writer.append("reads", {"device": rows, "t_s": t, "age_s": ages,
-                                     "g_us": rb.g_us[:, 0], "burst": np.full(rows.size, -1)})
+                                     "g_us": rb.g_us[:, 0], "burst": np.full(rows.size, -1),
+                                     "nominal_age_s": np.full(rows.size, float(age))})
         self.late += int(np.count_nonzero(ages > age * (1 + 2 * self.cfg.age_tolerance)))
         self.n_reads += rows.size
 

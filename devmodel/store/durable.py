@@ -301,6 +301,10 @@ class DurableSessionWriter:
             _fsync_path(self._spare_path)
         with h5py.File(path, "r", locking=False) as f:
             for table, cols in TABLES.items():
+                absent = [c for c in cols if c not in f[table]]
+                if absent:
+                    raise SessionFileError(f"{path} was written by an older devmodel (no /{table}/"
+                                           f"{absent[0]} column); continue it with that version")
                 n = int(f[table].attrs["n_rows"])
                 self._n[table] = n
                 chunk = self._chunk[table] = f[table][next(iter(cols))].chunks[0]

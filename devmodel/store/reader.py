@@ -19,7 +19,7 @@ import numpy as np
 
 from devmodel import __version__
 from devmodel.errors import SessionFileError, UnknownNameError
-from devmodel.store.schema import DEVICE_COLUMNS, SCHEMA, SCHEMA_VERSION, TABLES
+from devmodel.store.schema import DEVICE_COLUMNS, OPTIONAL_COLUMNS, SCHEMA, SCHEMA_VERSION, TABLES
 from devmodel.technologies import technology
 
 EXTENDABLE = tuple(TABLES)  # tables with an acknowledged row count (n_rows)
@@ -196,6 +196,20 @@ class SessionFile:
             raise SessionFileError(f"{self.path} is damaged: /{name}/{col} cannot be read "
                                    f"({_first_line(e)})") from None
 
+    def extendable(self, name: str, columns: tuple[str, ...] | None = None, *, what: str = ""
+                   ) -> dict[str, np.ndarray]:
+        """An extendable table's columns (default: all of its schema's), optional columns the file
+        lacks filled in (files written before they existed)."""
+        wanted = columns or tuple(TABLES[name])
+        optional = OPTIONAL_COLUMNS[name]
+        present = tuple(c for c in wanted if c not in optional or (name in self.f and c in self.f[name]))
+        out = self.table(name, present, what=what)
+        n = len(next(iter(out.values()))) if out else 0
+        for col in wanted:
+            if col not in out:
+                out[col] = np.full(n, optional[col])
+        return out
+
     def header(self) -> dict[str, Any]:
         """technology, g_max_us and t0_s (checked), status and status_reason."""
         a, path = self.attrs, self.path
@@ -244,10 +258,8 @@ class SessionFile:
     def _load(self, with_trace: bool) -> Session:
         f = self.f
         h = self.header()
-        reads = self.table("reads", tuple(TABLES["reads"]))
-        trace = {}
-        if with_trace and "trace" in f:
-            trace = self.table("trace", tuple(TABLES["trace"]))
+        reads = self.extendable("reads")
+        trace = self.extendable("trace") if with_trace and "trace" in f else {}
         return Session(
             path=self.path, technology=h["technology"], g_max_us=h["g_max_us"], t0_s=h["t0_s"],
             status=h["status"], status_reason=h["status_reason"],

@@ -46,6 +46,7 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "age_s": ("f8", "s"),
         "g_us": ("f8", "uS"),
         "burst": ("i4", "burst id, -1 for a schedule read"),
+        "nominal_age_s": ("f8", "s, the schedule age the read was taken for (NaN: none)"),
     },
     "trace": {
         "device": ("i4", "row of /devices"),
@@ -108,15 +109,24 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
+#: Columns an append may leave out (filled with these values), and files written before they existed
+#: lack (the reader fills them in the same way).
+OPTIONAL_COLUMNS: dict[str, dict[str, float]] = {"reads": {"nominal_age_s": np.nan}, "trace": {}}
+
+
 def append_rows(table: str, columns: dict[str, np.ndarray]) -> int:
-    """Rows in an append to ``reads`` or ``trace`` (every writer): every column, equal lengths."""
-    missing = set(TABLES[table]) - set(columns)
+    """Rows in an append to ``reads`` or ``trace`` (every writer): every required column, equal
+    lengths; optional ones missing from ``columns`` are added to it with their fill value."""
+    missing = set(TABLES[table]) - set(columns) - set(OPTIONAL_COLUMNS[table])
     if missing:
         raise ValueError(f"append to {table}: missing columns {sorted(missing)}")
     n = {np.size(v) for v in columns.values()}
     if len(n) != 1:
         raise ValueError(f"append to {table}: columns of different lengths {n}")
-    return n.pop()
+    k = n.pop()
+    for col, fill in OPTIONAL_COLUMNS[table].items():
+        columns.setdefault(col, np.full(k, fill))
+    return k
 
 
 def header_attrs(technology: str, g_max_us: float, t0_s: float) -> dict[str, Any]:

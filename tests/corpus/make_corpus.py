@@ -103,6 +103,8 @@ def sessions(out: Path) -> dict[str, str]:
     return exp
 
 
+H = "device,target_us,time_s,g_us"  # the required header
+
 TABLES = {
     "empty.csv": ("", "is empty"),
     "only_newlines.csv": ("\n\n\n", "is empty"),
@@ -115,14 +117,15 @@ TABLES = {
     "nan.csv": ("device,target_us,time_s,g_us\n1,5,20,nan\n1,5,60,4.8\n", "not a finite number"),
     "inf.csv": ("device,target_us,time_s,g_us\n1,5,20,4.9\n1,5,inf,4.8\n", "not a finite number"),
     "overflow.csv": ("device,target_us,time_s,g_us\n1,5,20,1e400\n1,5,60,4.8\n", "not a finite number"),
-    "negative_time.csv": ("device,target_us,time_s,g_us\n1,5,-20,4.9\n1,5,60,4.8\n", "must be > 0"),
-    "zero_time.csv": ("device,target_us,time_s,g_us\n1,5,0,4.9\n1,5,60,4.8\n", "must be > 0"),
+    "negative_time.csv": ("device,target_us,time_s,g_us\n1,5,-20,4.9\n1,5,60,4.8\n", "must be ≥ 0"),
+    # time 0 is the verify read: one read after programming is not enough for drift
+    "zero_time.csv": ("device,target_us,time_s,g_us\n1,5,0,4.9\n1,5,60,4.8\n", "1 read(s) after programming"),
     "negative_device.csv": ("device,target_us,time_s,g_us\n-1,5,20,4.9\n-1,5,60,4.8\n", "must be ≥ 0"),
     "fractional_device.csv": ("device,target_us,time_s,g_us\n1.5,5,20,4.9\n1.5,5,60,4.8\n",
                               "is not an integer"),
     "huge_device_1e30.csv": ("device,target_us,time_s,g_us\n1e30,5,20,4.9\n1e30,5,60,4.8\n", "device"),
     "target_above_gmax.csv": ("device,target_us,time_s,g_us\n1,50,20,4.9\n1,50,60,4.8\n",
-                              "must lie in [0, g_max"),
+                              "lies beyond g_max = 25 µS (1 device does)"),
     "two_targets.csv": ("device,target_us,time_s,g_us\n1,5,20,4.9\n1,6,60,4.8\n", "two different targets"),
     "one_read.csv": ("device,target_us,time_s,g_us\n1,5,20,4.9\n", "drift needs at least two"),
     "bad_burst.csv": ("device,target_us,time_s,g_us,burst\n1,5,20,4.9,-5\n1,5,60,4.8,\n", "burst"),
@@ -130,6 +133,23 @@ TABLES = {
                           "must be 0 or 1"),
     "unterminated_quote.csv": ('device,target_us,time_s,g_us\n1,5,20,"4.9\n1,5,60,4.8\n', ""),
     "semicolons.csv": ("device;target_us;time_s;g_us\n1;5;20;4.9\n1;5;60;4.8\n", "missing column"),
+    # the optional columns of a lab's table (docs/session-format.md, "Importing a table")
+    "nominal_negative.csv": (f"{H},nominal_time_s\n1,5,20,4.9,-20\n1,5,60,4.8,60\n",
+                             "column nominal_time_s: -20 must be ≥ 0"),
+    "nominal_text.csv": (f"{H},nominal_time_s\n1,5,20,4.9,soon\n1,5,60,4.8,60\n", "'soon' is not a number"),
+    "nominal_far_from_time.csv": (f"{H},nominal_time_s\n1,5,20,4.9,2000\n1,5,60,4.8,60\n",
+                                  "more than a factor 2 from the read's time_s"),
+    "two_verify_readings.csv": (f"{H},g_verify_us\n1,5,20,4.9,5\n1,5,60,4.8,6\n",
+                                "has two different verify readings"),
+    "verify_text.csv": (f"{H},g_verify_us\n1,5,20,4.9,x\n1,5,60,4.8,x\n", "'x' is not a number"),
+    "two_level_labels.csv": (f"{H},level\n1,5,20,4.9,1\n1,5,60,4.8,2\n", "two different level labels"),
+    "two_reads_at_time_0.csv": (f"{H}\n1,5,0,4.9\n1,5,0,4.8\n1,5,60,4.8\n1,5,120,4.7\n",
+                                "two reads at time 0"),
+    "per_device_targets.csv": (f"{H}\n" + "".join(f"{d},{5 + d},{t},{4.9 + d}\n" for d in range(3)
+                                                    for t in (20, 60)),
+                               "median of 1 device each (per-device targets)"),
+    "tsv_ragged.csv": ("device\ttarget_us\ttime_s\tg_us\n1\t5\t20\t4.9\n1\t5\t60\n",
+                       "3 cells where the header has 4"),
 }
 
 

@@ -104,17 +104,6 @@ class CmoModel(DeviceModel):
     def g_min_us(self) -> float:
         return self.window_min_us
 
-    def sample(self, g_target_us, t_s, rng, extrapolate=False, read_noise=True) -> np.ndarray:
-        g_t = np.asarray(g_target_us, dtype=float)
-        t_s = max(t_s, self.t0_s)
-        g = self.programming.mean_us(g_t) + self.programming.sigma_us(g_t) * rng.standard_normal(g_t.shape)
-        g = g + self.relaxation.mean_us(t_s) + self.relaxation.std_us(t_s) * rng.standard_normal(g.shape)
-        g = g + self.read_noise.sigma_us(g, t_s) * rng.standard_normal(g.shape)
-        g = np.maximum(g, 0.0)
-        if read_noise and self.read_noise.white_noise_us:
-            g = g + self.read_noise.white_noise_us * rng.standard_normal(g.shape)
-        return g
-
     def scalars(self) -> dict[str, float]:
         p, r, rn = self.programming, self.relaxation, self.read_noise
         out = {f"programming.c{i}": c for i, c in enumerate(p.poly_coeffs_us)}

@@ -25,7 +25,7 @@ import numpy as np
 from lmfit.models import LinearModel
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, read_near, typical_ages
+from devmodel.fit.data import FitData, read_near, require_t0, typical_ages
 from devmodel.fit.lmfits import FitResult, fit_poly, fit_poly_auto
 from devmodel.fit.stats import clipped_std, var_se
 from devmodel.fit.variogram import equal_bursts, variogram_lines, white_noise, white_variance
@@ -43,12 +43,14 @@ class CmoFitOptions(Constrained):
     acceptance: float | None = None  # default: the session's verify acceptance, else 2 %
     g_min_us: float = CMO_G_MIN_US  # the device window's floor
     min_devices: int = 10  # per level and age
+    outlier_sigma: float | None = 6.0  # t0 outliers (stuck devices) screened out; None: keep all
 
     WHERE: ClassVar[str] = "CMO/HfOx fit"
     CONSTRAINTS: ClassVar[dict] = {"t_read_s": Interval(0.0, 1.0, "right"),
                                    "acceptance": OrNone(Interval(0.0, 0.5, "right")),
                                    "g_min_us": Interval(0.0, None),
-                                   "min_devices": Interval(3, None, integer=True)}
+                                   "min_devices": Interval(3, None, integer=True),
+                                   "outlier_sigma": OrNone(Interval(2.0, None))}
 
 
 @dataclass
@@ -66,6 +68,7 @@ def fit_cmo(data: FitData, opts: CmoFitOptions | None = None) -> CmoModel:
     opts = opts or CmoFitOptions()
     opts.check()
     s = data.session
+    require_t0(data)
     rn = _read_noise(data, opts)
     prog, offset = _programming(data, rn, opts)
     relax, relax_q = _relaxation(data, prog, offset, rn, opts)

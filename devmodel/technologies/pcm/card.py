@@ -17,14 +17,14 @@ Inference times count from t0 (aihwkit and seed 000): a device read at inference
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from devmodel import __version__
-from devmodel.forms import ClippedLog, PowerLawCap, poly_us, sqrt_log_term
-from devmodel.model.card import DeviceModel
+from devmodel.forms import ClippedLog, PowerLawCap, level_residual, poly_us, sqrt_log_term
+from devmodel.model.card import DeviceModel, ModelCardError
 from devmodel.technologies.pcm.published import PcmStatModel
 
 
@@ -54,6 +54,33 @@ class Programming:
     verify_age_s: float | None = None
     mean_offset_stderr_us: list[float | None] = field(default_factory=list)
     verify_age_stderr_s: float | None = None
+    # the measured mean offset at t0 of every programmed level (docs/physics.md, "Mean offset at
+    # t0"): the polynomial plus the interpolated residuals passes through them
+    level_offsets_g_us: list[float] = field(default_factory=list)
+    level_offsets_us: list[float] = field(default_factory=list)
+    level_offsets_stderr_us: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        g = self.level_offsets_g_us
+        if len(self.level_offsets_us) != len(g) or np.any(np.diff(g) <= 0):
+            raise ModelCardError("model card: programming/level_offsets_us must have one value per "
+                                 "level_offsets_g_us, and those must increase")
+
+    def offset_residuals_us(self) -> np.ndarray:
+        """Per tabulated level: measured offset minus the polynomial's."""
+        g = np.asarray(self.level_offsets_g_us, dtype=float)
+        return np.asarray(self.level_offsets_us, dtype=float) - poly_us(self.mean_offset_coeffs_us,
+                                                                         g / self.g_ref_us)
+
+    def offset_us(self, g_target_us: np.ndarray) -> np.ndarray:
+        """Mean programmed offset from the target at t0: the polynomial, through the measured
+        levels when the card tabulates them."""
+        g = np.asarray(g_target_us, dtype=float)
+        out = poly_us(self.mean_offset_coeffs_us, g / self.g_ref_us)
+        if self.level_offsets_g_us:
+            out = out + level_residual(g, np.asarray(self.level_offsets_g_us, dtype=float),
+                                       self.offset_residuals_us())
+        return out
 
     def sigma_us(self, g_target_us: np.ndarray) -> np.ndarray:
         """σ_prog(G_T) ≥ 0 in µS."""
@@ -63,7 +90,7 @@ class Programming:
     def mean_us(self, g_target_us: np.ndarray) -> np.ndarray:
         """Mean programmed conductance at t0 (G_T plus the fitted offset)."""
         g = np.asarray(g_target_us, dtype=float)
-        return g + poly_us(self.mean_offset_coeffs_us, g / self.g_ref_us)
+        return g + self.offset_us(g)
 
 
 @dataclass
@@ -110,7 +137,6 @@ class PcmModel(DeviceModel):
     drift: Drift | None = None
     read_noise: ReadNoise | None = None
 
-    EXTRAPOLATION: ClassVar[str] = "drift and 1/f noise follow their fitted laws"
 
     @classmethod
     def section_from_dict(cls, d: dict) -> dict[str, Any]:
@@ -122,40 +148,6 @@ class PcmModel(DeviceModel):
                            **{k: v for k, v in dr.items() if k not in ("nu_mean", "nu_std", "table")}),
             "read_noise": ReadNoise(**d["read_noise"]),
         }
-
-    # -- sampling --------------------------------------------------------------------------------
-    def programmed(self, g_target_us: np.ndarray,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(G_prog at t0, ν) per target: programming noise, drift exponent and their coupling."""
-        p, d = self.programming, self.drift
-        g = np.asarray(g_target_us, dtype=float)
-        x = g / self.g_max_us
-        mu_nu, sd_nu = d.nu_mean(x), d.nu_std(x)
-        nu = mu_nu + sd_nu * rng.standard_normal(g.shape)
-        if d.nu_distribution == "folded_normal":
-            nu = np.abs(nu)
-        mean, sigma = p.mean_us(g), p.sigma_us(g)
-        if not p.verify_age_s:
-            return np.maximum(mean + sigma * rng.standard_normal(g.shape), 0.0), nu
-        # G_prog = G_base·K, K = (τ_v/t0)^(ν − μ_ν) = e^(−L(ν − μ_ν)); mean and spread kept
-        L = np.log(self.t0_s / p.verify_age_s)
-        k1, k2 = np.exp((L * sd_nu) ** 2 / 2), np.exp(2 * (L * sd_nu) ** 2)
-        base_mean = mean / k1
-        base_sd = np.sqrt(np.maximum((sigma**2 + mean**2) / k2 - base_mean**2, 0.0))
-        base = np.maximum(base_mean + base_sd * rng.standard_normal(g.shape), 0.0)
-        return base * np.exp(-L * (nu - mu_nu)), nu
-
-    def sample(self, g_target_us, t_s, rng, extrapolate=False, read_noise=True) -> np.ndarray:
-        """G(t) = G_prog·(t/t0)^−ν·(1 + Q_s(G_prog)·sqrt(ln((t + t_read)/(2 t_read)))·z) + white."""
-        rn = self.read_noise
-        g = np.asarray(g_target_us, dtype=float)
-        g_prog, nu = self.programmed(g, rng)
-        g_t = g_prog * (t_s / self.t0_s) ** (-nu)
-        q = rn.q_s(g_prog / self.g_max_us)
-        out = g_t * (1.0 + q * rn.sqrt_log_term(t_s) * rng.standard_normal(g.shape))
-        if read_noise and rn.white_noise_us:
-            out += rn.white_noise_us * rng.standard_normal(g.shape)
-        return out
 
     # -- what shared code asks -------------------------------------------------------------------
     def scalars(self) -> dict[str, float]:
@@ -194,6 +186,9 @@ class PcmModel(DeviceModel):
     @property
     def white_read_noise_us(self) -> float:
         return float(self.read_noise.white_noise_us or 0.0)
+
+    def extrapolation(self) -> str:
+        return "drift and 1/f noise follow their fitted laws"
 
     def inference_age_s(self, t_s: float) -> float:
         return float(t_s) + self.t0_s

@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, representative_ages, require_levels
+from devmodel.fit.data import FitData, representative_ages, require_levels, require_t0
 from devmodel.fit.lmfits import (
     FitResult,
     fit_clipped_log,
@@ -61,7 +61,7 @@ from devmodel.technologies.pcm.card import (
     ReadNoise,
 )
 from devmodel.technologies.pcm.published import PCM_T_READ_S, PcmStatModel
-from devmodel.validation import Constrained, Interval
+from devmodel.validation import Constrained, Interval, OrNone
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,14 @@ class PcmFitOptions(Constrained):
     n_mc: int = 4000  # devices simulated per level for the ν-estimator noise
     min_intrinsic_fraction: float = 0.2  # of the ν̂ variance, for a level to enter the ν fits
     seed: int = 0
+    outlier_sigma: float | None = 6.0  # t0 outliers (stuck devices) screened out; None: keep all
 
     WHERE: ClassVar[str] = "PCM fit"
     CONSTRAINTS: ClassVar[dict] = {
         "prog_degree": Interval(0, 6, integer=True), "t_read_s": Interval(0.0, 1.0, "right"),
         "n_mc": Interval(100, 1_000_000, integer=True), "min_intrinsic_fraction": Interval(0.0, 1.0),
         "seed": Interval(0, 2**63 - 1, integer=True),
+        "outlier_sigma": OrNone(Interval(2.0, None)),
     }
 
 
@@ -106,6 +108,7 @@ def fit_pcm(data: FitData, opts: PcmFitOptions | None = None) -> PcmModel:
     opts.check()
     s = data.session
     require_levels(data, opts.prog_degree, "σ_prog")
+    require_t0(data)
     drift = fit_drift_per_device(data.dev, data.age_s, data.g_us, data.n_devices, s.t0_s)
     use = data.use & np.isfinite(drift.nu)
     lv = level_stats(data, drift, use)
@@ -204,6 +207,8 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
             censored_levels_us=lv.g_us[lv.censored > 0.005].tolist(),
             verify_age_s=tau_v,
             verify_age_stderr_s=tau_v * coupling["L_stderr"] if tau_v else None,  # τ_v = t0·e^−L
+            level_offsets_g_us=lv.g_us.tolist(), level_offsets_us=(lv.mean_t0 - lv.g_us).tolist(),
+            level_offsets_stderr_us=np.sqrt(lv.var_t0 / lv.n).tolist(),
         ),
         drift=Drift(
             nu_mean=_form(fit_mu), nu_std=_form(fit_sig),

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from devmodel.forms import level_residual
 from devmodel.model.noise import NativeNoiseModel, as_float, chunked, poly
 
 
@@ -42,17 +43,16 @@ class PcmNoiseModel(NativeNoiseModel):
         p = self.card.programming
         g = as_float(g_target_us).contiguous()
         if not (p.verify_age_s and nu is not None):
-            offset = any(c != 0 for c in p.mean_offset_coeffs_us)
+            offset = any(c != 0 for c in p.mean_offset_coeffs_us) or bool(p.level_offsets_g_us)
 
             def kernel(out, gc):
-                x = gc / p.g_ref_us
-                sigma = poly(p.poly_coeffs_us, x).clamp_(min=0.0)
-                mean = poly(p.mean_offset_coeffs_us, x).add_(gc) if offset else gc
+                sigma = poly(p.poly_coeffs_us, gc / p.g_ref_us).clamp_(min=0.0)
+                mean = self._offset(gc).add_(gc) if offset else gc
                 self._normal_(out).mul_(sigma).add_(mean).clamp_(min=0.0)
 
             return chunked(kernel, torch.empty_like(g), g)
         x = g / p.g_ref_us
-        mean = g + poly(p.mean_offset_coeffs_us, x)
+        mean = g + self._offset(g)
         sigma = poly(p.poly_coeffs_us, x).clamp_min(0.0)
         # G_prog = G_base·e^(−L(ν − μ_ν)), mean and spread at t0 kept (as the card's NumPy sampler)
         d = self.card.drift
@@ -102,6 +102,16 @@ class PcmNoiseModel(NativeNoiseModel):
         g = g_prog_us[:, None] * drift
         g = g * (1 + self._q_s(g_prog_us)[:, None] * eta)
         return self.read(g)
+
+    def _offset(self, g: torch.Tensor) -> torch.Tensor:
+        """Mean offset at t0 (the card's ``Programming.offset_us``)."""
+        p = self.card.programming
+        out = poly(p.mean_offset_coeffs_us, g / p.g_ref_us)
+        if p.level_offsets_g_us:
+            kw = {"dtype": g.dtype, "device": g.device}
+            out = out + level_residual(g, torch.as_tensor(p.level_offsets_g_us, **kw),
+                                       torch.as_tensor(p.offset_residuals_us(), **kw), xp=torch)
+        return out
 
     def _q_s(self, g_prog_us: torch.Tensor) -> torch.Tensor:
         rn = self.card.read_noise

@@ -5,8 +5,8 @@ G_prog = max(G_T + N(0, σ_prog(x)), 0); ν = |N(μ_ν(x), σ_ν(x))| at x = G_T
 are G_prog·(t/t0)^−ν·(1 + Q_s(G_prog/g_max)·η(t)) (Q_s at the programmed conductance, as in
 aihwkit's PCMLikeNoiseModel) with η the 1/f process of :mod:`devmodel.physics.flicker` started at
 the end of programming (so the spread at t0 includes the 1/f noise accumulated until then, as in the
-published model), plus optional white read noise. Written as a normal session file, so the fitters
-cannot tell it from a live session.
+published model), clamped at 0 as the published model is, plus optional white read noise. Written
+as a normal session file, so the fitters cannot tell it from a live session.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def synthesize_pcm_session(
     def read(sel, ages):
         eta = bank.sample(sel, ages, rng)
         g = g_prog[sel] * (ages / m.t0_s) ** (-nu[sel]) * (1.0 + q_s[sel] * eta)
-        return g + white_noise_us * rng.standard_normal(sel.size)
+        # a conductance is not negative (clamped as the published model, aihwkit's PCMLikeNoiseModel)
+        return np.maximum(g, 0.0) + white_noise_us * rng.standard_normal(sel.size)
 
     burst = burst_rows(level, levels.size, b.devices_per_level)
     events = [(float(a), "schedule") for a in schedule_s]
@@ -72,7 +73,7 @@ def synthesize_pcm_session(
             if kind == "schedule":
                 g = read(rows, np.full(n, age))
                 w.append("reads", {"device": rows, "t_s": np.full(n, age), "age_s": np.full(n, age),
-                                   "g_us": g, "burst": np.full(n, -1)})
+                                   "g_us": g, "burst": np.full(n, -1), "nominal_age_s": np.full(n, age)})
             else:
                 _burst(w, read, burst, b, age)
         w.finish()

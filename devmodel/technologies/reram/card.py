@@ -1,15 +1,24 @@
-"""The ReRAM model card (docs/model-card.md; forms from docs/physics.md, "ReRAM"):
+"""The ReRAM model card (docs/model-card.md; forms from docs/physics.md, "ReRAM"). A card holds one
+of two forms of G − G_T, and a conductance-independent short-term read noise:
 
-σ(x, t) = Σ c_i(t)·x^i at snapshot times t (x = G_T/g_max), a mean shift per snapshot, and a
-conductance-independent short-term read noise. Between snapshots the coefficients and the shift are
-interpolated linearly in ln t; beyond them the nearest snapshot is used, only when extrapolation is
-allowed. Times count from programming (the Wan 2022 convention aihwkit uses).
+* ``relaxation`` — the relaxation law: at every level, each quantile of G − G_T (a fixed grid of
+  probabilities) is a polynomial in ln(t / 1 s), degree 1 to 3; between levels the quantile
+  functions are interpolated linearly in G_T; after the last measured age the law continues
+  linearly in ln t (the slope at the edge), before the first it holds the first age's quantiles.
+  It keeps what real chips show — a mean that depends on the level (cells
+  relax towards the middle), spreads growing in ln t, heavy tails and skew — without forcing a
+  Gaussian on them (docs/physics.md, "ReRAM relaxation on real chips").
+* ``snapshots`` — the published form (Wan 2022): σ(x, t) = Σ c_i(t)·x^i at snapshot times t
+  (x = G_T/g_max) and one mean shift per snapshot, Gaussian; between snapshots the coefficients and
+  the shift are interpolated linearly in ln t, beyond them the nearest snapshot is used.
+
+Times count from programming (the Wan 2022 convention aihwkit uses); conductances are clamped at 0.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -32,22 +41,93 @@ class Snapshot:
     mean_shift_stderr_us: float | None = None
 
 
+@dataclass
+class RelaxationLaw:
+    """Quantiles of G − G_T per level as polynomials in L = ln(t / t_ref) (module docstring)."""
+
+    probabilities: list[float]
+    levels_us: list[float]  # the session's levels (an imported level: its devices' mean target)
+    coeffs_us: list[list[list[float]]]  # [level][probability][power of L]
+    ages_s: list[list[float]]  # per level: the first and last age its data covered
+    t_ref_s: float = 1.0
+    coeffs_stderr_us: list[list[list[float | None]]] = field(default_factory=list)
+    n_devices: list[int] = field(default_factory=list)
+    form: str = "quantile_log_time"
+
+    def table(self, t_s: float) -> np.ndarray:
+        """(levels, probabilities) quantiles at ``t_s``: the polynomial inside each level's measured
+        ages, held at its first age before it (no extrapolation back towards programming) and
+        continued linearly in ln t after its last; sorted along the probabilities."""
+        out = np.empty((len(self.levels_us), len(self.probabilities)))
+        for j, (c, span) in enumerate(zip(self.coeffs_us, self.ages_s, strict=True)):
+            c = np.asarray(c, dtype=float)  # (P, degree + 1)
+            lo, hi = np.log(np.asarray(span) / self.t_ref_s)
+            lt = np.log(t_s / self.t_ref_s)
+            edge = min(max(lt, lo), hi)
+            powers = edge ** np.arange(c.shape[1])
+            slope = c[:, 1:] @ (np.arange(1, c.shape[1]) * edge ** np.arange(c.shape[1] - 1))
+            out[j] = c @ powers + slope * max(lt - hi, 0.0)
+        return np.sort(out, axis=1)  # quantile curves of a polynomial law may cross: rearranged
+
+    def span_s(self) -> tuple[float, float]:
+        ages = np.asarray(self.ages_s, dtype=float)
+        return float(ages[:, 0].min()), float(ages[:, 1].max())
+
+
+def interpolate_quantiles(table, levels, probabilities, g_target, u, xp=np):
+    """Per device the quantile ``u`` of the law at its target: linear in the probability within a
+    level's quantile function (held at the grid's ends), then linear in G_T between the two levels
+    around it (the nearest level beyond them). ``xp`` is numpy or torch; all arrays of that kind."""
+    n_lv, n_p = table.shape
+    idx = xp.searchsorted(probabilities, u).clamp(1, n_p - 1) if xp is not np else \
+        np.clip(np.searchsorted(probabilities, u), 1, n_p - 1)
+    p0, p1 = probabilities[idx - 1], probabilities[idx]
+    wp = ((u - p0) / (p1 - p0)).clip(0.0, 1.0)
+    if n_lv == 1:
+        return table[0, idx - 1] * (1 - wp) + table[0, idx] * wp
+    jl = xp.searchsorted(levels, g_target).clamp(1, n_lv - 1) if xp is not np else \
+        np.clip(np.searchsorted(levels, g_target), 1, n_lv - 1)
+    g0, g1 = levels[jl - 1], levels[jl]
+    wg = ((g_target - g0) / (g1 - g0)).clip(0.0, 1.0)
+    lower = table[jl - 1, idx - 1] * (1 - wp) + table[jl - 1, idx] * wp
+    upper = table[jl, idx - 1] * (1 - wp) + table[jl, idx] * wp
+    return lower * (1 - wg) + upper * wg
+
+
 @dataclass(kw_only=True)
 class ReramModel(DeviceModel):
-    """A ReRAM card: error snapshots σ(x, t) and mean shifts, read noise (module docstring)."""
+    """A ReRAM card: the relaxation law or error snapshots, and read noise (module docstring)."""
 
     technology: str = "reram"
+    relaxation: RelaxationLaw | None = None
     snapshots: list[Snapshot] = field(default_factory=list)
     read_noise_us: float | None = None
     read_noise_stderr_us: float | None = None
 
-    EXTRAPOLATION: ClassVar[str] = "the nearest fitted snapshot is used"
+    def extrapolation(self) -> str:
+        return ("the relaxation law is continued linearly in ln t after its last age and held at its "
+                "first age before it" if self.relaxation is not None
+                else "the nearest fitted snapshot is used")
+
+    @property
+    def form(self) -> str:
+        """Which form the card holds: "relaxation" (the law) or "snapshots" (Wan 2022)."""
+        return "relaxation" if self.relaxation is not None else "snapshots"
 
     @classmethod
     def section_from_dict(cls, d: dict) -> dict[str, Any]:
-        return {"snapshots": [Snapshot(**s) for s in d.get("snapshots", [])],
+        law = d.get("relaxation")
+        return {"relaxation": RelaxationLaw(**law) if law else None,
+                "snapshots": [Snapshot(**s) for s in d.get("snapshots", [])],
                 "read_noise_us": d.get("read_noise_us"),
                 "read_noise_stderr_us": d.get("read_noise_stderr_us")}
+
+    def law_quantiles(self, g_target_us: np.ndarray, t_s: float, p: np.ndarray) -> np.ndarray:
+        """Quantiles ``p`` of G − G_T at the targets and age ``t_s`` under the relaxation law."""
+        law = self.relaxation
+        g = np.broadcast_to(np.asarray(g_target_us, dtype=float), np.shape(p))
+        return interpolate_quantiles(law.table(t_s), np.asarray(law.levels_us),
+                                     np.asarray(law.probabilities), g, np.asarray(p, dtype=float))
 
     def snapshot_coeffs(self, t_s: float, extrapolate: bool = False) -> tuple[np.ndarray, float]:
         """σ(x) coefficients and mean shift at ``t_s``, interpolated linearly in ln t.
@@ -73,18 +153,17 @@ class ReramModel(DeviceModel):
         w = (u - np.log(ts[j])) / (np.log(ts[j + 1]) - np.log(ts[j]))
         return (1 - w) * c[j] + w * c[j + 1], float((1 - w) * shift[j] + w * shift[j + 1])
 
-    def sample(self, g_target_us, t_s, rng, extrapolate=False, read_noise=True) -> np.ndarray:
-        """G(t) = G_T + shift(t) + σ(x, t)·z + read noise."""
-        g = np.asarray(g_target_us, dtype=float)
-        c, shift = self.snapshot_coeffs(t_s, extrapolate)
-        sigma = np.maximum(poly_us(c, g / self.g_max_us), 0.0)
-        out = g + shift + sigma * rng.standard_normal(g.shape)
-        if read_noise and self.read_noise_us:
-            out += self.read_noise_us * rng.standard_normal(g.shape)
-        return out
-
     def scalars(self) -> dict[str, float]:
         out: dict[str, float] = {}
+        if self.relaxation is not None:
+            law, probs = self.relaxation, list(self.relaxation.probabilities)
+            for g, c in zip(law.levels_us, law.coeffs_us, strict=True):
+                for name, p in (("q16", 0.16), ("q50", 0.5), ("q84", 0.84)):
+                    if p in probs:
+                        k = probs.index(p)
+                        out[f"level.{g:.4g}.{name}.c0"] = c[k][0]
+                        if name == "q50" and len(c[k]) > 1:
+                            out[f"level.{g:.4g}.{name}.c1"] = c[k][1]
         for s in self.snapshots:
             for i, c in enumerate(s.poly_coeffs_us):
                 out[f"snapshot.{s.t_s:g}.c{i}"] = c
@@ -93,8 +172,39 @@ class ReramModel(DeviceModel):
             out["read_noise_us"] = self.read_noise_us
         return out
 
+    def parameter_lines(self, intervals: dict[str, list[float]]) -> list[str]:
+        """The law as a table (per level: median and half 16–84 % range of G − G_T at the first and
+        last fitted age, with standard errors); the scalar listing for snapshot cards."""
+        law = self.relaxation
+        if law is None:
+            return super().parameter_lines(intervals)
+        lo, hi = law.span_s()
+        err = self.stderrs()
+        lines = [f"  relaxation law, quantiles of G − G_T polynomial in ln t (µS), {lo:g} s and {hi:g} s:",
+                 "    level µS      n   median t1     ± se   median t2   spread t1   spread t2"]
+        for g, n in zip(law.levels_us, law.n_devices or [0] * len(law.levels_us), strict=True):
+            med = [float(self.law_quantiles(np.array([g]), t, np.array([0.5]))[0]) for t in (lo, hi)]
+            spr = [float(self.spread_at(np.array([g]), t)[0]) for t in (lo, hi)]
+            se = err.get(f"level.{g:.4g}.q50.c0")
+            lines.append(f"    {g:8.3g} {n:6d} {med[0]:11.3f} {se or float('nan'):8.3f} {med[1]:11.3f} "
+                         f"{spr[0]:11.3f} {spr[1]:11.3f}")
+        if self.read_noise_us is not None:
+            e = self.read_noise_stderr_us
+            lines.append(f"  read_noise_us {self.read_noise_us:.4g}" + (f" ± {e:.2g}" if e else ""))
+        return lines
+
     def stderrs(self) -> dict[str, float | None]:
         err: dict[str, float | None] = {}
+        law = self.relaxation
+        if law is not None and law.coeffs_stderr_us:
+            probs = list(law.probabilities)
+            for g, c in zip(law.levels_us, law.coeffs_stderr_us, strict=True):
+                for name, p in (("q16", 0.16), ("q50", 0.5), ("q84", 0.84)):
+                    if p in probs:
+                        k = probs.index(p)
+                        err[f"level.{g:.4g}.{name}.c0"] = c[k][0]
+                        if name == "q50" and len(c[k]) > 1:
+                            err[f"level.{g:.4g}.{name}.c1"] = c[k][1]
         for s in self.snapshots:
             for i, e in enumerate(s.poly_coeffs_stderr_us):
                 err[f"snapshot.{s.t_s:g}.c{i}"] = e
@@ -107,27 +217,49 @@ class ReramModel(DeviceModel):
         return float(self.read_noise_us or 0.0)
 
     def fitted_time_range(self) -> tuple[float | None, float | None]:
+        if self.relaxation is not None:
+            return self.relaxation.span_s()
         ts = [s.t_s for s in self.snapshots]
         return min(ts), max(ts)
 
     def spread_at_t0_us(self, g_target_us: np.ndarray) -> np.ndarray:
-        """The first snapshot's σ."""
+        """The first snapshot's σ, or half the 16–84 % range of the law at t0."""
+        g = np.asarray(g_target_us, dtype=float)
+        if self.relaxation is not None:
+            q16 = self.law_quantiles(g, self.t0_s, np.full(g.shape, 0.16))
+            q84 = self.law_quantiles(g, self.t0_s, np.full(g.shape, 0.84))
+            return np.maximum((q84 - q16) / 2, 0.0)
         c, _ = self.snapshot_coeffs(self.snapshots[0].t_s)
-        return np.maximum(poly_us(c, np.asarray(g_target_us, dtype=float) / self.g_max_us), 0)
+        return np.maximum(poly_us(c, g / self.g_max_us), 0)
 
     def mean_shift_us(self) -> float:
+        """The first snapshot's mean shift, or the law's median shift at t0 over the levels."""
+        if self.relaxation is not None:
+            g = np.asarray(self.relaxation.levels_us)
+            return float(np.median(self.law_quantiles(g, self.t0_s, np.full(g.shape, 0.5))))
         return float(self.snapshots[0].mean_shift_us)
 
     def summary(self) -> dict[str, float | str]:
         x = np.linspace(0.01, 1.0, 100)
-        out: dict[str, float | str] = {"technology": self.technology, "g_max_us": self.g_max_us}
+        out: dict[str, float | str] = {"technology": self.technology, "g_max_us": self.g_max_us,
+                                       "form": self.form}
+        if self.relaxation is not None:
+            g = x * self.g_max_us
+            for t in self.relaxation.span_s():
+                out[f"sigma_rel_g_max_at_{t:g}s"] = float(np.mean(self.spread_at(g, t)) / self.g_max_us)
         for s in self.snapshots:
             sig = poly_us(s.poly_coeffs_us, x)
             out[f"sigma_rel_g_max_at_{s.t_s:g}s"] = float(np.mean(sig) / self.g_max_us)
-        sig0 = poly_us(self.snapshots[0].poly_coeffs_us, 0.0)
+        sig0 = float(self.spread_at_t0_us(np.array([0.0]))[0])
         out["on_off_ratio"] = float(self.g_max_us / max(sig0 * np.sqrt(2 / np.pi), 1e-6))
         out["read_noise_rel_g_max"] = float((self.read_noise_us or 0.0) / self.g_max_us)
         return out
+
+    def spread_at(self, g_target_us: np.ndarray, t_s: float) -> np.ndarray:
+        """Half the 16–84 % range of G − G_T under the law at ``t_s``."""
+        g = np.asarray(g_target_us, dtype=float)
+        q = [self.law_quantiles(g, t_s, np.full(g.shape, p)) for p in (0.16, 0.84)]
+        return np.maximum((q[1] - q[0]) / 2, 0.0)
 
 
 def published() -> ReramModel:

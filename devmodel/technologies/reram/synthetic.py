@@ -56,7 +56,7 @@ def synthesize_reram_session(
             g_true[t] = target + poly_us(table[t], x) * rng.standard_normal(n)
             g = g_true[t] + read_noise_us * rng.standard_normal(n)
             w.append("reads", {"device": rows, "t_s": np.full(n, t), "age_s": np.full(n, t),
-                               "g_us": g, "burst": np.full(n, -1)})
+                               "g_us": g, "burst": np.full(n, -1), "nominal_age_s": np.full(n, t)})
         burst = burst_rows(level, levels.size, burst_devices_per_level)
         if burst.size:  # back-to-back reads: read noise only
             t = times[0]
