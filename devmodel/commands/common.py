@@ -85,31 +85,37 @@ def key_values(option: str, items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _typed(option: str, key: str, text: str, kinds: list[str], default: object):
+    """``text`` as a value of a field declared ``kinds`` (its annotation's alternatives)."""
+    try:
+        if text.lower() == "none" and "None" in kinds:
+            return None
+        if isinstance(default, bool) or kinds[0] == "bool":
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(default, tuple):
+            return tuple(type(default[0])(v) if default else float(v) for v in text.split(",") if v.strip())
+        if kinds[0] == "int" or (isinstance(default, int) and kinds[0] != "float"):
+            return int(text)
+        if kinds[0] == "str":
+            return text
+        return float(text)
+    except ValueError:
+        raise DevmodelError(f"{option} {key}={text!r}: not a value of that field's type") from None
+
+
 def typed_values(option: str, values: dict[str, str], defaults: object) -> dict:
     """``key_values`` converted to the types of the fields of the dataclass instance ``defaults``
     (numbers, flags, comma-separated tuples); unknown fields refused."""
     from dataclasses import fields
 
-    names = {f.name for f in fields(defaults)}
+    kinds = {f.name: str(f.type).replace(" ", "").split("|") for f in fields(defaults)}
     out: dict = {}
     for key, text in values.items():
-        if key not in names:
-            raise DevmodelError(f"{option}: no field {key!r}; known: {', '.join(sorted(names)) or 'none'}")
-        default = getattr(defaults, key)
-        try:
-            if isinstance(default, bool):
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                out[key] = text.lower() in ("true", "1")
-            elif isinstance(default, tuple):
-                out[key] = tuple(type(default[0])(v) if default else float(v)
-                                 for v in text.split(",") if v.strip())
-            elif isinstance(default, int):
-                out[key] = int(text)
-            else:
-                out[key] = None if text.lower() == "none" else float(text)
-        except ValueError:
-            raise DevmodelError(f"{option} {key}={text!r}: not a value of that field's type") from None
+        if key not in kinds:
+            raise DevmodelError(f"{option}: no field {key!r}; known: {', '.join(sorted(kinds)) or 'none'}")
+        out[key] = _typed(option, key, text, kinds[key], getattr(defaults, key))
     return out
 
 

@@ -107,6 +107,9 @@ def fit_session(
         data.use &= ~held
         data.excluded["held_out"] = int(held.sum())
     card = technology(session.technology).part("fit").fit(data, opts)
+    # every fit says what it left out, by reason (reads the fitters' ages do not take included)
+    card.fit_quality["excluded_devices"] = data.excluded
+    card.fit_quality.setdefault("excluded_reads", data.losses(data.schedule_ages()))
     if bootstrap > 0:
         base = _subset(session, ~held) if held.any() else session
         card.fit_quality["bootstrap"] = {

@@ -181,6 +181,11 @@ class DeviceModel:
                          + (f"   95 % bootstrap [{b[0]:.4g}, {b[1]:.4g}]" if b else ""))
         return lines
 
+    def remedy(self, curve: str) -> str:
+        """What to try when ``curve`` (a top-level name of fit_quality) fits poorly."""
+        return ("try another degree or form of that curve (devmodel fit --set …), or look at the data "
+                "for mixed populations")
+
     def notes(self) -> list[str]:
         """Lines a report adds about the card (parameters held fixed, …)."""
         return []

@@ -179,6 +179,18 @@ class PcmModel(DeviceModel):
             err[f"read_noise.{k}"] = v
         return err
 
+    def remedy(self, curve: str) -> str:
+        return {"sigma_prog": "raise the σ_prog degree (devmodel fit --set prog_degree=N, N ≤ 6) or "
+                              "program more devices per level",
+                "mean_offset": "the card passes through every level's measured mean anyway "
+                               "(level offsets); a poor polynomial only matters between levels",
+                "nu_mean": "ν(G) does not follow the clipped-log form: export with the ν table "
+                           "(export --to aihwkit custom_drift) and check drift reads for outliers",
+                "nu_std": "ν spread does not follow the clipped-log form: check drift reads for "
+                          "outliers or add levels",
+                "q_s": "the burst variograms do not follow Q_s(G) = min(amp/x^exp, cap): record "
+                       "longer bursts or more burst devices per level"}.get(curve, super().remedy(curve))
+
     def notes(self) -> list[str]:
         fixed = self.drift.nu_mean.fixed + [f"σ_ν.{k}" for k in self.drift.nu_std.fixed]
         return [f"held at the published value (not identifiable here): {fixed}"] if fixed else []

@@ -172,6 +172,24 @@ class ReramModel(DeviceModel):
             out["read_noise_us"] = self.read_noise_us
         return out
 
+    def remedy(self, curve: str) -> str:
+        if curve == "law_levels":
+            forced = (self.fit_quality.get("options") or {}).get("time_degree")
+            if forced and forced < 3:
+                return f"time_degree={forced} was asked for: raise it (≤ 3) or leave it to the fit"
+            return ("quantiles do not follow a polynomial in ln t of degree ≤ 3 within their errors: "
+                    "look for mixed populations at those levels (e.g. devices whose first read fell "
+                    "outside their intended level)")
+        if curve == "snapshots":
+            return "raise the σ(x) degree (devmodel fit --set degree=N, N ≤ 6) or use the law (form=law)"
+        return super().remedy(curve)
+
+    def notes(self) -> list[str]:
+        if str(self.fit_quality.get("read_noise_source", "")).startswith("none"):
+            return ["read noise: not measured (the session has no read-noise bursts); read_noise_us "
+                    "0 means it stays inside the fitted distributions, not that it is zero"]
+        return []
+
     def parameter_lines(self, intervals: dict[str, list[float]]) -> list[str]:
         """The law as a table (per level: median and half 16–84 % range of G − G_T at the first and
         last fitted age, with standard errors); the scalar listing for snapshot cards."""
@@ -186,8 +204,10 @@ class ReramModel(DeviceModel):
             med = [float(self.law_quantiles(np.array([g]), t, np.array([0.5]))[0]) for t in (lo, hi)]
             spr = [float(self.spread_at(np.array([g]), t)[0]) for t in (lo, hi)]
             se = err.get(f"level.{g:.4g}.q50.c0")
+            b = intervals.get(f"level.{g:.4g}.q50.c0")
             lines.append(f"    {g:8.3g} {n:6d} {med[0]:11.3f} {se or float('nan'):8.3f} {med[1]:11.3f} "
-                         f"{spr[0]:11.3f} {spr[1]:11.3f}")
+                         f"{spr[0]:11.3f} {spr[1]:11.3f}"
+                         + (f"   median c0 95 % bootstrap [{b[0]:.3f}, {b[1]:.3f}]" if b else ""))
         if self.read_noise_us is not None:
             e = self.read_noise_stderr_us
             lines.append(f"  read_noise_us {self.read_noise_us:.4g}" + (f" ± {e:.2g}" if e else ""))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from devmodel.errors import DevmodelError
 from devmodel.fit.data import FitData, burst_reads, require_levels
@@ -137,11 +137,25 @@ def _snapshots(data: FitData, ages: np.ndarray, rn: float | None, opts: ReramFit
     return snapshots, {"snapshots": quality}
 
 
+def harrell_davis(e: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Harrell–Davis quantiles: every order statistic weighted by the Beta(p(n+1), (1−p)(n+1))
+    mass of its rank interval. Smooth in the data (a device resample moves it continuously, so
+    bootstrap intervals of it cover as they should; the single order statistic's do not, its
+    bootstrap variance converging only as n^−1/4) and more efficient than it for small n."""
+    x = np.sort(e)
+    n = x.size
+    edges = np.arange(n + 1) / n
+    a, b = p * (n + 1), (1 - p) * (n + 1)
+    cdf = special.betainc(a[:, None], b[:, None], edges[None, :])
+    return np.diff(cdf, axis=1) @ x
+
+
 def quantiles_with_se(e: np.ndarray, p: np.ndarray, floor_us: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical quantiles of ``e`` at ``p`` and their standard errors from the order statistics:
-    sqrt(p(1 − p)/n) / f(q_p), the density f from the quantile function's slope over ±h in p."""
+    """Quantiles of ``e`` at ``p`` (Harrell–Davis) and their standard errors from the order
+    statistics: sqrt(p(1 − p)/n) / f(q_p), the density f from the quantile function's slope over
+    ±h in p."""
     n = e.size
-    q = np.quantile(e, p)
+    q = harrell_davis(e, p)
     h = np.minimum(np.minimum(p, 1 - p) / 2, 0.5 / np.sqrt(n) + 0.01)
     dq = np.quantile(e, np.clip(p + h, 0, 1)) - np.quantile(e, np.clip(p - h, 0, 1))
     se = np.sqrt(p * (1 - p) / n) * np.maximum(dq, floor_us) / (2 * h)
