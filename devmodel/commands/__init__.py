@@ -1,11 +1,11 @@
 """The ``devmodel`` command line: a thin shell over the library (docs/architecture.md).
 
-One module per area — ``lab`` (characterize, info, import-table, serve-chip), ``model`` (fit,
-validate, report, export), ``network`` (evaluate, train-hwa), ``replay``, ``demo`` — each command
-parsing its options, calling the library and printing. Choices (technologies, export targets,
-training methods) come from the registries. Every error a user can cause ends in one sentence on
-stderr and exit status 2, never a traceback, and nothing half-written. Modules import only click and
-the core at the top, so ``devmodel --help`` stays fast.
+One module per area — ``lab`` (characterize, info, import-table, import-traces, serve-chip),
+``model`` (fit, validate, report, export, read-noise), ``network`` (evaluate, train-hwa),
+``replay``, ``demo`` — each command parsing its options, calling the library and printing.
+Choices (technologies, export targets, training methods) come from the registries. Every error a
+user can cause ends in one sentence on stderr and exit status 2, never a traceback, and nothing
+half-written. Modules import only click and the core at the top, so ``devmodel --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import click
 from devmodel import __version__
 from devmodel.commands.common import OneLineErrors
 from devmodel.commands.demo import demo
-from devmodel.commands.lab import characterize, import_table_cmd, info, serve_chip
-from devmodel.commands.model import export, fit, report, validate
+from devmodel.commands.lab import characterize, import_table_cmd, import_traces_cmd, info, serve_chip
+from devmodel.commands.model import export, fit, read_noise, report, validate
 from devmodel.commands.network import evaluate, train_hwa_cmd
 from devmodel.commands.replay import replay
 
@@ -33,8 +33,8 @@ def main() -> None:
     """
 
 
-for _command in (characterize, info, demo, fit, validate, report, import_table_cmd, export, evaluate,
-                 train_hwa_cmd, serve_chip, replay):
+for _command in (characterize, info, demo, fit, validate, report, import_table_cmd, import_traces_cmd,
+                 read_noise, export, evaluate, train_hwa_cmd, serve_chip, replay):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -227,6 +227,31 @@ def import_table_cmd(table, technology, g_max_us, t0_s, columns, conductance_uni
     click.echo(f"written {path}")
 
 
+@click.command("import-traces")
+@click.argument("traces", type=click.Path(dir_okay=False))
+@click.option("--technology", type=click.Choice(technology_names()), required=True)
+@click.option("--g-max-us", type=float, required=True, help="Conductance range of the devices (µS).")
+@click.option("--sample-rate-hz", type=float, required=True, help="Reads per second of every trace.")
+@click.option("--conductance-unit", type=click.Choice(["S", "mS", "uS", "nS"]), default="uS",
+              show_default=True, help="Unit of the samples in the file.")
+@click.option("--skip-columns", type=click.IntRange(0, 100), default=1, show_default=True,
+              help="Cells between a line's level label and its first sample.")
+@click.option("--age-s", type=float, default=1.0, show_default=True,
+              help="Device age at the start of the traces (not in the file).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Session file.")
+@click.option("--overwrite", is_flag=True)
+@one_line
+def import_traces_cmd(traces, technology, g_max_us, sample_rate_hz, conductance_unit, skip_columns, age_s,
+                      out, overwrite) -> None:
+    """Import continuous read traces (one per line: level label, skipped cells, samples; optionally
+    gzipped) as a session of read-noise bursts, for `devmodel read-noise`."""
+    from devmodel.store.trace_import import import_traces
+
+    path = import_traces(traces, out, technology, g_max_us, sample_rate_hz, conductance_unit,
+                         skip_columns, age_s, overwrite)
+    click.echo(f"written {path}")
+
+
 DEFAULT_SERVED_DEVICES = 1 << 20  # the size `sim:<technology>` opens by default: same seed, same chip
 
 

@@ -169,3 +169,25 @@ def export(card, target, out, g_max_us, overwrite) -> None:
         write_atomically(Path(out), text, overwrite)
         click.echo(f"written {out}")
 
+
+
+@click.command("read-noise")
+@click.argument("session", type=click.Path(dir_okay=False))
+@click.option("--min-samples", type=click.IntRange(128, None), default=1024, show_default=True,
+              help="Bursts with fewer reads are not traces.")
+@click.option("--figure", type=click.Path(dir_okay=False), default=None,
+              help="Write the spectra with their fits (PNG or PDF).")
+@one_line
+def read_noise(session, min_samples, figure) -> None:
+    """Read noise from the spectra of read traces (long bursts or imported time series): 1/f
+    amplitude Q, exponent α and white floor per level, with the variogram estimator beside it."""
+    from devmodel.fit.psd import format_levels, traces_by_level
+    from devmodel.store import read_session
+
+    rows = traces_by_level(read_session(session, with_trace=False), min_samples)
+    click.echo(format_levels(rows))
+    if figure:
+        from devmodel.report.figures import spectra_figure
+
+        spectra_figure(rows, Path(figure))
+        click.echo(f"written {figure}")

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from devmodel.fit.data import prepare  # noqa: E402
+from devmodel.fit.session import screened  # noqa: E402
 from devmodel.fit.validate import ValidationReport, format_report  # noqa: E402
 from devmodel.model.card import DeviceModel  # noqa: E402
 from devmodel.model.sample import sample_conductance  # noqa: E402
@@ -33,7 +33,7 @@ def write_report(card: DeviceModel, session_path, out_dir, validation: Validatio
     out.mkdir(parents=True, exist_ok=True)
     session = (session_path if isinstance(session_path, Session)
                else read_session(session_path, with_trace=False))
-    data = prepare(session)
+    data = screened(session, card.fit_quality.get("options") or {})
     rng = np.random.default_rng(seed)
     figs = [_cdf_t0(card, data, rng, out)]
     tech = technology(card.technology)
@@ -86,3 +86,31 @@ td{{padding:2px 10px}}</style></head><body>
 <h1>Device model report ({card.technology})</h1>
 <p>Session: {html.escape(str(session_path))}</p><p>Provenance: {prov}</p>
 <h2>Parameters</h2><table>{rows}</table>{imgs}{val}</body></html>"""
+
+
+def spectra_figure(rows, path: Path) -> Path:
+    """Per level the measured spectrum of ε = G/Ḡ − 1 (points) with the fitted Q²/f^α + W (line) and
+    its 1/f part at α = 1 (dashed), one panel; written to a temporary file and renamed."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(rows)))
+    for r, c in zip(rows, colours, strict=True):
+        sp, ff = r.spectrum, r.fit_free
+        ax.loglog(sp.f_hz, sp.s_per_hz, "o", ms=3, color=c, label=f"{r.level_us:.3g} µS "
+                  f"(α = {ff.alpha:.2f}, Q = {r.fit_1f.q:.3g})")
+        white = (ff.white_us / sp.mean_us) ** 2 * 2 / sp.fs_hz
+        ax.loglog(sp.f_hz, ff.q**2 / sp.f_hz**ff.alpha + white, "-", color=c, lw=1)
+        ax.loglog(sp.f_hz, r.fit_1f.q**2 / sp.f_hz, "--", color=c, lw=0.8)
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("one-sided PSD of G/Ḡ − 1 (1/Hz)")
+    ax.set_title("read-noise spectra: fit Q²/f^α + W (line), 1/f part at α = 1 (dashed)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial" + path.suffix)
+    try:
+        fig.savefig(tmp, dpi=120)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
