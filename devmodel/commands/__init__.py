@@ -1,7 +1,7 @@
 """The ``devmodel`` command line: a thin shell over the library (docs/architecture.md).
 
 One module per area — ``lab`` (characterize, info, import-table, import-traces, serve-chip),
-``model`` (fit, validate, report, export, read-noise), ``network`` (evaluate, train-hwa),
+``model`` (fit, validate, report, export, read-noise, bake), ``network`` (evaluate, train-hwa),
 ``replay``, ``demo`` — each command parsing its options, calling the library and printing.
 Choices (technologies, export targets, training methods) come from the registries. Every error a
 user can cause ends in one sentence on stderr and exit status 2, never a traceback, and nothing
@@ -16,7 +16,7 @@ from devmodel import __version__
 from devmodel.commands.common import OneLineErrors
 from devmodel.commands.demo import demo
 from devmodel.commands.lab import characterize, import_table_cmd, import_traces_cmd, info, serve_chip
-from devmodel.commands.model import export, fit, read_noise, report, validate
+from devmodel.commands.model import bake, export, fit, read_noise, report, validate
 from devmodel.commands.network import evaluate, train_hwa_cmd
 from devmodel.commands.replay import replay
 
@@ -34,7 +34,7 @@ def main() -> None:
 
 
 for _command in (characterize, info, demo, fit, validate, report, import_table_cmd, import_traces_cmd,
-                 read_noise, export, evaluate, train_hwa_cmd, serve_chip, replay):
+                 read_noise, bake, export, evaluate, train_hwa_cmd, serve_chip, replay):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -191,3 +191,26 @@ def read_noise(session, min_samples, figure) -> None:
 
         spectra_figure(rows, Path(figure))
         click.echo(f"written {figure}")
+
+
+@click.command()
+@click.argument("table", type=click.Path(dir_okay=False))
+@click.option("--g-max-us", type=float, required=True, help="Conductance range (µS).")
+@click.option("--columns", default="device,time_s,-,g_us,temperature_c", show_default=True,
+              metavar="NAME,…", help="Names of the file's columns (- skips one); needs device, "
+              "time_s, g_us, temperature_c.")
+@click.option("--conductance-unit", type=click.Choice(["S", "mS", "uS", "nS"]), default="S",
+              show_default=True)
+@click.option("--bands", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Equal level bands over [0, g_max], by the read before the bake.")
+@one_line
+def bake(table, g_max_us, columns, conductance_unit, bands) -> None:
+    """Retention against temperature from before/after-bake read pairs (one row per read, optionally
+    gzipped): the spread of the change per temperature and level band, and its Arrhenius fit."""
+    from devmodel.fit.bake import bake_pairs, fit_bake, format_bake
+    from devmodel.store.table_import import read_numeric_table
+
+    cols = read_numeric_table(table, tuple(c.strip() for c in columns.split(",")),
+                              ("device", "time_s", "g_us", "temperature_c"), conductance_unit)
+    before, after, temp = bake_pairs(cols["device"], cols["time_s"], cols["g_us"], cols["temperature_c"])
+    click.echo(format_bake(fit_bake(before, after, temp, g_max_us, bands)))

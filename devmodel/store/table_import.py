@@ -470,3 +470,54 @@ def _write_bursts(w: SessionWriter, row: np.ndarray, t: dict) -> np.ndarray:
     w.write_bursts({"burst": np.arange(keys.shape[0]), "device": keys[:, 0],
                     "n_reads": n_reads, "interval_s": interval, "t_start_s": t_start})
     return burst
+
+
+def read_numeric_table(path: str | Path, names: tuple[str, ...], required: tuple[str, ...],
+                       conductance_unit: str = "uS") -> dict[str, np.ndarray]:
+    """A header-less numeric table (tab, comma or blank separated, optionally gzipped) as named
+    float columns (``-`` skips one; conductance columns scaled to µS); one sentence naming the
+    file, line and column for a missing column, a short line or a bad cell."""
+    src = Path(path)
+    missing = [n for n in required if n not in names]
+    if missing:
+        raise TableImportError(f"{src}: --columns names no column '{missing[0]}'")
+    if conductance_unit not in UNITS_TO_US:
+        raise TableImportError(f"--conductance-unit must be one of {', '.join(UNITS_TO_US)}")
+    if not src.exists():
+        raise TableImportError(f"{src} does not exist")
+    try:
+        with _open_text(src) as fh:
+            lines = [ln for ln in fh.read().splitlines() if ln.strip()]
+    except (UnicodeDecodeError, OSError, EOFError) as e:
+        raise TableImportError(f"{src} cannot be read as a text table ({type(e).__name__})") from None
+    if not lines:
+        raise TableImportError(f"{src} is empty")
+    rows = [ln.replace(",", " ").split() for ln in lines]
+    short = next((i for i, r in enumerate(rows) if len(r) != len(names)), None)
+    if short is not None:
+        raise TableImportError(f"{src} line {short + 1}: {len(rows[short])} cells where --columns has "
+                               f"{len(names)}")
+    out = {}
+    for j, name in enumerate(names):
+        if name == "-":
+            continue
+        cells = [r[j] for r in rows]
+        try:
+            v = np.array(cells, dtype=float)
+        except ValueError:
+            i = next(k for k, c in enumerate(cells) if not _is_float(c))
+            raise TableImportError(f"{src} line {i + 1}, column {name}: {cells[i]!r} is not a "
+                                   "number") from None
+        if not np.isfinite(v).all():
+            i = int(np.argmin(np.isfinite(v)))
+            raise TableImportError(f"{src} line {i + 1}, column {name}: {cells[i]!r} is not a finite number")
+        out[name] = v * UNITS_TO_US[conductance_unit] if name in CONDUCTANCES else v
+    return out
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
