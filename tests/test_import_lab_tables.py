@@ -69,7 +69,7 @@ def test_fits_compare_at_the_nominal_ages_not_the_measured_ones(lab):
     s = read_session(out, with_trace=False)
     data = prepare(s, None)
     assert data.has_nominal and list(data.schedule_ages()) == list(NOMINAL_S)
-    assert data.losses(data.schedule_ages())["reads_outside_every_age_window"] == 0
+    assert data.losses(data.schedule_ages())["second_reads_of_a_device_at_one_age"] == 0
     card = fit_session(s)
     assert card.relaxation.span_s() == (0.01, 10000.0)
     snap = fit_session(s, {"form": "snapshots", "degree": 2})

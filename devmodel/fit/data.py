@@ -39,6 +39,7 @@ class FitData:
     g_t0: np.ndarray = None  # per device, NaN if no read near t0
     nominal_s: np.ndarray = None  # per schedule read: the age it was taken for (NaN: not recorded)
     min_share: float = 0.5  # an age enters the fits when this share of the used devices has a read
+    nominal_kind: str = "recorded"  # "recorded", "clusters" (from the ages), "none" (windows)
 
     @property
     def n_devices(self) -> int:
@@ -46,8 +47,9 @@ class FitData:
 
     @property
     def has_nominal(self) -> bool:
-        """True when (nearly) every schedule read records the age it was taken for."""
-        return self.nominal_s.size > 0 and np.isfinite(self.nominal_s).mean() > 0.99
+        """True when schedule reads carry the age they were taken for: recorded in the file, or
+        assigned from the clusters of ln(age) the reads form (:func:`cluster_nominal`)."""
+        return self.nominal_kind != "none"
 
     def schedule_ages(self, use: np.ndarray | None = None) -> np.ndarray:
         """The ages the fits compare at, for the devices in ``use`` (default: the used ones): the
@@ -77,11 +79,12 @@ class FitData:
 
     def losses(self, ages: np.ndarray, rel_tol: float = 0.1) -> dict[str, int]:
         """Schedule reads the fits at ``ages`` leave out, by reason: of devices not used, taken at an
-        age too few devices share, or outside every age's window."""
+        age too few devices share, a device's second read at one age, or (without nominal ages)
+        outside every age's ±``rel_tol`` window."""
         used_dev = self.use[self.dev]
         if self.has_nominal:
             at = np.isin(self.nominal_s, ages)
-            near = at
+            near = np.isfinite(self.nominal_s)  # NaN: a second read of the device at one age
         else:
             ln = np.log(np.maximum(self.age_s, 1e-300))
             near_any = np.zeros(self.age_s.size, bool)
@@ -93,9 +96,11 @@ class FitData:
             near = np.zeros_like(at)
             for a in clusters:
                 near |= np.abs(ln - np.log(a)) <= 0.1
+        other = ("second_reads_of_a_device_at_one_age" if self.has_nominal
+                 else "reads_outside_every_age_window")
         return {"reads_of_excluded_devices": int(np.count_nonzero(~used_dev)),
                 "reads_at_ages_too_few_devices_share": int(np.count_nonzero(used_dev & ~at & near)),
-                "reads_outside_every_age_window": int(np.count_nonzero(used_dev & ~at & ~near))}
+                other: int(np.count_nonzero(used_dev & ~at & ~near))}
 
 
 def read_near(dev: np.ndarray, age_s: np.ndarray, g_us: np.ndarray, n_devices: int,
@@ -126,12 +131,19 @@ def prepare(session: Session, outlier_sigma: float | None = 6.0) -> FitData:
     if dev.size == 0:
         raise DevmodelError(f"{session.path} has no schedule reads to fit")
     nominal = np.asarray(r["nominal_age_s"], float)[sched]
+    kind = "recorded"
+    if not np.isfinite(nominal).mean() > 0.99:
+        nominal = cluster_nominal(dev, age, _schedule(session.config))
+        kind = "clusters" if nominal is not None else "none"
+        nominal = nominal if nominal is not None else np.full(age.size, np.nan)
     data = FitData(session=session, target_us=target, level=level, levels_us=levels,
-                   use=np.ones(target.size, bool), dev=dev, age_s=age, g_us=g, nominal_s=nominal)
+                   use=np.ones(target.size, bool), dev=dev, age_s=age, g_us=g, nominal_s=nominal,
+                   nominal_kind=kind)
     t0 = session.t0_s
-    if data.has_nominal and not np.any(nominal == t0):  # the nominal age nearest t0 stands for it
+    if data.has_nominal and not np.any(nominal == t0):  # a nominal age within 10 % stands for it
         ages = np.unique(nominal[np.isfinite(nominal)])
-        t0 = float(ages[np.argmin(np.abs(np.log(ages / t0)))]) if ages.size else t0
+        near = ages[np.abs(np.log(ages / t0)) <= np.log(1.1)] if ages.size else ages
+        t0 = float(near[np.argmin(np.abs(np.log(near / t0)))]) if near.size else t0
     g_t0 = data.at_age(t0)
     converged = d["converged"].astype(bool) if "converged" in d else np.ones(target.size, bool)
     use = (target > 0) & converged
@@ -150,6 +162,40 @@ def prepare(session: Session, outlier_sigma: float | None = 6.0) -> FitData:
     use &= ~outlier
     data.use, data.excluded, data.g_t0 = use, excluded, g_t0
     return data
+
+
+#: Reads of one schedule age form a cluster in ln(age): gaps between clusters exceed this.
+CLUSTER_GAP = 0.1
+#: A cluster wider than this factor is not one age (reads spread continuously in time).
+CLUSTER_MAX_SPAN = 1.6
+
+
+def cluster_nominal(dev: np.ndarray, age_s: np.ndarray, schedule_s) -> np.ndarray | None:
+    """Nominal ages for reads that record none: the clusters of ln(age) (gaps > CLUSTER_GAP), each
+    named by its geometric mean or the schedule age within 5 % of it. A device's second read in one
+    cluster gets NaN (the read closest to the cluster's age is kept). None when a cluster spans more
+    than CLUSTER_MAX_SPAN (reads at scattered ages: the fits then use ±10 % windows)."""
+    la = np.log(np.maximum(age_s, 1e-300))
+    order = np.argsort(la, kind="stable")
+    brk = np.concatenate([[0], np.cumsum(np.diff(la[order]) > CLUSTER_GAP)])
+    cl = np.empty_like(brk)
+    cl[order] = brk
+    n_cl = int(brk[-1]) + 1
+    count = np.bincount(cl, minlength=n_cl)
+    lo = np.full(n_cl, np.inf)
+    hi = np.full(n_cl, -np.inf)
+    np.minimum.at(lo, cl, la)
+    np.maximum.at(hi, cl, la)
+    big = count >= 0.05 * max(np.unique(dev).size, 1)
+    if np.any(big & (hi - lo > np.log(CLUSTER_MAX_SPAN))):
+        return None
+    rep = _nominal_ages(np.exp(np.bincount(cl, la, n_cl) / count), schedule_s, 0.05)
+    nominal = rep[cl]
+    key = dev.astype(np.int64) * n_cl + cl
+    o = np.lexsort((np.abs(la - np.log(nominal)), key))
+    repeat = np.concatenate([[False], key[o][1:] == key[o][:-1]])
+    nominal[o[repeat]] = np.nan
+    return nominal
 
 
 def typical_ages(age_s: np.ndarray, dev: np.ndarray, gap: float = 0.1, min_share: float = 0.5

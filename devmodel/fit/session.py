@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from devmodel import __version__
-from devmodel.errors import ConfigError
+from devmodel.errors import ConfigError, DevmodelError
 from devmodel.fit.data import FitData, prepare
 from devmodel.model.card import DeviceModel, created_utc
 from devmodel.store.reader import Session, read_session
@@ -72,9 +72,21 @@ def screened(session: Session, options: Any = None) -> FitData:
     return prepare(session, getattr(opts, "outlier_sigma", 6.0))
 
 
+def _guarded_fit(session: Session, data: FitData, opts: Any) -> DeviceModel:
+    """The technology's fit; an optimiser meeting non-finite numbers (data a model cannot describe,
+    e.g. too few usable reads at some level) is one sentence, not lmfit's traceback."""
+    try:
+        return technology(session.technology).part("fit").fit(data, opts)
+    except ValueError as e:
+        if "nan" not in str(e).lower():
+            raise
+        raise DevmodelError(f"{session.path}: the {session.technology} fit met non-finite values "
+                            "(too few usable reads at some level or age?); devmodel info shows what "
+                            "the session holds") from None
+
+
 def _fit(session: Session, options: Any = None) -> DeviceModel:
-    part = technology(session.technology).part("fit")
-    return part.fit(screened(session, options), fit_options(session.technology, options))
+    return _guarded_fit(session, screened(session, options), fit_options(session.technology, options))
 
 
 def fit_session(
@@ -106,7 +118,7 @@ def fit_session(
     if held.any():
         data.use &= ~held
         data.excluded["held_out"] = int(held.sum())
-    card = technology(session.technology).part("fit").fit(data, opts)
+    card = _guarded_fit(session, data, opts)
     # every fit says what it left out, by reason (reads the fitters' ages do not take included)
     card.fit_quality["excluded_devices"] = data.excluded
     card.fit_quality.setdefault("excluded_reads", data.losses(data.schedule_ages()))

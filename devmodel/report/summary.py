@@ -50,7 +50,7 @@ class SessionInfo:
 
 def summarize(session: Session) -> SessionInfo:
     """Per-level convergence and deviation at t0, read ages, losses."""
-    from devmodel.fit.data import prepare
+    from devmodel.fit.session import screened
 
     d = session.devices
     imported = session.config.get("import") if isinstance(session.config, dict) else None
@@ -58,7 +58,7 @@ def summarize(session: Session) -> SessionInfo:
     verify_known = bool(d["iterations"].size and (d["iterations"] >= 0).any())
     target, conv = d["target_us"], d["converged"].astype(bool)
     try:
-        data = prepare(session)
+        data = screened(session)  # screened as the technology's default fit would
     except DevmodelError:  # nothing a fit could use: the table alone
         data = None
     ages, losses = [], {}
