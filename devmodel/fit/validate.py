@@ -1,8 +1,8 @@
 """How well a card predicts data it was not fitted on (``devmodel validate``).
 
-For every level and read age of the held-out devices, the measured conductances are compared with
-draws from the card at the same target and age: two-sample Kolmogorov–Smirnov statistic, ratio of
-spreads (clipped standard deviations) and of means; plus the global drift factor Σ G(t) / Σ G(t0)
+For every level and read age of the held-out devices, the measured deviations G − G_T are compared
+with draws from the card at the same targets and age: two-sample Kolmogorov–Smirnov statistic,
+spreads (clipped standard deviations) and means; plus the global drift factor Σ G(t) / Σ G(t0)
 over all devices (what the seed's global drift compensation divides by), measured vs predicted.
 
 Which devices are held out: if the card was fitted on this very session (same SHA-256) with a
@@ -167,17 +167,20 @@ def ks_p_value(d: float, n_held: int, n_fit: int | None, n_sim: int) -> float:
 
 
 def _row(measured, predicted, t_meas, t_pred, level_us, age_s, gated, n_fit) -> ValidationRow:
-    _, s_meas, _ = clipped_std(measured)
-    _, s_pred, _ = clipped_std(predicted)
-    d = float(stats.ks_2samp(measured, predicted).statistic)
+    """One comparison, on G − G_T (each device against its own target: a level of per-device
+    targets is compared as the law it is, not diluted by its spread of targets)."""
+    dev_meas, dev_pred = measured - t_meas, predicted - t_pred
+    _, s_meas, _ = clipped_std(dev_meas)
+    _, s_pred, _ = clipped_std(dev_pred)
+    d = float(stats.ks_2samp(dev_meas, dev_pred).statistic)
     return ValidationRow(
         g_us=float(level_us), age_s=float(age_s), n=int(measured.size),
         ks=d, p_value=ks_p_value(d, measured.size, n_fit, predicted.size),
         spread_ratio=float(s_meas / s_pred) if s_pred > 0 else float("nan"),
         mean_measured_us=float(np.mean(measured)), mean_predicted_us=float(np.mean(predicted)),
         gated=bool(gated), spread_measured_us=float(s_meas), spread_predicted_us=float(s_pred),
-        mean_dev_measured_us=float(np.mean(measured - t_meas)),
-        mean_dev_predicted_us=float(np.mean(predicted - t_pred)), n_fit=n_fit)
+        mean_dev_measured_us=float(np.mean(dev_meas)), mean_dev_predicted_us=float(np.mean(dev_pred)),
+        n_fit=n_fit)
 
 
 def _ks_critical(p: float) -> float:
