@@ -54,7 +54,7 @@ def coverage(tmp_path_factory):
         for lv in card.relaxation.levels_us:
             sd = np.hypot(poly_us(RERAM_WAN2022_COEFFS_US[1.0], lv / G_MAX_US), READ_NOISE_US)
             for name, truth in (("q16", -z * sd), ("q50", 0.0), ("q84", z * sd)):
-                lo, hi = intervals[f"level.{lv:.4g}.{name}.c0"]
+                lo, hi = intervals[f"level.{lv:.4g}.{name}.at.1s"]
                 hits.setdefault(f"{lv:g} µS {name}", []).append(lo <= truth <= hi)
     return hits
 

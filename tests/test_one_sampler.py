@@ -18,12 +18,24 @@ N = 20_000  # per side: two-sample KS of a correct pair exceeds 0.02 with p ≈ 
 
 
 @pytest.fixture(scope="module")
-def law_card(tmp_path_factory):
+def law_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("law") / "r.h5"
-    synthesize_reram_session(path, levels_us=(0.6, 2.0, 6.0, 12.0, 20.0, 30.0, 40.0),
-                             devices_per_level=400, seed=9)
-    card = fit_session(path)
+    return synthesize_reram_session(path, levels_us=(0.6, 2.0, 6.0, 12.0, 20.0, 30.0, 40.0),
+                                    devices_per_level=400, seed=9)
+
+
+@pytest.fixture(scope="module")
+def law_card(law_path):
+    card = fit_session(law_path)
     assert card.form == "relaxation"
+    return card
+
+
+@pytest.fixture(scope="module")
+def knots_card(law_path):
+    """The law with every level kept as its measured quantiles at the measured ages."""
+    card = fit_session(law_path, {"time_form": "knots"})
+    assert card.relaxation.n_knot_levels() == 7
     return card
 
 
@@ -56,13 +68,15 @@ def test_numpy_front_and_torch_model_give_one_distribution(law_card, which):
 
 
 @pytest.mark.filterwarnings("ignore::devmodel.model.noise.ExtrapolationWarning")
-def test_relaxation_law_exports_as_a_generated_aihwkit_class(law_card, aihwkit):
+@pytest.mark.parametrize("which", ["law_card", "knots_card"])
+def test_relaxation_law_exports_as_a_generated_aihwkit_class(which, request, aihwkit):
     """Same generator, same draws as the native model, at, between, before and after the fitted
-    ages; the exported module's source builds the same class."""
+    ages (polynomial and knot levels); the exported module's source builds the same class."""
     from aihwkit.inference.noise.base import BaseNoiseModel
 
     from devmodel.export.aihwkit import module_source, to_aihwkit
 
+    law_card = request.getfixturevalue(which)
     model = to_aihwkit(law_card)["relaxation_law"]
     assert isinstance(model, BaseNoiseModel)
     g = torch.linspace(0.5, 40.0, 4000, dtype=torch.float64)

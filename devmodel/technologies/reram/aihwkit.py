@@ -25,11 +25,15 @@ from aihwkit.inference.noise.base import BaseNoiseModel
 
 def law_table(t_s):
     """(levels, probabilities) quantiles of G - G_T (uS) at age t_s: each level's polynomial in
-    ln(t / LAW_T_REF_S), held at its first age before it and continued linearly in ln t after its
+    ln(t / LAW_T_REF_S) -- or, at a level with knots, its measured quantiles linear in ln t between
+    the measured ages -- held at its first age before it and continued linearly in ln t after its
     last; sorted along the probabilities."""
     lt = math.log(t_s / LAW_T_REF_S)
     rows = []
-    for coeffs, (first, last) in zip(LAW_COEFFS_US, LAW_AGES_S):
+    for j, (coeffs, (first, last)) in enumerate(zip(LAW_COEFFS_US, LAW_AGES_S)):
+        if LAW_KNOT_AGES_S[j]:
+            rows.append(sorted(_knot_row(j, lt)))
+            continue
         lo, hi = math.log(first / LAW_T_REF_S), math.log(last / LAW_T_REF_S)
         x = min(max(lt, lo), hi)
         row = []
@@ -39,6 +43,16 @@ def law_table(t_s):
             row.append(value + slope * max(lt - hi, 0.0))
         rows.append(sorted(row))
     return torch.tensor(rows, dtype=torch.float64)
+
+
+def _knot_row(j, lt):
+    x = [math.log(a / LAW_T_REF_S) for a in LAW_KNOT_AGES_S[j]]
+    v = LAW_KNOT_QUANTILES_US[j]
+    xe = min(max(lt, x[0]), x[-1])
+    k = max(0, min(sum(1 for xi in x if xi < xe) - 1, len(x) - 2))
+    return [v[k][p] + (v[k + 1][p] - v[k][p]) / (x[k + 1] - x[k]) * (xe - x[k])
+            + (v[-1][p] - v[-2][p]) / (x[-1] - x[-2]) * max(lt - x[-1], 0.0)
+            for p in range(len(v[0]))]
 
 
 def law_quantile(table, levels, probabilities, g_target, u):
@@ -99,13 +113,20 @@ class RelaxationLawNoiseModel(BaseNoiseModel):
 def law_source(card: ReramModel) -> str:
     """Python source of ``RelaxationLawNoiseModel`` for a card holding the relaxation law."""
     law = card.relaxation
+    n = len(law.levels_us)
+    knots = [[float(a) for a in (law.knot_ages_s[j] if j < len(law.knot_ages_s) else [])]
+             for j in range(n)]
+    values = [[[float(q) for q in row] for row in (law.knot_quantiles_us[j] if knots[j] else [])]
+              for j in range(n)]
     data = (f"LAW_G_MAX_US = {float(card.g_max_us)!r}\n"
             f"LAW_SOURCE = {str(card.provenance.get('source', 'devmodel card'))!r}\n"
             f"LAW_T_REF_S = {float(law.t_ref_s)!r}\n"
             f"LAW_PROBABILITIES = {[float(p) for p in law.probabilities]!r}\n"
             f"LAW_LEVELS_US = {[float(g) for g in law.levels_us]!r}\n"
             f"LAW_AGES_S = {[[float(a) for a in span] for span in law.ages_s]!r}\n"
-            f"LAW_COEFFS_US = {[[[float(c) for c in q] for q in lv] for lv in law.coeffs_us]!r}\n")
+            f"LAW_COEFFS_US = {[[[float(c) for c in q] for q in lv] for lv in law.coeffs_us]!r}\n"
+            f"LAW_KNOT_AGES_S = {knots!r}\n"
+            f"LAW_KNOT_QUANTILES_US = {values!r}\n")
     return data + _LAW_CLASS
 
 

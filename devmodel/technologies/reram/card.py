@@ -2,7 +2,9 @@
 of two forms of G − G_T, and a conductance-independent short-term read noise:
 
 * ``relaxation`` — the relaxation law: at every level, each quantile of G − G_T (a fixed grid of
-  probabilities) is a polynomial in ln(t / 1 s), degree 1 to 3; between levels the quantile
+  probabilities) is a polynomial in ln(t / 1 s), degree 1 to 3 (at a level no such polynomial
+  follows within the quantiles' errors: the measured quantiles, linear in ln t between the measured
+  ages); between levels the quantile
   functions are interpolated linearly in G_T; after the last measured age the law continues
   linearly in ln t (the slope at the edge), before the first it holds the first age's quantiles.
   It keeps what real chips show — a mean that depends on the level (cells
@@ -43,7 +45,9 @@ class Snapshot:
 
 @dataclass
 class RelaxationLaw:
-    """Quantiles of G − G_T per level as polynomials in L = ln(t / t_ref) (module docstring)."""
+    """Quantiles of G − G_T per level in L = ln(t / t_ref): a polynomial in L, or — at a level whose
+    quantiles no polynomial of degree ≤ 3 follows within their errors — the measured quantiles at
+    the measured ages ("knots"), linear in L between them (module docstring)."""
 
     probabilities: list[float]
     levels_us: list[float]  # the session's levels (an imported level: its devices' mean target)
@@ -53,16 +57,38 @@ class RelaxationLaw:
     coeffs_stderr_us: list[list[list[float | None]]] = field(default_factory=list)
     n_devices: list[int] = field(default_factory=list)
     form: str = "quantile_log_time"
+    # per level: [] (polynomial) or the measured ages; and [age][probability] quantiles there
+    knot_ages_s: list[list[float]] = field(default_factory=list)
+    knot_quantiles_us: list[list[list[float]]] = field(default_factory=list)
+    # per level, [age][probability]: standard errors of the law's quantiles at its measured ages
+    age_stderr_us: list[list[list[float]]] = field(default_factory=list)
+    fitted_ages_s: list[list[float]] = field(default_factory=list)  # per level: those ages
+
+    def _knots(self, j: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if j < len(self.knot_ages_s) and self.knot_ages_s[j]:
+            return (np.log(np.asarray(self.knot_ages_s[j]) / self.t_ref_s),
+                    np.asarray(self.knot_quantiles_us[j], dtype=float))
+        return None
 
     def table(self, t_s: float) -> np.ndarray:
-        """(levels, probabilities) quantiles at ``t_s``: the polynomial inside each level's measured
-        ages, held at its first age before it (no extrapolation back towards programming) and
-        continued linearly in ln t after its last; sorted along the probabilities."""
+        """(levels, probabilities) quantiles at ``t_s``: inside each level's measured ages its
+        polynomial (or its knots, linear in ln t), held at its first age before it (no extrapolation
+        back towards programming) and continued linearly in ln t after its last (the slope at the
+        edge); sorted along the probabilities."""
         out = np.empty((len(self.levels_us), len(self.probabilities)))
+        lt = np.log(t_s / self.t_ref_s)
         for j, (c, span) in enumerate(zip(self.coeffs_us, self.ages_s, strict=True)):
+            knots = self._knots(j)
+            if knots is not None:
+                x, v = knots
+                xe = min(max(lt, x[0]), x[-1])
+                k = int(np.clip(np.searchsorted(x, xe) - 1, 0, x.size - 2))
+                slope = (v[k + 1] - v[k]) / (x[k + 1] - x[k])
+                last = (v[-1] - v[-2]) / (x[-1] - x[-2])
+                out[j] = v[k] + slope * (xe - x[k]) + last * max(lt - x[-1], 0.0)
+                continue
             c = np.asarray(c, dtype=float)  # (P, degree + 1)
             lo, hi = np.log(np.asarray(span) / self.t_ref_s)
-            lt = np.log(t_s / self.t_ref_s)
             edge = min(max(lt, lo), hi)
             powers = edge ** np.arange(c.shape[1])
             slope = c[:, 1:] @ (np.arange(1, c.shape[1]) * edge ** np.arange(c.shape[1] - 1))
@@ -72,6 +98,9 @@ class RelaxationLaw:
     def span_s(self) -> tuple[float, float]:
         ages = np.asarray(self.ages_s, dtype=float)
         return float(ages[:, 0].min()), float(ages[:, 1].max())
+
+    def n_knot_levels(self) -> int:
+        return sum(bool(k) for k in self.knot_ages_s)
 
 
 def interpolate_quantiles(table, levels, probabilities, g_target, u, xp=np):
@@ -153,17 +182,23 @@ class ReramModel(DeviceModel):
         w = (u - np.log(ts[j])) / (np.log(ts[j + 1]) - np.log(ts[j]))
         return (1 - w) * c[j] + w * c[j + 1], float((1 - w) * shift[j] + w * shift[j + 1])
 
+    QUANTILE_SCALARS = (("q16", 0.16), ("q50", 0.5), ("q84", 0.84))
+
+    def _law_points(self):
+        """(name, level, age, probability index, age index) of the law's reported scalars: its 16, 50
+        and 84 % quantiles at each level's first and last fitted age."""
+        law, probs = self.relaxation, list(self.relaxation.probabilities)
+        for j, (g, span) in enumerate(zip(law.levels_us, law.ages_s, strict=True)):
+            for name, p in self.QUANTILE_SCALARS:
+                for a, t in zip((0, -1), span, strict=True):
+                    yield f"level.{g:.4g}.{name}.at.{t:g}s", j, t, probs.index(p), a
+
     def scalars(self) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.relaxation is not None:
-            law, probs = self.relaxation, list(self.relaxation.probabilities)
-            for g, c in zip(law.levels_us, law.coeffs_us, strict=True):
-                for name, p in (("q16", 0.16), ("q50", 0.5), ("q84", 0.84)):
-                    if p in probs:
-                        k = probs.index(p)
-                        out[f"level.{g:.4g}.{name}.c0"] = c[k][0]
-                        if name == "q50" and len(c[k]) > 1:
-                            out[f"level.{g:.4g}.{name}.c1"] = c[k][1]
+            law = self.relaxation
+            for key, j, t, k, _ in self._law_points():
+                out[key] = float(law.table(t)[j, k])
         for s in self.snapshots:
             for i, c in enumerate(s.poly_coeffs_us):
                 out[f"snapshot.{s.t_s:g}.c{i}"] = c
@@ -177,9 +212,12 @@ class ReramModel(DeviceModel):
             forced = (self.fit_quality.get("options") or {}).get("time_degree")
             if forced and forced < 3:
                 return f"time_degree={forced} was asked for: raise it (≤ 3) or leave it to the fit"
-            return ("quantiles do not follow a polynomial in ln t of degree ≤ 3 within their errors: "
-                    "look for mixed populations at those levels (e.g. devices whose first read fell "
-                    "outside their intended level)")
+            kept = ("the card keeps the measured quantiles at the measured ages there (knots)"
+                    if self.relaxation is not None and self.relaxation.n_knot_levels()
+                    else "fit --set time_form=knots keeps the measured quantiles there")
+            return ("quantiles do not follow a polynomial in ln t of degree ≤ 3 within their errors; "
+                    f"{kept}; look for mixed populations at those levels (e.g. devices whose first "
+                    "read fell outside their intended level)")
         if curve == "snapshots":
             return "raise the σ(x) degree (devmodel fit --set degree=N, N ≤ 6) or use the law (form=law)"
         return super().remedy(curve)
@@ -198,16 +236,19 @@ class ReramModel(DeviceModel):
             return super().parameter_lines(intervals)
         lo, hi = law.span_s()
         err = self.stderrs()
-        lines = [f"  relaxation law, quantiles of G − G_T polynomial in ln t (µS), {lo:g} s and {hi:g} s:",
-                 "    level µS      n   median t1     ± se   median t2   spread t1   spread t2"]
-        for g, n in zip(law.levels_us, law.n_devices or [0] * len(law.levels_us), strict=True):
+        lines = [f"  relaxation law, quantiles of G − G_T in ln t (µS), at {lo:g} s and {hi:g} s "
+                 f"({law.n_knot_levels()} of {len(law.levels_us)} levels by their measured ages):",
+                 "    level µS      n   median t1     ± se   median t2     ± se   spread t1   spread t2"]
+        for j, (g, n) in enumerate(zip(law.levels_us, law.n_devices or [0] * len(law.levels_us),
+                                       strict=True)):
+            t1, t2 = law.ages_s[j]
             med = [float(self.law_quantiles(np.array([g]), t, np.array([0.5]))[0]) for t in (lo, hi)]
             spr = [float(self.spread_at(np.array([g]), t)[0]) for t in (lo, hi)]
-            se = err.get(f"level.{g:.4g}.q50.c0")
-            b = intervals.get(f"level.{g:.4g}.q50.c0")
-            lines.append(f"    {g:8.3g} {n:6d} {med[0]:11.3f} {se or float('nan'):8.3f} {med[1]:11.3f} "
+            se = [err.get(f"level.{g:.4g}.q50.at.{t:g}s") or float("nan") for t in (t1, t2)]
+            b = intervals.get(f"level.{g:.4g}.q50.at.{t2:g}s")
+            lines.append(f"    {g:8.3g} {n:6d} {med[0]:11.3f} {se[0]:8.3f} {med[1]:11.3f} {se[1]:8.3f} "
                          f"{spr[0]:11.3f} {spr[1]:11.3f}"
-                         + (f"   median c0 95 % bootstrap [{b[0]:.3f}, {b[1]:.3f}]" if b else ""))
+                         + (f"   median at {t2:g} s 95 % bootstrap [{b[0]:.3f}, {b[1]:.3f}]" if b else ""))
         if self.read_noise_us is not None:
             e = self.read_noise_stderr_us
             lines.append(f"  read_noise_us {self.read_noise_us:.4g}" + (f" ± {e:.2g}" if e else ""))
@@ -216,15 +257,9 @@ class ReramModel(DeviceModel):
     def stderrs(self) -> dict[str, float | None]:
         err: dict[str, float | None] = {}
         law = self.relaxation
-        if law is not None and law.coeffs_stderr_us:
-            probs = list(law.probabilities)
-            for g, c in zip(law.levels_us, law.coeffs_stderr_us, strict=True):
-                for name, p in (("q16", 0.16), ("q50", 0.5), ("q84", 0.84)):
-                    if p in probs:
-                        k = probs.index(p)
-                        err[f"level.{g:.4g}.{name}.c0"] = c[k][0]
-                        if name == "q50" and len(c[k]) > 1:
-                            err[f"level.{g:.4g}.{name}.c1"] = c[k][1]
+        if law is not None and law.age_stderr_us:
+            for key, j, _, k, a in self._law_points():
+                err[key] = float(law.age_stderr_us[j][a][k])
         for s in self.snapshots:
             for i, e in enumerate(s.poly_coeffs_stderr_us):
                 err[f"snapshot.{s.t_s:g}.c{i}"] = e

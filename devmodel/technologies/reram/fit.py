@@ -10,8 +10,10 @@ robust); without bursts it stays inside the fitted distributions and the card sa
   shrinking each quantile's distance from the median by sqrt(1 − σ_read²/σ²). Each quantile is then
   a weighted least-squares polynomial in ln(t / 1 s) of the lowest degree (1 to 3) whose pooled χ²
   over the probabilities is consistent with those errors (p ≥ 0.01); its coefficients carry
-  standard errors (the covariance scaled by the reduced χ² when that exceeds 1, as lmfit does).
-  Levels with fewer than two ages of ``min_devices`` devices are left out and counted.
+  standard errors (the covariance scaled by the reduced χ² when that exceeds 1, as lmfit does). At
+  a level where even degree 3 fails that test the card keeps the measured quantiles at the measured
+  ages instead (knots, linear in ln t between them; ``time_form``), so the law never strays from
+  data it was fitted on. Levels with fewer than two ages of ``min_devices`` devices are left out and counted.
 * ``snapshots`` (Wan 2022): at each read age the error's spread σ(x) with the read noise removed in
   quadrature, fitted as a polynomial of ``degree`` (4, as the published table) with lmfit, and one
   mean shift per snapshot.
@@ -45,6 +47,9 @@ class ReramFitOptions(Constrained):
     form: str = "law"  # "law": the relaxation law; "snapshots": Wan 2022's σ(x) per read age
     degree: int = 4  # snapshots: degree of σ(x)
     time_degree: int | None = None  # law: degree in ln t (None: the lowest the data allow, ≤ 3)
+    # law: "auto" — the polynomial where its χ² p ≥ 0.01, else the measured quantiles at the
+    # measured ages (knots); "polynomial" or "knots" everywhere
+    time_form: str = "auto"
     min_devices: int = 20  # law: devices per level and age
     snapshot_rel_tol: float = 0.1  # a read belongs to an age within ±10 % of it (no nominal ages)
     # measured ReRAM tails are real (docs/physics.md, "ReRAM relaxation on real chips"): no screening
@@ -54,6 +59,7 @@ class ReramFitOptions(Constrained):
     CONSTRAINTS: ClassVar[dict] = {"form": OneOf(("law", "snapshots")),
                                    "degree": Interval(0, 6, integer=True),
                                    "time_degree": OrNone(Interval(1, 3, integer=True)),
+                                   "time_form": OneOf(("auto", "polynomial", "knots")),
                                    "min_devices": Interval(5, None, integer=True),
                                    "snapshot_rel_tol": Interval(0.0, 0.5, "right"),
                                    "outlier_sigma": OrNone(Interval(2.0, None))}
@@ -168,6 +174,7 @@ def fit_law(data: FitData, ages: np.ndarray, rn: float | None, opts: ReramFitOpt
     probs = np.asarray(PROBABILITIES)
     t_ref = 1.0
     levels, coeffs, coeff_se, spans, counts, per_level = [], [], [], [], [], []
+    knot_ages, knot_q, age_se, fitted = [], [], [], []
     g_at = {float(a): data.at_age(a, opts.snapshot_rel_tol) for a in ages}
     skipped = 0
     for j in range(data.levels_us.size):
@@ -189,50 +196,59 @@ def fit_law(data: FitData, ages: np.ndarray, rn: float | None, opts: ReramFitOpt
             continue
         lt = np.array([c[0] for c in cells])
         Q, SE = np.array([c[1] for c in cells]), np.array([c[2] for c in cells])
-        c, c_se, quality = _time_polynomials(lt, Q, SE, opts.time_degree)
+        c, c_se, pred_se, quality = _time_polynomials(lt, Q, SE, opts.time_degree)
+        knots = opts.time_form == "knots" or (opts.time_form == "auto" and quality["chi2_p"] is not None
+                                              and quality["chi2_p"] < 0.01)
+        quality["time_form"] = "knots" if knots else "polynomial"
         levels.append(float(data.levels_us[j]))  # the session's level: stable under resampling
         coeffs.append(c.tolist())
         coeff_se.append(c_se.tolist())
-        spans.append([float(cells[0][3]), float(cells[-1][3])])
+        ages_j = [float(cc[3]) for cc in cells]
+        spans.append([ages_j[0], ages_j[-1]])
         counts.append(int(in_lv.sum()))
-        per_level.append(quality | {"level_us": levels[-1], "n_devices": counts[-1],
-                                    "ages_s": [float(c[3]) for c in cells]})
+        knot_ages.append(ages_j if knots else [])
+        knot_q.append(np.sort(Q, axis=1).tolist() if knots else [])
+        age_se.append((SE if knots else pred_se).tolist())
+        fitted.append(ages_j)
+        per_level.append(quality | {"level_us": levels[-1], "n_devices": counts[-1], "ages_s": ages_j})
     if len(levels) < 1:
         raise DevmodelError(f"{data.session.path}: no level has two read ages with ≥ {opts.min_devices} "
                             "devices; the relaxation law needs two (or fit --set form=snapshots)")
     law = RelaxationLaw(probabilities=probs.tolist(), levels_us=levels, coeffs_us=coeffs,
-                        ages_s=spans, t_ref_s=t_ref, coeffs_stderr_us=coeff_se, n_devices=counts)
+                        ages_s=spans, t_ref_s=t_ref, coeffs_stderr_us=coeff_se, n_devices=counts,
+                        knot_ages_s=knot_ages, knot_quantiles_us=knot_q, age_stderr_us=age_se,
+                        fitted_ages_s=fitted)
     return law, {"law_levels": per_level, "levels_without_two_ages": skipped}
 
 
 def _time_polynomials(lt: np.ndarray, Q: np.ndarray, SE: np.ndarray, degree: int | None
-                      ) -> tuple[np.ndarray, np.ndarray, dict]:
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Weighted least squares of every quantile (columns of ``Q``) on powers of ``lt``: (coefficients
-    (P, d + 1), their standard errors, fit quality). ``degree`` None: the lowest of 1, 2, 3 whose
-    χ² pooled over the quantiles has p ≥ 0.01 (degree d needs d + 2 ages)."""
+    (P, d + 1), their standard errors, the standard errors of the fitted quantiles at the ages
+    (ages, P), fit quality). ``degree`` None: the lowest of 1, 2, 3 whose χ² pooled over the
+    quantiles has p ≥ 0.01 (degree d needs d + 2 ages)."""
     k = lt.size
     candidates = [degree] if degree else [d for d in (1, 2, 3) if k >= d + 2 or d == 1]
     for d in candidates:
         d = min(d, k - 1)
         X = lt[:, None] ** np.arange(d + 1)
-        coef, se, chi2 = [], [], 0.0
+        coef, covs, chi2 = [], [], 0.0
         for col in range(Q.shape[1]):
             w = 1 / SE[:, col] ** 2
-            A = X.T @ (w[:, None] * X)
-            cov = np.linalg.pinv(A)
+            cov = np.linalg.pinv(X.T @ (w[:, None] * X))
             b = cov @ (X.T @ (w * Q[:, col]))
-            r = Q[:, col] - X @ b
-            chi2 += float(np.sum(w * r**2))
+            chi2 += float(np.sum(w * (Q[:, col] - X @ b) ** 2))
             coef.append(b)
-            se.append(cov)
+            covs.append(cov)
         dof = Q.shape[1] * (k - d - 1)
         p_value = float(stats.chi2.sf(chi2, dof)) if dof > 0 else None
         if p_value is None or p_value >= 0.01 or d == candidates[-1]:
             break
     redchi = chi2 / dof if dof > 0 else None
     scale = max(redchi or 1.0, 1.0)
-    errs = np.array([np.sqrt(np.diag(c) * scale) for c in se])
-    return np.array(coef), errs, {"time_degree": int(d), "redchi": redchi, "chi2_p": p_value}
+    errs = np.array([np.sqrt(np.diag(c) * scale) for c in covs])
+    pred_se = np.array([np.sqrt(np.einsum("ai,ij,aj->a", X, c, X) * scale) for c in covs]).T
+    return np.array(coef), errs, pred_se, {"time_degree": int(d), "redchi": redchi, "chi2_p": p_value}
 
 
 #: The technology's part interface (devmodel.technologies).
