@@ -21,6 +21,7 @@ robust); without bursts it stays inside the fitted distributions and the card sa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -148,12 +149,17 @@ def harrell_davis(e: np.ndarray, p: np.ndarray) -> np.ndarray:
     mass of its rank interval. Smooth in the data (a device resample moves it continuously, so
     bootstrap intervals of it cover as they should; the single order statistic's do not, its
     bootstrap variance converging only as n^−1/4) and more efficient than it for small n."""
-    x = np.sort(e)
-    n = x.size
+    return _hd_weights(np.size(e), tuple(np.asarray(p, dtype=float))) @ np.sort(e)
+
+
+@functools.lru_cache(maxsize=256)
+def _hd_weights(n: int, p: tuple[float, ...]) -> np.ndarray:
+    """(len(p), n) Harrell–Davis weights; they depend on n and p only (cached: a level has the same
+    n at every age and in every bootstrap replicate)."""
+    pa = np.asarray(p)
     edges = np.arange(n + 1) / n
-    a, b = p * (n + 1), (1 - p) * (n + 1)
-    cdf = special.betainc(a[:, None], b[:, None], edges[None, :])
-    return np.diff(cdf, axis=1) @ x
+    cdf = special.betainc(pa[:, None] * (n + 1), (1 - pa[:, None]) * (n + 1), edges[None, :])
+    return np.diff(cdf, axis=1)
 
 
 def quantiles_with_se(e: np.ndarray, p: np.ndarray, floor_us: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
