@@ -51,3 +51,13 @@ def run_devmodel(*args, cwd=None, timeout_s: float = 600) -> subprocess.Complete
     """``devmodel ARGS`` as a real subprocess (every argument through ``str``), output captured."""
     return subprocess.run([sys.executable, "-m", "devmodel", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=timeout_s)
+
+
+def load_module(path, name: str = "exported"):
+    """Import the Python file at ``path`` (an exported noise-model module) and return it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

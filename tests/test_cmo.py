@@ -6,13 +6,12 @@ distributions (KS < 0.02 at 20,000 samples), and the card exports and evaluates 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
-from helpers import make_session
+from helpers import load_module, make_session
 from helpers import run_devmodel as devmodel
 from scipy import stats
 
@@ -124,9 +123,7 @@ def test_export_module_builds_aihwkits_class(aihwkit, cmo_card, tmp_path):
     out = tmp_path / "cmo_aihwkit.py"
     r = devmodel("export", str(card), "--to", "aihwkit", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    spec = importlib.util.spec_from_file_location("cmo_aihwkit", out)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(out)
     m = module.noise_model()
     assert type(m).__name__ == "ReRamCMONoiseModel"
     assert m.decay_dict["mean"][0] == pytest.approx(cmo_card.relaxation.mean_slope_us)

@@ -2,12 +2,12 @@
 at 20,000 samples per level), the round trip card → samples → fit → card holds, and bad input is
 refused. aihwkit's ``aihwkit.inference`` comes from its pinned source distribution (aihwkit_ref)."""
 
-import importlib.util
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_module
 from helpers import run_devmodel as devmodel
 from scipy import stats
 
@@ -209,9 +209,7 @@ def test_export_cli(aihwkit, published_pcm_card, tmp_path):
     out = tmp_path / "noise_model.py"
     r = devmodel("export", str(card), "--to", "aihwkit", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    spec = importlib.util.spec_from_file_location("noise_model", out)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module(out)
     model = mod.noise_model()
     assert type(model).__name__ == "CustomDriftPCMLikeNoiseModel"
     assert mod.devmodel_model().card.to_json() == published_pcm_card.to_json()

@@ -505,7 +505,7 @@ def read_numeric_table(path: str | Path, names: tuple[str, ...], required: tuple
         try:
             v = np.array(cells, dtype=float)
         except ValueError:
-            i = next(k for k, c in enumerate(cells) if not _is_float(c))
+            i = next(k for k, c in enumerate(cells) if not is_number(c))
             raise TableImportError(f"{src} line {i + 1}, column {name}: {cells[i]!r} is not a "
                                    "number") from None
         if not np.isfinite(v).all():
@@ -515,7 +515,8 @@ def read_numeric_table(path: str | Path, names: tuple[str, ...], required: tuple
     return out
 
 
-def _is_float(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """True when ``float(text)`` parses (the cell check behind every "is not a number" message)."""
     try:
         float(text)
     except ValueError:

@@ -22,7 +22,7 @@ import numpy as np
 
 from devmodel.errors import DevmodelError, UnknownNameError
 from devmodel.store.schema import StopReason, sha256_of
-from devmodel.store.table_import import UNITS_TO_US
+from devmodel.store.table_import import UNITS_TO_US, is_number
 from devmodel.store.writer import SessionWriter
 from devmodel.technologies import technology as lookup_technology
 
@@ -60,7 +60,7 @@ def read_traces(src: Path, skip_columns: int, unit_scale: float) -> tuple[list[s
         try:
             values = np.array(samples, dtype=float) * unit_scale
         except ValueError:
-            bad = next(j for j, c in enumerate(samples) if not _is_number(c))
+            bad = next(j for j, c in enumerate(samples) if not is_number(c))
             raise TraceImportError(f"{src} line {i}, cell {bad + 2 + skip_columns}: "
                                    f"{samples[bad]!r} is not a number") from None
         if not np.all(np.isfinite(values)):
@@ -72,14 +72,6 @@ def read_traces(src: Path, skip_columns: int, unit_scale: float) -> tuple[list[s
     if not traces:
         raise TraceImportError(f"{src} holds no traces")
     return labels, traces
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def import_traces(src_path: str | Path, out_path: str | Path, technology: str, g_max_us: float,
