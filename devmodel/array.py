@@ -62,6 +62,9 @@ class ChipInfo:
     limits: Limits
     simulated: bool = False
     read_cycle_s: float = 1e-6  # time one read of one device takes
+    # changes whenever the chip loses its programmed states and clock (controller restart, power
+    # cycle); "" when the chip does not say. A session never continues across a change.
+    boot_id: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -38,6 +38,13 @@ class InstrumentConnectionError(InstrumentError):
     """The connection could not be opened, or was closed under a command."""
 
 
+class ChipDiscontinuityError(InstrumentError):
+    """The chip does not continue the record (restarted, another boot, its clock went back): final,
+    never retried — continuing would mix two chips' states in one session."""
+
+    reported = True
+
+
 @dataclass(frozen=True)
 class Identity:
     """The four fields of an ``*IDN?`` answer."""

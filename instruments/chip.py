@@ -40,7 +40,13 @@ from devmodel.array import (
 )
 from devmodel.errors import ChipURLError, DevmodelError, LimitError
 from devmodel.technologies import names as technology_names
-from instruments.base import Identity, Instrument, InstrumentConnectionError, InstrumentError
+from instruments.base import (
+    ChipDiscontinuityError,
+    Identity,
+    Instrument,
+    InstrumentConnectionError,
+    InstrumentError,
+)
 from instruments.faults import FaultSpec, FaultyTransport
 from instruments.scpi import (
     ProtocolError,
@@ -71,7 +77,16 @@ _INFO_QUERIES = (
     ("CHIP:CLOC:MODE?", "clock"), ("CHIP:LIM:AMPL?", "max_amplitude"),
     ("CHIP:LIM:WIDT?", "max_width_ns"), ("CHIP:LIM:COMP?", "max_compliance_ua"),
     ("CHIP:LIM:PULS?", "max_pulses_per_device"), ("CHIP:LIM:READ?", "max_reads_per_request"),
+    ("CHIP:BOOT?", "boot_id"),
 )
+
+
+def _boot_id(label: str, text: str) -> str:
+    """The chip's boot id: printable, at most 64 characters (docs/chip-protocol.md)."""
+    t = text.strip().strip('"')
+    if not t or len(t) > 64 or not t.isprintable():
+        raise InstrumentError(f"{label} answered CHIP:BOOT? with {text[:40]!r}, not a boot id")
+    return t
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,7 @@ class ScpiChip(Instrument):
         self._broken: str | None = None
         self.info: ChipInfo
         self.virtual_clock = True
+        self.last_clock_s = float("-inf")  # the latest chip time seen (continuity across reconnects)
         self.retry = retry or NO_RETRY
         self._retry_rng = np.random.default_rng(self.retry.seed)
         self.n_retries = 0  # operations tried again after a fault
@@ -174,6 +190,8 @@ class ScpiChip(Instrument):
             raise InstrumentError(f"{self.label} is another chip after reconnecting ({info.identity[:60]}, "
                                   f"{info.n_devices} devices; was {previous.identity}, "
                                   f"{previous.n_devices})")
+        if previous is not None:
+            self._check_continuity(previous.boot_id, info.boot_id)
         self.info = info
         self.virtual_clock = self.info.simulated
         if previous is None:  # a reconnect keeps the pulses already counted against the limits
@@ -182,6 +200,20 @@ class ScpiChip(Instrument):
             self.ground_truth = self._ground_truth  # only simulated chips have one (run_sweep looks)
         else:
             self.__dict__.pop("ground_truth", None)
+
+    def _check_continuity(self, boot_before: str, boot_now: str) -> None:
+        """After a reconnect: the same boot, and a clock that did not go back (docs/chip-protocol.md,
+        "Identity and continuity")."""
+        if boot_before and boot_now != boot_before:
+            raise ChipDiscontinuityError(
+                f"{self.label} was restarted while the session ran (boot id {boot_before} → "
+                f"{boot_now[:32]}): its programmed states and clock are gone, so the session stops "
+                "here; start a new session on it")
+        t_now = self._clock_raw()
+        if np.isfinite(self.last_clock_s) and t_now < self.last_clock_s:
+            raise ChipDiscontinuityError(
+                f"{self.label}'s clock went back from {self.last_clock_s:.6g} s to {t_now:.6g} s across "
+                "a reconnect: it does not continue the record, so the session stops here")
 
     # -- recovery -------------------------------------------------------------------------------
     def raise_queue(self, first: tuple[int, str], context: str) -> None:
@@ -273,7 +305,7 @@ class ScpiChip(Instrument):
             technology=tech, n_devices=num("n_devices", int), g_max_us=num("g_max_us"),
             pulse_unit=unit, identity=str(self.identity or Identity("", "", "", "")),
             limits=self.station_limits.combine(declared), simulated=v["clock"].strip().upper() == "VIRT",
-            read_cycle_s=num("read_cycle_s"),
+            read_cycle_s=num("read_cycle_s"), boot_id=_boot_id(self.label, v["boot_id"]),
         )
 
     # -- DeviceArray ----------------------------------------------------------------------------
@@ -335,6 +367,8 @@ class ScpiChip(Instrument):
             n = m * n_reads
             g_us = self._decode(g, f"<f{self.real_bytes}", n, "CHIP:READ?", "conductances")
             t_s = self._decode(t, "<f8", n, "CHIP:READ?", "read times")
+            if t_s.size:
+                self.last_clock_s = max(self.last_clock_s, float(np.max(t_s)))
             return ReadBatch(g_us=g_us.astype(float).reshape(m, n_reads), t_s=t_s.reshape(m, n_reads))
 
         # reads are safe to repeat: a read whose answer was lost moved only the clock
@@ -345,12 +379,20 @@ class ScpiChip(Instrument):
         return self._retrying("CHIP:CLOCk?", self._clock_once) if self.retry.attempts else self._clock_once()
 
     def _clock_once(self) -> float:
+        t = self._clock_raw()
+        self.last_clock_s = max(self.last_clock_s, t)
+        return t
+
+    def _clock_raw(self) -> float:
         (text,) = self._ascii(b"CHIP:CLOC?", "CHIP:CLOCk?", 1)
         try:
-            return float(text)
+            t = float(text)
         except ValueError:
             raise InstrumentError(f"{self.label} answered CHIP:CLOCk? with {text[:40]!r}, not a time") \
                 from None
+        if not np.isfinite(t):
+            raise InstrumentError(f"{self.label} answered CHIP:CLOCk? with {text[:40]!r}, not a finite time")
+        return t
 
     def wait(self, dt_s: float) -> None:
         """Let ``dt_s`` pass: a virtual clock is advanced on the chip, a real one is slept host-side."""

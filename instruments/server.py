@@ -16,6 +16,7 @@ import selectors
 import socket
 import sys
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -102,6 +103,9 @@ class ChipServer:
                  log: Callable[[str], None] | None = None,
                  address_range: tuple[int, int] | None = None) -> None:
         self.chip = chip
+        # a new id every time the server starts: its chip's states and clock start afresh, and a
+        # client that reconnects must not take it for the chip it was talking to
+        self.boot_id = uuid.uuid4().hex[:16]
         self.address_range = address_range  # a station's first and last address that may be touched
         self.max_clients = max_clients
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -224,6 +228,7 @@ class ChipServer:
 
         table = {
             "*IDN?": const(info.identity),
+            "CHIP:BOOT?": const(self.boot_id),
             "*OPC?": const("1"),
             "SYSTem:PROTocol?": const(PROTOCOL),
             "CHIP:TECHnology?": const(info.technology.upper()),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import h5py
 import numpy as np
 
 from devmodel.chips import open_chip
@@ -61,3 +64,29 @@ def load_module(path, name: str = "exported"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def start(*args: str) -> subprocess.Popen:
+    """``devmodel characterize ARGS`` as a running subprocess (output piped)."""
+    return subprocess.Popen([sys.executable, "-m", "devmodel", "characterize", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def committed_seq(path) -> int:
+    """The state commit the file names (0 before the first; -1 if there is no file yet)."""
+    path = Path(path)
+    if not path.exists():
+        return -1
+    with h5py.File(path, "r") as f:
+        return int(f["resume"].attrs["seq"])
+
+
+def wait_for_commits(proc: subprocess.Popen, path: Path, seq: int, k: int, limit_s: float = 20.0) -> None:
+    """Until the running process has committed its state ``k`` more times (bounded)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s and proc.poll() is None:
+        if committed_seq(path) >= seq + k:
+            return
+        time.sleep(0.002)
+
+

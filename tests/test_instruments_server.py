@@ -55,7 +55,9 @@ def test_visa_chip_is_the_simulated_chip_call_for_call():
         remote = open_visa_chip(s.resource)
         local = open_chip("sim:pcm?devices=2048&seed=11")
         try:
-            assert remote.info.to_dict() == local.info.to_dict()
+            # the same chip, but the server has a boot of its own (a restart changes it)
+            assert remote.info.to_dict() | {"boot_id": ""} == local.info.to_dict()
+            assert len(remote.info.boot_id) == 16
             for chip in (remote, local):
                 chip.wait(2.5)
             a = np.array([5, 7, 100, 3])  # not contiguous: travels as a uint32 block

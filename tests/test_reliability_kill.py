@@ -9,13 +9,13 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import committed_seq, start, wait_for_commits
 
 from devmodel.store import read_session
 from devmodel.store.durable import sidecar
@@ -28,11 +28,6 @@ SESSION = ["--chip", "sim:pcm?devices=8192", "--seed", "5", "--devices", "300", 
 FAST_COMMITS = ["--checkpoint-interval", "0", "--durability", "process"]
 
 
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "devmodel", "characterize", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def check_readable(path: Path) -> tuple[int, str]:
     """Plain h5py opens the file and reads every dataset; extendable tables hold whole commits."""
     with h5py.File(path, "r") as f:
@@ -43,23 +38,6 @@ def check_readable(path: Path) -> tuple[int, str]:
                 ds[()]
         f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
         return int(f["reads"].attrs["n_rows"]), str(f.attrs["status"])
-
-
-def committed_seq(path: Path) -> int:
-    """The state commit the file names (0 before the first; -1 if there is no file yet)."""
-    if not path.exists():
-        return -1
-    with h5py.File(path, "r") as f:
-        return int(f["resume"].attrs["seq"])
-
-
-def wait_for_commits(proc: subprocess.Popen, path: Path, seq: int, k: int, limit_s: float = 20.0) -> None:
-    """Until the running process has committed its state ``k`` more times (bounded)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit_s and proc.poll() is None:
-        if committed_seq(path) >= seq + k:
-            return
-        time.sleep(0.002)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from devmodel.array import DeviceArray, ReportsFaults, Seeded, Snapshots
 from devmodel.errors import DevmodelError
 from devmodel.procedures.characterize import Progress, SessionSummary, SweepConfig, config_dict, run_sweep
@@ -101,6 +103,7 @@ def resume_session(path: str | Path, chip: DeviceArray, *, downtime: str = "wall
         if key in recorded and recorded[key] != getattr(chip.info, key):
             raise DevmodelError(f"--resume {path}: the chip has {key} {getattr(chip.info, key)!r} but "
                                 f"the session was recorded on one with {recorded[key]!r}")
+    check_continuity(path, recorded, chip, info)
     writer, state = DurableSessionWriter.reopen(path, commit_interval_s=checkpoint_interval_s,
                                                 fsync=durability == "full")
     with writer:
@@ -115,6 +118,23 @@ def resume_session(path: str | Path, chip: DeviceArray, *, downtime: str = "wall
         writer.set_attr("status_reason", "")
         writer.commit_now()
         return sweep_into(chip, writer, cfg, verify, progress, state, downtime)
+
+
+def check_continuity(path: Path, recorded: dict, chip: DeviceArray, info: dict) -> None:
+    """A session continues only on the chip it was recorded on, in the same boot, with a clock that
+    did not go back (docs/reliability.md, "A chip that lost its state"); a chip that keeps no state
+    of its own (a simulated chip restored from the file's snapshot) is exempt."""
+    if isinstance(chip, Snapshots):
+        return
+    before, now = str(recorded.get("boot_id") or ""), chip.info.boot_id
+    if before and now != before:
+        raise DevmodelError(f"--resume {path}: the chip was restarted since the session stopped (boot id "
+                            f"{before} → {now or 'none'}): its programmed states are gone and a resumed "
+                            "session would mix two chips; start a new session")
+    t_last = info.get("commit_chip_s")
+    if t_last is not None and np.isfinite(t_last) and chip.now_s() < t_last:
+        raise DevmodelError(f"--resume {path}: the chip's clock ({chip.now_s():.6g} s) is behind the "
+                            f"session's last commit ({t_last:.6g} s): it does not continue the record")
 
 
 def recorded_chip(path: str | Path) -> tuple[str, int | None]:
