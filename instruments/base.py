@@ -13,6 +13,7 @@ the instrument and the command. ``*IDN?`` is checked against the driver's models
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -273,8 +274,11 @@ class Instrument:
         with self.batch(command):
             text = self.query(command)
         try:
-            return cast(text)
-        except (TypeError, ValueError):
+            value = cast(text)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError("not finite")  # a NaN setting or reading passes every limit check
+            return value
+        except (TypeError, ValueError, OverflowError):
             raise InstrumentError(f"{self.label} answered {command} with {text[:60]!r}, which is "
                                   f"not a valid {what or cast.__name__}") from None
 

@@ -454,9 +454,14 @@ class ScpiChip(Instrument):
 
     def _decode(self, payload: bytes, dtype: str, count: int, command: str, what: str) -> np.ndarray:
         try:
-            return block_to_array(payload, dtype, count, what).copy()
+            values = block_to_array(payload, dtype, count, what).copy()
         except ProtocolError as e:
             raise InstrumentError(f"{self.label} answered {command} badly: {e}") from None
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            # a NaN time or conductance would pass every later comparison and limit silently
+            raise InstrumentError(f"{self.label} answered {command} with non-finite {what} "
+                                  f"({int((~np.isfinite(values)).sum())} of {values.size})")
+        return values
 
     # -- wire -----------------------------------------------------------------------------------
     def _send(self, message: bytes, command: str) -> None:

@@ -11,6 +11,7 @@ fine). Time is the host's monotonic clock.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -42,7 +43,14 @@ from instruments.transport import Transport, TransportError, VisaTransport
 
 
 def _int(text: str) -> int:
-    return int(float(text))
+    v = float(text)
+    if not (math.isfinite(v) and v.is_integer()):
+        raise ValueError(f"{text[:40]!r} is not an integer")
+    return int(v)
+
+
+# SCPI instruments answer 9.91e37 for "not a number" (an overload, an aborted reading)
+SCPI_NAN = 9.9e37
 
 
 class Keithley2450(Instrument):
@@ -83,8 +91,10 @@ class Keithley2450(Instrument):
                 try:
                     i_a[j] = float(text)
                 except ValueError:
+                    i_a[j] = np.nan
+                if not abs(i_a[j]) < SCPI_NAN:  # NaN, ±inf and the SCPI not-a-number code
                     raise DevmodelError(f"{self.label} answered :MEAS:CURR? with {text[:40]!r}, "
-                                        f"not a current") from None
+                                        f"not a finite current")
         return i_a, t_s
 
 

@@ -8,6 +8,7 @@ docs/instruments.md.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -151,17 +152,58 @@ def load_station(path: str | Path) -> Station:
     except (OSError, UnicodeDecodeError) as e:
         raise StationError(f"station file {path} cannot be read ({type(e).__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_alias_free_loader())  # noqa: S506 (a SafeLoader subclass)
+    except _AliasError as e:
+        raise StationError(f"station file {path} uses a YAML alias (*{e.anchor}) at line {e.line}; "
+                           "station files write every value out (aliases can expand without bound)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise StationError(f"station file {path} is not valid YAML{where}") from None
+    bad = _non_finite(data)
+    if bad is not None:
+        raise StationError(f"station file {path}: {bad or 'the top level'}: not a finite number")
     validator = jsonschema.Draft202012Validator(station_schema())
     err = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if err is not None:
         where = ".".join(str(p) for p in err.absolute_path) or "the top level"
         raise StationError(f"station file {path}: {where}: {err.message}")
     return _build(path, data)
+
+
+class _AliasError(Exception):
+    def __init__(self, anchor: str, line: int):
+        super().__init__(anchor)
+        self.anchor, self.line = anchor, line
+
+
+@cache
+def _alias_free_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses aliases: a few lines of anchors can expand to gigabytes."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _AliasError(event.anchor, event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
+def _non_finite(data: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN or ±inf in ``data`` (YAML's .nan/.inf), else None: NaN
+    passes every schema ``minimum``, and a limit of NaN would make every ``x > limit`` false."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}.{k}" if where else str(k))
+        if found is not None:
+            return found
+    return None
 
 
 def _build(path: Path, data: dict[str, Any]) -> Station:

@@ -5,6 +5,7 @@ extrapolation note, networks by name. Imports only click and the core at module 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from pathlib import Path
 
@@ -42,14 +43,31 @@ class OneLineErrors(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+class Finite(click.FloatRange):
+    """A float option that must be finite (and within the given bounds): NaN passes every
+    ``x < bound`` test of click's FloatRange, so it is refused here, where the number enters."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
 def floats(name: str, text: str | None) -> tuple[float, ...] | None:
-    """``--name 1,2,3`` as numbers (None when not given)."""
+    """``--name 1,2,3`` as finite numbers (None when not given)."""
     if text is None:
         return None
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise DevmodelError(f"--{name}: expected comma-separated numbers, got {text!r}") from None
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise DevmodelError(f"--{name}: {bad[0]!r} is not a finite number")
+    return values
 
 
 def times(text: str) -> list[float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import explicit, floats, one_line
+from devmodel.commands.common import Finite, explicit, floats, one_line
 from devmodel.errors import DevmodelError, friendly
 from devmodel.technologies import names as technology_names
 
@@ -34,9 +34,9 @@ _FROM_THE_FILE = ("devices", "levels", "schedule", "burst_devices", "burst_reads
               help="Devices per level read in a read-noise burst (0: none) [default 100, at most "
               "--devices].")
 @click.option("--burst-reads", type=int, default=None, help="Reads per burst [PCM 256].")
-@click.option("--burst-interval", type=float, default=None, help="Seconds between burst reads "
+@click.option("--burst-interval", type=Finite(0.0, 1e6), default=None, help="Seconds between burst reads "
               "(0: back to back) [1].")
-@click.option("--burst-age", type=float, default=None,
+@click.option("--burst-age", type=Finite(0.0, 1e9, min_open=True), default=None,
               help="Age of the burst in s, between two schedule ages [PCM 1000, ReRAM 300].")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the simulated chip (ignored if the URL sets one).")
@@ -56,7 +56,7 @@ _FROM_THE_FILE = ("devices", "levels", "schedule", "burst_devices", "burst_reads
 @click.option("--durability", type=click.Choice(["full", "process", "off"]), default="full",
               show_default=True, help="full: commits survive power loss (fsync); process: they survive "
               "the death of the process; off: a plain file that cannot be resumed.")
-@click.option("--checkpoint-interval", type=click.FloatRange(0.0, 3600.0), default=2.0,
+@click.option("--checkpoint-interval", type=Finite(0.0, 3600.0), default=2.0,
               show_default=True, help="Least wall time between commits of the session file (s; also "
               "long enough that commits take ≤ 5 % of the time; 0: every safe point).")
 @click.option("--faults", default=None,
@@ -193,9 +193,10 @@ def info(session) -> None:
 @click.command("import-table")
 @click.argument("table", type=click.Path(dir_okay=False))
 @click.option("--technology", type=click.Choice(technology_names()), required=True)
-@click.option("--g-max-us", type=float, required=True, help="Conductance range of the targets (µS).")
-@click.option("--t0-s", type=float, default=None, help="Reference age [the technology's: PCM 20 s, "
-              "ReRAM 1 s].")
+@click.option("--g-max-us", type=Finite(0.0, 1e6, min_open=True), required=True,
+              help="Conductance range of the targets (µS).")
+@click.option("--t0-s", type=Finite(0.0, 1e9, min_open=True), default=None,
+              help="Reference age [the technology's: PCM 20 s, ReRAM 1 s].")
 @click.option("--columns", default=None, metavar="NAME,NAME,…",
               help="Names of the columns of a file without a header line (- skips one): device, "
               "target_us, time_s, g_us, and optionally burst, converged, g_verify_us, nominal_time_s, "
@@ -230,13 +231,15 @@ def import_table_cmd(table, technology, g_max_us, t0_s, columns, conductance_uni
 @click.command("import-traces")
 @click.argument("traces", type=click.Path(dir_okay=False))
 @click.option("--technology", type=click.Choice(technology_names()), required=True)
-@click.option("--g-max-us", type=float, required=True, help="Conductance range of the devices (µS).")
-@click.option("--sample-rate-hz", type=float, required=True, help="Reads per second of every trace.")
+@click.option("--g-max-us", type=Finite(0.0, 1e6, min_open=True), required=True,
+              help="Conductance range of the devices (µS).")
+@click.option("--sample-rate-hz", type=Finite(0.0, 1e9, min_open=True), required=True,
+              help="Reads per second of every trace.")
 @click.option("--conductance-unit", type=click.Choice(["S", "mS", "uS", "nS"]), default="uS",
               show_default=True, help="Unit of the samples in the file.")
 @click.option("--skip-columns", type=click.IntRange(0, 100), default=1, show_default=True,
               help="Cells between a line's level label and its first sample.")
-@click.option("--age-s", type=float, default=1.0, show_default=True,
+@click.option("--age-s", type=Finite(0.0, 1e9), default=1.0, show_default=True,
               help="Device age at the start of the traces (not in the file).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Session file.")
 @click.option("--overwrite", is_flag=True)

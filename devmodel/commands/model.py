@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import floats, key_values, one_line, typed_values, write_atomically
+from devmodel.commands.common import Finite, floats, key_values, one_line, typed_values, write_atomically
 from devmodel.errors import DevmodelError
 from devmodel.technologies import all_technologies
 
@@ -29,7 +29,7 @@ def _legacy_fit_flags(fn):
 @click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE",
               help="An option of the session technology's fitter (e.g. --set prog_degree=3); repeatable.")
 @_legacy_fit_flags
-@click.option("--holdout-fraction", type=float, default=0.0, show_default=True,
+@click.option("--holdout-fraction", type=Finite(), default=0.0, show_default=True,
               help="Fraction of devices left out of the fit, for `devmodel validate`.")
 @click.option("--holdout-seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--holdout-split", type=click.Choice(["random", "parity"]), default="random",
@@ -88,15 +88,15 @@ def _legacy_values(technology_name: str, flags: dict) -> dict:
 @click.command()
 @click.argument("card", type=click.Path(dir_okay=False))
 @click.argument("session", type=click.Path(dir_okay=False))
-@click.option("--holdout-fraction", type=float, default=0.3, show_default=True,
+@click.option("--holdout-fraction", type=Finite(), default=0.3, show_default=True,
               help="Held-out fraction when the card was fitted on all devices of this session.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the split.")
-@click.option("--max-ks", type=float, default=0.05, show_default=True,
+@click.option("--max-ks", type=Finite(0.0, 1.0, min_open=True), default=0.05, show_default=True,
               help="Fail when a gated Kolmogorov–Smirnov statistic reaches this.")
 @click.option("--gate-ages", default=None,
               help="Ages (s, comma-separated) whose KS decides pass/fail [default: all].")
-@click.option("--alpha", type=float, default=0.05, show_default=True,
+@click.option("--alpha", type=Finite(), default=0.05, show_default=True,
               help="A failing KS must also be significant at this family-wise level (Bonferroni "
               "over the gated comparisons), so sampling noise of small sessions does not fail; "
               "1: the KS threshold alone decides.")
@@ -153,7 +153,7 @@ def _export_targets() -> list[str]:
               "card; summary: the scalars simpler simulators take.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file [default: standard output].")
-@click.option("--g-max-us", type=float, default=None,
+@click.option("--g-max-us", type=Finite(0.0, 1e6, min_open=True), default=None,
               help="Conductance range of the target simulator (must match the card's).")
 @click.option("--overwrite", is_flag=True)
 @one_line
@@ -195,7 +195,8 @@ def read_noise(session, min_samples, figure) -> None:
 
 @click.command()
 @click.argument("table", type=click.Path(dir_okay=False))
-@click.option("--g-max-us", type=float, required=True, help="Conductance range (µS).")
+@click.option("--g-max-us", type=Finite(0.0, 1e6, min_open=True), required=True,
+              help="Conductance range (µS).")
 @click.option("--columns", default="device,time_s,-,g_us,temperature_c", show_default=True,
               metavar="NAME,…", help="Names of the file's columns (- skips one); needs device, "
               "time_s, g_us, temperature_c.")

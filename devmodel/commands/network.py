@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from devmodel.commands.common import (
+    Finite,
     check_times,
     key_values,
     load_network,
@@ -128,8 +129,8 @@ def _plot(path: str, times_s, mean, err, fp: float) -> None:
               help="Hardware-aware epochs (per pipeline level for tile-003).")
 @click.option("--fp-epochs", type=click.IntRange(1, 100_000), default=40, show_default=True,
               help="Floating-point epochs for a digits network trained here first.")
-@click.option("--lr", type=click.FloatRange(0, 10, min_open=True), default=1e-3, show_default=True)
-@click.option("--noise-scale", type=click.FloatRange(0, 100), default=None,
+@click.option("--lr", type=Finite(0, 10, min_open=True), default=1e-3, show_default=True)
+@click.option("--noise-scale", type=Finite(0, 100), default=None,
               help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3, hasgd-002: 2].")
 @click.option("--perturbations", type=click.IntRange(1, 1000), default=None,
               help="hasgd-002: L [4].")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import key_values, one_line
+from devmodel.commands.common import Finite, key_values, one_line
 from devmodel.progress import PhaseBars
 
 PROCEDURES = ("drift", "bursts", "program-verify")
@@ -30,11 +30,11 @@ PROCEDURES = ("drift", "bursts", "program-verify")
 @click.option("--policy", type=click.Choice(["exact", "nearest", "loglinear"]), default="exact",
               show_default=True, help="Reads the record does not hold: error, nearest in ln(age), or "
                                       "interpolated in ln(age).")
-@click.option("--window", type=float, default=0.05, show_default=True,
+@click.option("--window", type=Finite(0.0, 1.0, min_open=True), default=0.05, show_default=True,
               help="Match window of a recorded read, as a fraction of its age.")
 @click.option("--schedule", default=None, help="Read ages in s instead of the recorded ones "
                                                 "(comma-separated; ages not recorded need --policy).")
-@click.option("--tolerance", type=float, default=None,
+@click.option("--tolerance", type=Finite(0.0, 1e6, min_open=True), default=None,
               help="program-verify: verify tolerance in µS instead of the recorded one.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="program-verify: change a field of the recorded verify configuration "

@@ -121,7 +121,10 @@ def prepare(session: Session, outlier_sigma: float | None = 6.0) -> FitData:
     t0 read (the technology's fit options say which, docs/physics.md "Fitting")."""
     d = session.devices
     if not d or "target_us" not in d:
-        raise DevmodelError(f"{session.path} has no device table to fit")
+        hint = (f"; devmodel characterize --resume {session.path} continues it"
+                if session.status != "complete" else "")
+        raise DevmodelError(f"{session.path} has no programmed devices to fit (status "
+                            f"{session.status}){hint}")
     target = np.asarray(d["target_us"], float)
     levels = np.asarray(session.levels_us, float)
     level = np.asarray(d["level"], np.int64)

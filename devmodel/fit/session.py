@@ -66,6 +66,15 @@ def fit_options(technology_name: str, options: Any = None) -> Any:
     return opts
 
 
+def check_card_matches(card: DeviceModel, session: Session) -> None:
+    """A card describes one technology: comparing it with a session of another is refused in one
+    sentence (its fit options, units and model forms do not apply)."""
+    if card.technology != session.technology:
+        raise DevmodelError(f"the card describes {card.technology} devices but {session.path} "
+                            f"holds {session.technology} devices; compare a card with a session of its "
+                            "own technology")
+
+
 def screened(session: Session, options: Any = None) -> FitData:
     """The session's fit data, screened as the technology's fit options say (outliers at t0)."""
     opts = fit_options(session.technology, options)

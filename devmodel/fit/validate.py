@@ -25,7 +25,14 @@ import numpy as np
 from scipy import stats
 
 from devmodel.fit.data import FitData
-from devmodel.fit.session import fit_options, fit_session, holdout_split, screened, session_holdout
+from devmodel.fit.session import (
+    check_card_matches,
+    fit_options,
+    fit_session,
+    holdout_split,
+    screened,
+    session_holdout,
+)
 from devmodel.fit.stats import clipped_std
 from devmodel.model.card import DeviceModel
 from devmodel.model.sample import sample_conductance
@@ -96,6 +103,7 @@ def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, see
     ``session_path`` may be an already loaded Session."""
     session = (session_path if isinstance(session_path, Session)
                else read_session(session_path, with_trace=False))
+    check_card_matches(card, session)
     data = screened(session, _options_of(card))
     same = card.provenance.get("source_sha256") == sha256_of(session.path)
     fitted_holdout = card.provenance.get("holdout", {})

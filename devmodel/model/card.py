@@ -89,12 +89,21 @@ class DeviceModel:
             # json accepts NaN/Infinity, which no card field may hold (they passed the schema's bounds)
             raise ModelCardError(f"{source} holds {name}, which is not a number a model card may contain")
 
+        def finite(literal: str) -> float:
+            v = float(literal)
+            if not np.isfinite(v):  # 1e400 overflows to inf, which the schema's bounds let through
+                raise ModelCardError(f"{source} holds {literal[:30]}, which overflows a float")
+            return v
+
         try:
-            d = json.loads(text, parse_constant=no_constant)
+            d = json.loads(text, parse_constant=no_constant, parse_float=finite)
         except json.JSONDecodeError as e:
             raise ModelCardError(f"{source} is not valid JSON ({e.msg} at line {e.lineno})") from None
         except RecursionError:
             raise ModelCardError(f"{source} is nested too deeply to be a model card") from None
+        except ValueError:  # Python refuses integers of more than 4300 digits
+            raise ModelCardError(f"{source} holds an integer too long to read (more than 4300 "
+                                 "digits)") from None
         return cls.from_dict(d, source)
 
     @classmethod
@@ -104,7 +113,12 @@ class DeviceModel:
         common = {k: d[k] for k in ("technology", "schema")} | {
             "g_max_us": float(d["g_max_us"]), "t0_s": float(d["t0_s"]),
             "fit_quality": d.get("fit_quality", {}), "provenance": d.get("provenance", {})}
-        return card(**common, **card.section_from_dict(d))
+        try:
+            model = card(**common, **card.section_from_dict(d))
+        except ModelCardError as e:  # a section's own consistency check: name the file
+            raise ModelCardError(str(e).replace("model card", source, 1)) from None
+        check_plausible(model, source)
+        return model
 
     @classmethod
     def load(cls, path) -> DeviceModel:
@@ -230,6 +244,12 @@ class DeviceModel:
         """The scalars simpler simulators take (``devmodel export --to summary``)."""
         raise NotImplementedError
 
+    def implausible(self) -> str | None:
+        """What the schema cannot judge field by field (a clip whose lower bound exceeds its upper,
+        a spread negative everywhere): one sentence naming the field, or None. A technology adds
+        its own; :func:`check_plausible` adds the checks every card shares."""
+        return None
+
 
 def _plain(o: Any) -> Any:
     """NumPy scalars/arrays → plain Python; NaN → None (JSON has no NaN)."""
@@ -297,6 +317,33 @@ def validate_card(d: Any, source: str = "model card") -> None:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ModelCardError(f"{source}: field {where}: {e.message}")
+
+
+def check_plausible(card: DeviceModel, source: str = "model card") -> None:
+    """Refuse a card that passed its schema but makes no physical sense: its technology's own
+    check, then what every card shares: the spread at t0 finite, ≥ 0 and below g_max across the
+    range, and draws at t0 and one day finite and within 100 g_max (docs/model-card.md)."""
+    problem = card.implausible()
+    if problem:
+        raise ModelCardError(f"{source}: {problem}")
+    g = np.linspace(0.02, 1.0, 12) * card.g_max_us
+    with np.errstate(all="ignore"):
+        spread = np.asarray(card.spread_at_t0_us(g), dtype=float)
+    bad = ~(np.isfinite(spread) & (spread >= 0) & (spread <= card.g_max_us))
+    if bad.any():
+        raise ModelCardError(f"{source}: its spread at t0 is {spread[bad][0]:.4g} µS at G = "
+                             f"{g[bad][0]:.4g} µS, outside [0, g_max = {card.g_max_us:g} µS]")
+    rng = np.random.default_rng(0)
+    for age_s in (card.t0_s, 86400.0):
+        try:
+            with np.errstate(all="ignore"):
+                x = card.sample(np.repeat(g, 16), age_s, rng, extrapolate=True)
+        except (ValueError, RuntimeError, ArithmeticError) as e:
+            raise ModelCardError(f"{source}: its model cannot be evaluated at age {age_s:g} s "
+                                 f"({type(e).__name__}: {str(e)[:80]})") from None
+        if not (np.isfinite(x).all() and np.abs(x).max() <= 100 * card.g_max_us):
+            what = "non-finite" if not np.isfinite(x).all() else "absurd (beyond 100 × g_max)"
+            raise ModelCardError(f"{source}: its model draws {what} conductances at age {age_s:g} s")
 
 
 def created_utc() -> str:

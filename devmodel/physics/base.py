@@ -96,6 +96,7 @@ class SimulatedChip(ClockedArray):
             np.asarray(compliance_ua, dtype=float), (m,))
         start = self.clock.advance(self.timing.command_overhead_s)
         t_end = pulse_end_times(start, width, self.timing.pulse_overhead_s)
+        self.clock.check_until(t_end[-1])
         self._pulse(a, kind, amp, width, comp, t_end)
         self.clock.advance(t_end[-1] - start)
         return t_end
@@ -112,11 +113,13 @@ class SimulatedChip(ClockedArray):
                     f"({m * cyc:g} s)"
                 )
             t = read_times(start, m, n_reads, cyc, interval_s)
+            self.clock.check_until(t[-1, -1] + cyc)
             g = np.empty((m, n_reads))
             for j in range(n_reads):
                 g[:, j] = self._read(a, t[:, j], 1, 0.0)[:, 0]
         else:
             t = read_times(start, m, n_reads, cyc, 0.0)
+            self.clock.check_until(t[-1, -1] + cyc if m else start)
             g = self._read(a, t[:, 0], n_reads, cyc) if m else np.empty((0, n_reads))
         self.clock.advance((t[-1, -1] + cyc - start) if m else 0.0)
         return ReadBatch(g_us=g, t_s=t)

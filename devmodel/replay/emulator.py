@@ -252,6 +252,7 @@ class EmulatedChip(ClockedArray):
                 else np.broadcast_to(np.asarray(compliance_ua, dtype=float), (m,)))
         start = self.clock.advance(self._overhead_s)
         t_end = pulse_end_times(start, width, self._pulse_overhead_s)
+        self.clock.check_until(t_end[-1])
         new = np.full(m, np.nan)
         init = np.zeros(m, bool)
         for k, a0, w0 in self.model.init_pulses:
@@ -283,6 +284,7 @@ class EmulatedChip(ClockedArray):
         m, cyc = a.size, self._cycle_s
         start = self.clock.advance(self._overhead_s)
         t = read_times(start, m, n, cyc, interval_s)
+        self.clock.check_until(t[-1, -1] + cyc if m else start)
         state = self.state_us[a]
         z = self.rng.standard_normal((m, n))
         d = min(self.model.discard_reads, n - 2)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from devmodel.fit.session import screened  # noqa: E402
+from devmodel.fit.session import check_card_matches, screened  # noqa: E402
 from devmodel.fit.validate import ValidationReport, format_report  # noqa: E402
 from devmodel.model.card import DeviceModel  # noqa: E402
 from devmodel.model.sample import sample_conductance  # noqa: E402
@@ -33,6 +33,7 @@ def write_report(card: DeviceModel, session_path, out_dir, validation: Validatio
     out.mkdir(parents=True, exist_ok=True)
     session = (session_path if isinstance(session_path, Session)
                else read_session(session_path, with_trace=False))
+    check_card_matches(card, session)
     data = screened(session, card.fit_quality.get("options") or {})
     rng = np.random.default_rng(seed)
     figs = [_cdf_t0(card, data, rng, out)]

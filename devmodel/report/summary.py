@@ -53,6 +53,11 @@ def summarize(session: Session) -> SessionInfo:
     from devmodel.fit.session import screened
 
     d = session.devices
+    if not d or "target_us" not in d or "iterations" not in d:
+        hint = (f"; devmodel characterize --resume {session.path} continues it"
+                if session.status != "complete" else "")
+        raise DevmodelError(f"{session.path} holds no programmed devices yet (status {session.status}: "
+                            f"the session stopped before its first level was written){hint}")
     imported = session.config.get("import") if isinstance(session.config, dict) else None
     conv_known = not imported or imported.get("convergence_recorded", True)
     verify_known = bool(d["iterations"].size and (d["iterations"] >= 0).any())

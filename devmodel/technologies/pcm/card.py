@@ -216,6 +216,22 @@ class PcmModel(DeviceModel):
         flicker = mean * rn.q_s(mean / self.g_max_us) * rn.sqrt_log_term(self.t0_s)
         return np.hypot(p.sigma_us(g), flicker)
 
+    def implausible(self) -> str | None:
+        """Clipped drift laws need lo ≤ hi and a ν spread ≥ 0; a σ_prog polynomial negative over the
+        whole range (clipped to zero everywhere) is a sign error, not a noiseless chip."""
+        for name in ("nu_mean", "nu_std"):
+            f = getattr(self.drift, name)
+            if f.lo > f.hi:
+                return f"field drift/{name}: its lower clip lo = {f.lo:g} exceeds its upper clip {f.hi:g}"
+        if self.drift.nu_std.lo < 0:
+            return (f"field drift/nu_std/lo: a spread of drift exponents cannot be negative "
+                    f"({self.drift.nu_std.lo:g})")
+        x = np.linspace(0.0, 1.0, 21) * self.g_max_us / self.programming.g_ref_us
+        if np.all(poly_us(self.programming.poly_coeffs_us, x) < 0):
+            return ("field programming/poly_coeffs_us: the programming spread is negative over the whole "
+                    "range")
+        return None
+
     def mean_shift_us(self) -> float:
         """The programming offset at G_T = 0; the part growing with G is a gain error, which output
         scales and drift compensation absorb."""
