@@ -77,8 +77,15 @@ _INFO_QUERIES = (
     ("CHIP:CLOC:MODE?", "clock"), ("CHIP:LIM:AMPL?", "max_amplitude"),
     ("CHIP:LIM:WIDT?", "max_width_ns"), ("CHIP:LIM:COMP?", "max_compliance_ua"),
     ("CHIP:LIM:PULS?", "max_pulses_per_device"), ("CHIP:LIM:READ?", "max_reads_per_request"),
+    ("CHIP:LIM:ADDR?", "max_addresses_per_request"), ("CHIP:LIM:VAL?", "max_values_per_request"),
     ("CHIP:BOOT?", "boot_id"),
 )
+
+
+def _slice(x, m: int, i: int, n: int):
+    """Rows ``i … i+n`` of a per-address parameter; a scalar (or None) applies to every part."""
+    arr = np.asarray(x) if x is not None else None
+    return arr[i:i + n] if arr is not None and arr.ndim and arr.size == m else x
 
 
 def _boot_id(label: str, text: str) -> str:
@@ -183,6 +190,8 @@ class ScpiChip(Instrument):
         values = dict(zip([f for _, f in _INFO_QUERIES], self._ascii(msg, "CHIP:LIMit?", len(_INFO_QUERIES)),
                           strict=True))
         info = self._chip_info(values)
+        self.addresses_per_request, self.values_per_request = (
+            self._positive(values[k], k) for k in ("max_addresses_per_request", "max_values_per_request"))
         previous = getattr(self, "info", None)
         if previous is not None and (previous.technology, previous.n_devices, previous.identity) != (
                 info.technology, info.n_devices, info.identity):
@@ -271,6 +280,17 @@ class ScpiChip(Instrument):
                 attempt += 1
                 self.n_retries += 1
 
+    def _positive(self, text: str, what: str) -> int:
+        """CHIP:LIMit:ADDResses? / VALues?: addresses, and addresses × reads, one request may
+        carry; larger batches are split (docs/chip-protocol.md, "Sharing the chip")."""
+        try:
+            v = int(text)
+        except ValueError:
+            v = 0
+        if v < 1:
+            raise InstrumentError(f"{self.label} gave {what} = {text[:40]!r}, not a positive integer")
+        return v
+
     def _chip_info(self, v: dict[str, str]) -> ChipInfo:
         def num(key: str, cast=float, optional: bool = False):
             text = v[key]
@@ -323,6 +343,16 @@ class ScpiChip(Instrument):
             self.pulse_counter.charge(a)
         except LimitError as e:
             raise LimitError(f"{self.label}: {e}; nothing was sent") from None
+        cap = self.addresses_per_request
+        if a.size <= cap:
+            return self._pulse_batch(a, k, amplitude, width_ns, compliance_ua)
+        return np.concatenate([
+            self._pulse_batch(a[i:i + cap], *(_slice(x, a.size, i, cap) for x in (k, amplitude, width_ns,
+                                                                                 compliance_ua)))
+            for i in range(0, a.size, cap)])
+
+    def _pulse_batch(self, a: np.ndarray, k, amplitude, width_ns, compliance_ua) -> np.ndarray:
+        """One CHIP:PULSe? request (at most CHIP:LIMit:VALues? addresses)."""
         m = a.size
         params = [self._param(k, m, "<u1", kind=True), self._param(amplitude, m, "<f8"),
                   self._param(width_ns, m, "<f8")]
@@ -359,6 +389,15 @@ class ScpiChip(Instrument):
         except LimitError as e:
             raise LimitError(f"{self.label}: {e}; nothing was sent") from None
         n_reads = check_reads(self.info, n_reads, interval_s, self.label)
+        step = max(1, min(self.addresses_per_request, self.values_per_request // n_reads))
+        if a.size <= step:
+            return self._read_batch(a, n_reads, interval_s)
+        parts = [self._read_batch(a[i:i + step], n_reads, interval_s) for i in range(0, a.size, step)]
+        return ReadBatch(g_us=np.concatenate([p.g_us for p in parts]),
+                         t_s=np.concatenate([p.t_s for p in parts]))
+
+    def _read_batch(self, a: np.ndarray, n_reads: int, interval_s: float) -> ReadBatch:
+        """One CHIP:READ? request (at most CHIP:LIMit:VALues? addresses × reads)."""
         m = a.size
         msg = self._select(a) + f";:CHIP:READ? {n_reads},{float(interval_s)!r}".encode()
 

@@ -15,6 +15,7 @@ import json
 import selectors
 import socket
 import sys
+import time
 import traceback
 import uuid
 from collections import deque
@@ -30,11 +31,22 @@ from instruments.station import outside_range
 
 PROTOCOL = "DEVMODEL-CHIP,1"
 ERROR_QUEUE_DEPTH = 32
-MAX_PENDING_OUTPUT = 1 << 28  # stop reading from a client that does not read its answers
-#: Values one CHIP:READ? answer may carry (addresses × reads): a request beyond it would hold the one
-#: chip (and every other client) for minutes and allocate gigabytes, so it is refused (-223).
-MAX_VALUES_PER_READ = 1 << 24
+#: Per-client bounds (docs/chip-protocol.md, "Sharing the chip"): answers not yet read by the
+#: client — beyond this its queued commands wait, and its input is not read — …
+MAX_PENDING_OUTPUT = 1 << 25
+#: … and received messages not yet run (beyond this its input is not read).
+MAX_QUEUED_MESSAGES = 4
+#: Addresses one CHIP:PULSe? or CHIP:READ? may carry, and addresses × reads one CHIP:READ? may ask
+#: (-223 beyond): the longest single command then holds the one chip ≤ ≈ 0.35 s (PCM, the slowest
+#: to read, measured in docs/chip-protocol.md "Sharing the chip"), so another client's command waits
+#: at most that per busy client, whatever it asks. Declared as CHIP:LIMit:ADDResses? and
+#: CHIP:LIMit:VALues?; clients split larger batches by address.
+MAX_ADDRESSES_PER_REQUEST = 1 << 16
+MAX_VALUES_PER_REQUEST = 1 << 18
 RECV_BYTES = 1 << 20
+#: A client's turn: its command units run until this much time is used (cheap units, such as a
+#: selection, an error query or a small read, share one turn; an expensive one ends it).
+TURN_S = 0.02
 
 
 class ScpiError(Exception):
@@ -53,7 +65,15 @@ class Connection:
         self.framer = Framer()
         self.out = bytearray()
         self.errors: deque[bytes] = deque()
+        self.queue: deque[Message] = deque()  # received, not yet run
+        self.closing = False  # the client hung up: finish what it waits for, then forget it
+        self.last_turn = 0.0  # monotonic time its last turn ended
+        self.running: tuple[Message, int, list[bytes]] | None = None  # message, next unit, replies
         self.reset()
+
+    def has_work(self) -> bool:
+        """Commands to run, and room for their answers."""
+        return bool(self.queue or self.running) and len(self.out) < MAX_PENDING_OUTPUT
 
     def reset(self) -> None:
         self.real_bytes = 8  # FORMat:DATA REAL,64
@@ -96,6 +116,15 @@ def _nparams(params: list, lo: int, hi: int, header: str) -> None:
         raise ScpiError(scpi.PARAMETER_NOT_ALLOWED, f"{header} takes at most {hi} parameters")
 
 
+def _check_request(m: int, n_reads: int) -> None:
+    if m > MAX_ADDRESSES_PER_REQUEST:
+        raise ScpiError(scpi.TOO_MUCH_DATA, f"{m} addresses exceed the {MAX_ADDRESSES_PER_REQUEST} one "
+                        "request may carry (CHIP:LIMit:ADDResses?)")
+    if m * n_reads > MAX_VALUES_PER_REQUEST:
+        raise ScpiError(scpi.TOO_MUCH_DATA, f"{m} addresses × {n_reads} reads exceed the "
+                        f"{MAX_VALUES_PER_REQUEST} values one request may carry (CHIP:LIMit:VALues?)")
+
+
 class ChipServer:
     """Serve ``chip`` (a simulated device array) on ``host:port`` (port 0: the OS picks one)."""
 
@@ -125,14 +154,23 @@ class ChipServer:
         self._stop = True
 
     def serve_forever(self, poll_s: float = 0.2) -> None:
-        """Serve until ``stop()``; then close every connection and the listening socket."""
+        """Serve until ``stop()``; then close every connection and the listening socket.
+
+        Each round reads what arrived and then runs one command unit per client with work
+        (round-robin), so a client that pipelines many long commands delays another client's
+        command by at most one unit of each (docs/chip-protocol.md, "Sharing the chip")."""
         try:
             while not self._stop:
-                for key, events in self.sel.select(timeout=poll_s):
+                busy = any(c.has_work() for c in self.clients.values())
+                for key, events in self.sel.select(timeout=0 if busy else poll_s):
                     if key.data is None:
                         self._accept()
                     else:
-                        self._service(key.data, events)
+                        self._io(key.data, events)
+                # least recently served first: a client that just sent its message goes next
+                for conn in sorted(self.clients.values(), key=lambda c: c.last_turn):
+                    if conn.has_work():
+                        self._turn(conn)
         finally:
             for conn in list(self.clients.values()):
                 self._drop(conn)
@@ -155,66 +193,162 @@ class ChipServer:
         self.sel.register(sock, selectors.EVENT_READ, conn)
 
     def _drop(self, conn: Connection) -> None:
+        """Forget a client and the work it queued (nobody is left to read the answers)."""
         try:
             self.sel.unregister(conn.sock)
         except (KeyError, ValueError):
             pass
         self.clients.pop(conn.sock.fileno(), None)
+        conn.queue.clear()
+        conn.running = None
         conn.sock.close()
 
-    def _service(self, conn: Connection, events: int) -> None:
+    def _io(self, conn: Connection, events: int) -> None:
+        """Receive into the client's queue and send what is pending."""
         try:
-            if events & selectors.EVENT_READ:
+            full = len(conn.queue) >= MAX_QUEUED_MESSAGES or len(conn.out) >= MAX_PENDING_OUTPUT
+            if events & selectors.EVENT_READ and not full and not conn.closing:
                 data = conn.sock.recv(RECV_BYTES)
                 if not data:
-                    self._drop(conn)
+                    self._hung_up(conn)
+                    if conn.sock.fileno() in self.clients:
+                        self._interest(conn)
                     return
-                for msg in conn.framer.feed(data):
-                    conn.out += self.execute(conn, msg)
-            if conn.out:
-                sent = conn.sock.send(conn.out)
-                del conn.out[:sent]
+                conn.queue.extend(conn.framer.feed(data))
+            self._flush(conn)
+            if self._finished(conn):
+                return
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:  # reset by peer, broken pipe: that client is gone, the others are not
             self._drop(conn)
             return
+        self._interest(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        if conn.out:
+            sent = conn.sock.send(conn.out)
+            del conn.out[:sent]
+
+    def _interest(self, conn: Connection) -> None:
+        if conn.closing:  # its input is at end of file (always "readable"): wait to write only
+            if conn.sock.fileno() in self.clients:
+                self.sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            return
         want = selectors.EVENT_WRITE if conn.out else 0
-        if len(conn.out) < MAX_PENDING_OUTPUT:
+        if len(conn.out) < MAX_PENDING_OUTPUT and len(conn.queue) < MAX_QUEUED_MESSAGES:
             want |= selectors.EVENT_READ
-        self.sel.modify(conn.sock, want, conn)
+        if conn.sock.fileno() in self.clients:
+            # a selector needs some interest; with none, the client's queue is full, so the loop
+            # is running its work anyway and _io does not read
+            self.sel.modify(conn.sock, want or selectors.EVENT_READ, conn)
+
+    def _hung_up(self, conn: Connection) -> None:
+        """The client closed its side. It can wait only for the answer to its last message (a
+        client that sends and half-closes): that one runs, everything queued before it is dropped,
+        so a client that pipelines work and leaves costs the chip at most one more message."""
+        conn.closing = True
+        if conn.running is not None:
+            conn.queue.clear()
+        elif conn.queue:
+            conn.queue = deque([conn.queue[-1]])
+        self._finished(conn)
+
+    def _finished(self, conn: Connection) -> bool:
+        """Drop a hung-up client with nothing left to run or send; True if dropped."""
+        if conn.closing and not conn.running and not conn.queue and not conn.out:
+            self._drop(conn)
+            return True
+        return False
+
+    def _gone(self, conn: Connection) -> bool:
+        """The client closed its side (its input is not being read while its queue is full)."""
+        try:
+            return conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def _turn(self, conn: Connection) -> None:
+        """Run the client's units until its turn (TURN_S) is used or it has no more work; a unit
+        is never cut, so a turn lasts at most TURN_S plus one request (≤ ≈ 0.4 s)."""
+        t_end = time.monotonic() + TURN_S
+        while conn.has_work() and conn.sock.fileno() in self.clients:
+            self._run_one(conn)
+            if time.monotonic() >= t_end:
+                break
+        conn.last_turn = time.monotonic()
+
+    def _run_one(self, conn: Connection) -> None:
+        """Run the client's next command unit; a finished message's answer goes out."""
+        if conn.running is None and not conn.closing and self._gone(conn):
+            self._hung_up(conn)  # noticed at a message boundary, its input not being read
+            if conn.sock.fileno() not in self.clients:
+                return
+        if conn.running is None:
+            msg = conn.queue.popleft()
+            if msg.error is not None:
+                conn.push_error(*msg.error)
+                self._interest(conn)
+                return
+            conn.running = (msg, 0, [])
+        msg, i, replies = conn.running
+        if i < len(msg.units):
+            out = self.execute_unit(conn, msg.units[i])
+            if out is not None:
+                if sum(map(len, replies)) + len(out) > MAX_PENDING_OUTPUT:
+                    conn.push_error(scpi.TOO_MUCH_DATA, f"the answers of one message exceed "
+                                                        f"{MAX_PENDING_OUTPUT} bytes")
+                else:
+                    replies.append(out)
+            conn.running = (msg, i + 1, replies)
+        if conn.running[1] >= len(msg.units):
+            conn.running = None
+            conn.out += self.respond(conn, msg, b";".join(replies) + b"\n" if replies else b"")
+        try:
+            self._flush(conn)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._drop(conn)
+            return
+        if not self._finished(conn):
+            self._interest(conn)
 
     # -- execution ------------------------------------------------------------------------------
     def execute(self, conn: Connection, msg: Message) -> bytes:
-        """Run one program message; return its response message (b'' if it has no queries)."""
+        """Run one program message at once; return its response message (b'' if it has no
+        queries). The serving loop runs messages unit by unit instead (:meth:`_run_one`)."""
         if msg.error is not None:
             conn.push_error(*msg.error)
             return b""
-        replies: list[bytes] = []
-        for unit in msg.units:
-            entry = self.commands.get(unit.header)
-            if entry is None:
-                conn.push_error(scpi.UNDEFINED_HEADER, unit.header[:40])
-                continue
-            try:
-                out = entry(conn, unit.params, unit.header)
-            except ScpiError as e:
-                conn.push_error(e.code, e.text)
-                continue
-            except LimitError as e:
-                conn.push_error(scpi.DATA_OUT_OF_RANGE, str(e))
-                continue
-            except DevmodelError as e:
-                conn.push_error(scpi.EXECUTION_ERROR, str(e))
-                continue
-            except Exception as e:  # a bug must not take the chip down for every client
-                self.log(f"serve-chip: internal error on {unit.header}: "
-                         + "".join(traceback.format_exception_only(type(e), e)).strip())
-                conn.push_error(scpi.DEVICE_ERROR, f"internal error in {unit.header}")
-                continue
-            if out is not None:
-                replies.append(out)
-        return b";".join(replies) + b"\n" if replies else b""
+        replies = [r for r in (self.execute_unit(conn, u) for u in msg.units) if r is not None]
+        return self.respond(conn, msg, b";".join(replies) + b"\n" if replies else b"")
+
+    def respond(self, conn: Connection, msg: Message, reply: bytes) -> bytes:
+        """The response message that goes out for ``msg`` (a hook: test servers spoil it)."""
+        return reply
+
+    def execute_unit(self, conn: Connection, unit) -> bytes | None:
+        """Run one command unit; its reply, or None (no reply, or an error queued)."""
+        entry = self.commands.get(unit.header)
+        if entry is None:
+            conn.push_error(scpi.UNDEFINED_HEADER, unit.header[:40])
+            return None
+        try:
+            return entry(conn, unit.params, unit.header)
+        except ScpiError as e:
+            conn.push_error(e.code, e.text)
+        except LimitError as e:
+            conn.push_error(scpi.DATA_OUT_OF_RANGE, str(e))
+        except DevmodelError as e:
+            conn.push_error(scpi.EXECUTION_ERROR, str(e))
+        except Exception as e:  # a bug must not take the chip down for every client
+            self.log(f"serve-chip: internal error on {unit.header}: "
+                     + "".join(traceback.format_exception_only(type(e), e)).strip())
+            conn.push_error(scpi.DEVICE_ERROR, f"internal error in {unit.header}")
+        return None
 
     def _command_table(self) -> dict[str, Callable]:
         chip, info = self.chip, self.chip.info
@@ -244,6 +378,8 @@ class ChipServer:
             "CHIP:LIMit:PULSes?": const(
                 "NONE" if lim.max_pulses_per_device is None else str(lim.max_pulses_per_device)),
             "CHIP:LIMit:READs?": const(str(lim.max_reads_per_request)),
+            "CHIP:LIMit:ADDResses?": const(str(MAX_ADDRESSES_PER_REQUEST)),
+            "CHIP:LIMit:VALues?": const(str(MAX_VALUES_PER_REQUEST)),
             "*RST": self._rst,
             "*CLS": self._cls,
             "*WAI": self._noop,
@@ -367,6 +503,7 @@ class ChipServer:
         _nparams(params, 3, 4, header)
         a = self._selected(conn)
         m = a.size
+        _check_request(m, 1)
         k = params[0]
         if isinstance(k, Block):
             kind = self._per_address(conn, k, m, "u1", "kind block").astype(np.int8)
@@ -396,9 +533,7 @@ class ChipServer:
                             f"1..{self.chip.info.limits.max_reads_per_request}")
         if interval < 0:
             raise ScpiError(scpi.DATA_OUT_OF_RANGE, "read interval must be ≥ 0 s")
-        if a.size * n_reads > MAX_VALUES_PER_READ:
-            raise ScpiError(scpi.TOO_MUCH_DATA, f"{a.size} addresses × {n_reads} reads exceed the "
-                            f"{MAX_VALUES_PER_READ} values one answer may carry")
+        _check_request(a.size, n_reads)
         rb = self.chip.read(a, n_reads, interval)
         return self._values(conn, rb.g_us, conn.real_bytes) + b"," + self._values(conn, rb.t_s, 8)
 

@@ -27,8 +27,7 @@ class FaultyServer(ChipServer):
         self.mode, self.header, self.after, self.times = mode, header, after, times
         self.seen = 0
 
-    def execute(self, conn, msg):
-        out = super().execute(conn, msg)
+    def respond(self, conn, msg, out):
         if not any(u.header == self.header for u in msg.units):
             return out
         self.seen += 1

@@ -3,6 +3,8 @@ by the URL's options (see :mod:`devmodel.chips`)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from devmodel.array import DeviceArray
 from devmodel.chips import int_option, override
 from devmodel.errors import ChipURLError, UnknownNameError
@@ -29,4 +31,57 @@ def open_sim(url: str, target: str, opts: dict[str, str], seed: int | None,
     physics = part.PHYSICS()
     for key, value in opts.items():
         physics = override(url, physics, key, value)
+    if n > DEFAULT_SIM_DEVICES:
+        check_memory(url, part.CHIP, physics, n)
     return part.CHIP(n_devices=n, seed=chip_seed, physics=physics)
+
+
+#: Devices of the probe chip whose arrays measure a technology's bytes per device.
+_PROBE_DEVICES = 4096
+#: Working memory of the largest request a served chip runs, besides its arrays (docs/chip-protocol.md).
+_WORKING_BYTES = 512 << 20
+
+
+def check_memory(url: str, chip_class, physics, n: int) -> None:
+    """Refuse, with one sentence, a simulated chip whose arrays would not fit in the memory this
+    machine has available: a probe chip's per-device arrays, scaled to ``n`` devices, plus the
+    working memory of one request, against /proc/meminfo's MemAvailable."""
+    probe = chip_class(n_devices=_PROBE_DEVICES, seed=0, physics=physics)
+    per_device = _array_bytes(probe) / _PROBE_DEVICES
+    need = per_device * n + _WORKING_BYTES
+    have = available_memory_bytes()
+    if have is not None and need > have:
+        raise ChipURLError(f"{url!r} needs ≈ {need / 2**30:.1f} GB for {n} devices ({per_device:.0f} bytes "
+                           f"each), more than the {have / 2**30:.1f} GB this machine has available; use at "
+                           f"most devices={int((have - _WORKING_BYTES) / per_device)}")
+
+
+def _array_bytes(obj, depth: int = 0, seen: set | None = None) -> int:
+    """NumPy array bytes reachable from ``obj`` through attributes, dicts and lists (3 levels)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 3:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        items = obj.values()
+    elif isinstance(obj, (list, tuple)):
+        items = obj
+    elif hasattr(obj, "__dict__"):
+        items = vars(obj).values()
+    else:
+        return 0
+    return sum(_array_bytes(v, depth + 1, seen) for v in items)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
