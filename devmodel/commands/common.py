@@ -21,6 +21,7 @@ class OneLineErrors(click.Group):
     stderr and exit status 2, like every other devmodel error, instead of usage + blank + error."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _terminate_like_ctrl_c()
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -54,6 +55,20 @@ class Finite(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
+
+
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (a scheduler or `kill` stopping the command) runs the same clean-up as Ctrl-C:
+    temporary files removed, a session marked interrupted (docs/reliability.md)."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def floats(name: str, text: str | None) -> tuple[float, ...] | None:
@@ -137,18 +152,12 @@ def typed_values(option: str, values: dict[str, str], defaults: object) -> dict:
     return out
 
 
-def write_atomically(path: Path, text: str, overwrite: bool) -> None:
-    """Write ``text`` to ``path`` via a temporary file, so no half-written file is ever left."""
-    if path.exists() and not overwrite:
-        raise DevmodelError(f"{path} already exists; choose another --out or pass --overwrite")
-    if not path.parent.exists():
-        raise DevmodelError(f"the folder of {path} does not exist")
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def write_atomically(path: Path, text: str, overwrite: bool, inputs=()) -> None:
+    """Write ``text`` to ``path`` safely (devmodel.store.output): no half-written file, no input
+    overwritten."""
+    from devmodel.store.output import write_text_atomically
+
+    write_text_atomically(path, text, overwrite, inputs)
 
 
 def check_times(model, times_s: list[float], extrapolate: bool) -> list[bool]:

@@ -107,6 +107,9 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
         if out_path.exists() and not overwrite:
             raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite"
                                 + (" (or continue it with --resume)" if _has_sidecar(out_path) else ""))
+        from devmodel.store.output import check_output
+
+        check_output(out_path, overwrite, [station, _url_file(chip_url)])
         chip = open_chip(chip_url, seed, station)
         try:
             cfg = SweepConfig.default(chip.info.technology, devices, record_trace=not no_trace)
@@ -144,6 +147,17 @@ def _check_resume_flags(path: Path, out, overwrite: bool) -> None:
         if explicit(name):
             raise DevmodelError(f"--{name.replace('_', '-')} cannot be given with --resume: the session "
                                 f"continues with the configuration recorded in {path}")
+
+
+def _url_file(url: str) -> str | None:
+    """The file a chip URL reads (replay:/emulate: sessions), so --out never overwrites it."""
+    from devmodel.chips import parse_chip_url
+
+    try:
+        target = parse_chip_url(url)[1]
+    except DevmodelError:
+        return None
+    return target if target and Path(target).is_file() else None
 
 
 def _has_sidecar(path: Path) -> bool:
@@ -209,11 +223,14 @@ def info(session) -> None:
               help="Group per-device targets into these levels (µS): each device to the nearest.")
 @click.option("--beyond-g-max", type=click.Choice(["refuse", "drop"]), default="refuse", show_default=True,
               help="Devices whose target exceeds g_max: refuse the table, or leave them out (counted).")
+@click.option("--dedupe", is_flag=True,
+              help="Rows that repeat a read (same device, time_s, burst and g_us): keep the first and "
+              "count the rest, instead of refusing the table.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Session file.")
 @click.option("--overwrite", is_flag=True)
 @one_line
 def import_table_cmd(table, technology, g_max_us, t0_s, columns, conductance_unit, target_bins,
-                     levels_text, beyond_g_max, out, overwrite) -> None:
+                     levels_text, beyond_g_max, dedupe, out, overwrite) -> None:
     """Import a long-format table of reads (device, target_us, time_s, g_us, …; CSV, TSV or blank
     separated, optionally gzipped) as a session file."""
     from devmodel.report.summary import format_summary, summarize
@@ -223,8 +240,14 @@ def import_table_cmd(table, technology, g_max_us, t0_s, columns, conductance_uni
     names = tuple(c.strip() for c in columns.split(",")) if columns else None
     path = import_table(table, out, technology, g_max_us, t0_s, overwrite, columns=names,
                         conductance_unit=conductance_unit, target_bins=target_bins,
-                        levels_us=floats("levels", levels_text), beyond_g_max=beyond_g_max)
-    click.echo(format_summary(summarize(read_session(path, with_trace=False))))
+                        levels_us=floats("levels", levels_text), beyond_g_max=beyond_g_max,
+                        dedupe=dedupe)
+    session = read_session(path, with_trace=False)
+    left_out = (session.config.get("import") or {}).get("left_out") or {}
+    if left_out.get("duplicate_rows"):
+        click.echo(f"devmodel: note: {left_out['duplicate_rows']} duplicate row(s) left out (--dedupe)",
+                   err=True)
+    click.echo(format_summary(summarize(session)))
     click.echo(f"written {path}")
 
 

@@ -48,10 +48,10 @@ def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, b
     from devmodel.fit.session import fit_options, fit_session
     from devmodel.model.summary import format_card
     from devmodel.store import read_session
+    from devmodel.store.output import check_output
 
     out_path = Path(out) if out else Path(Path(session).with_suffix(".json").name)
-    if out_path.exists() and not overwrite:
-        raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
+    check_output(out_path, overwrite, [session])
     if not 0 <= holdout_fraction < 1:
         raise DevmodelError("--holdout-fraction must be in [0, 1)")
     if bootstrap < 0:
@@ -64,7 +64,7 @@ def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, b
     card = fit_session(record, options, holdout_fraction, holdout_seed, bootstrap,
                        progress=lambda i, n: bar.update(1), holdout=holdout_split)
     bar.close()
-    write_atomically(out_path, card.to_json(), overwrite)
+    write_atomically(out_path, card.to_json(), overwrite, [session])
     click.echo(format_card(card))
     click.echo(f"written {out_path}")
 
@@ -162,11 +162,15 @@ def export(card, target, out, g_max_us, overwrite) -> None:
     from devmodel.export import EXPORTERS
     from devmodel.model.card import DeviceModel
 
+    if out is not None:
+        from devmodel.store.output import check_output
+
+        check_output(Path(out), overwrite, [card])
     text = EXPORTERS.get(target)(DeviceModel.load(card), g_max_us)
     if out is None:
         click.echo(text, nl=False)
     else:
-        write_atomically(Path(out), text, overwrite)
+        write_atomically(Path(out), text, overwrite, [card])
         click.echo(f"written {out}")
 
 

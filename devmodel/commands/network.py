@@ -114,8 +114,9 @@ def _plot(path: str, times_s, mean, err, fp: float) -> None:
     ax.set_ylabel("accuracy (%)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from devmodel.store.output import save_figure
+
+    save_figure(fig, path)
     click.echo(f"written {path}")
 
 
@@ -165,8 +166,10 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, per
 
     model = DeviceModel.load(card)
     times_s = times(times_text)
-    if out and Path(out).exists():
-        raise DevmodelError(f"{out} already exists; choose another --out")
+    if out:
+        from devmodel.store.output import check_output
+
+        check_output(Path(out), False, [card, network, resume])
     options = typed_values("--set", key_values("--set", settings), METHODS[method].Options())
     for flag, field, value in (("--noise-scale", "noise_scale", noise_scale),
                                ("--perturbations", "n_perturb", perturbations)):
@@ -199,7 +202,8 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, per
                    f"({100 * np.median(b):.2f}, {100 * np.percentile(b, 75):.2f})"
                    + ("  *" if outside[j] else ""))
     if out:
-        tmp = Path(out).with_name(Path(out).name + ".part")
-        torch.save(result.net, tmp)  # a whole module, as --network path.pt expects
-        tmp.replace(out)  # never a half-written network under the final name
+        from devmodel.store.output import atomic_output
+
+        with atomic_output(out, False, [card, network, resume]) as tmp:
+            torch.save(result.net, tmp)  # a whole module, as --network path.pt expects
         click.echo(f"written {out}")

@@ -5,6 +5,7 @@ Imports only click at module level, so ``devmodel --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import Finite, key_values, one_line
+from devmodel.commands.common import Finite, floats, key_values, one_line
 from devmodel.progress import PhaseBars
 
 PROCEDURES = ("drift", "bursts", "program-verify")
@@ -84,32 +85,33 @@ def replay_reads(session, names, out=None, overwrite=False, policy="exact", wind
 
     from devmodel.errors import DevmodelError
     from devmodel.replay.backend import ReplayChip
-    from devmodel.replay.procedures import replay_schedule
-    from devmodel.store import SessionWriter, read_session
+    from devmodel.store import read_session
+    from devmodel.store.output import atomic_output, check_output
 
-    ages = None
-    if schedule is not None:
-        try:
-            ages = tuple(float(v) for v in schedule.split(",") if v.strip())
-        except ValueError:
-            raise DevmodelError(f"--schedule: expected comma-separated numbers, got {schedule!r}") from None
-        if not ages or any(not (a > 0) for a in ages) or any(np.diff(ages) <= 0):
-            raise DevmodelError("--schedule: ages must be positive and strictly increasing")
+    ages = floats("schedule", schedule)
+    if ages is not None and (not ages or any(not (a > 0) for a in ages) or any(np.diff(ages) <= 0)):
+        raise DevmodelError("--schedule: ages must be positive and strictly increasing")
     out_path = Path(out) if out else None
-    if out_path is not None and out_path.exists() and not overwrite:
-        raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite")
-    if out_path is not None and not out_path.parent.is_dir():
-        raise DevmodelError(f"--out: the folder of {out_path} does not exist")
+    if out_path is not None:
+        check_output(out_path, overwrite, [session])
     record = read_session(session)
     chip = ReplayChip(session, policy, window)
     url = f"replay:{session}" + (f"?policy={policy}" if policy != "exact" else "")
-    tmp = None
-    if out_path is None:
-        tmp = tempfile.TemporaryDirectory(prefix="devmodel-replay-")
-        target = Path(tmp.name) / "replayed.h5"
-    else:
-        target = out_path.with_name(out_path.name + ".partial")
-        target.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        if out_path is None:
+            target = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devmodel-replay-"))) \
+                / "replayed.h5"
+        else:
+            target = stack.enter_context(atomic_output(out_path, overwrite, [session]))
+        _replay_into(target, record, chip, url, names, policy, window, ages, quiet)
+    if out_path is not None:
+        click.echo(f"written {out_path}")
+
+
+def _replay_into(target: Path, record, chip, url: str, names, policy, window, ages, quiet) -> None:
+    from devmodel.replay.procedures import replay_schedule
+    from devmodel.store import SessionWriter, read_session
+
     bars = PhaseBars(not quiet)
     try:
         config = dict(record.config, replay={"source": str(record.path), "procedures": list(names),
@@ -117,7 +119,8 @@ def replay_reads(session, names, out=None, overwrite=False, policy="exact", wind
                                              "schedule_s": list(ages) if ages else None})
         with SessionWriter(target, technology=record.technology, g_max_us=record.g_max_us,
                            t0_s=record.t0_s, chip=dict(record.chip, url=url), config=config,
-                           seed=int(record.provenance.get("seed", -1)), command=shlex.join(sys.argv)) as w:
+                           seed=int(record.provenance.get("seed", -1)), command=shlex.join(sys.argv),
+                           overwrite=True) as w:  # target: a fresh temporary file (or folder)
             summary = replay_schedule(chip, record, w, names, ages, bars)
             w.finish("complete")
         bars.close()
@@ -126,16 +129,9 @@ def replay_reads(session, names, out=None, overwrite=False, policy="exact", wind
                    + (f", {summary.n_bursts:,} bursts" if summary.n_bursts else "")
                    + f", chip time {summary.chip_time_s / 3600:.2f} h")
         click.echo(_compare_reads(record, new, names, ages))
-        if out_path is not None:
-            target.replace(out_path)
-            click.echo(f"written {out_path}")
     finally:
         bars.close()
         chip.close()
-        if tmp is not None:
-            tmp.cleanup()
-        elif target.exists() and target != out_path:
-            target.unlink()
 
 
 def _compare_reads(record, new, names, ages) -> str:

@@ -106,18 +106,39 @@ def resume_session(path: str | Path, chip: DeviceArray, *, downtime: str = "wall
     check_continuity(path, recorded, chip, info)
     writer, state = DurableSessionWriter.reopen(path, commit_interval_s=checkpoint_interval_s,
                                                 fsync=durability == "full")
+    reason = info["status_reason"] if info["status"] == "failed" and info["status_reason"] else (
+        "the session process stopped without closing the file (killed, crashed or lost power)")
+    reason = reason.split(_RESUME_FAILED)[0]  # the gap is for why the session first stopped
     with writer:
-        if state is not None:
-            t_stop, t_resume, down_s = restore_chip(chip, state, downtime)
-        else:  # stopped before its first commit: start again from the header
-            t_stop, t_resume, down_s = float("nan"), chip.now_s(), float("nan")
-        reason = info["status_reason"] if info["status"] == "failed" and info["status_reason"] else (
-            "the session process stopped without closing the file (killed, crashed or lost power)")
+        try:
+            if state is not None:
+                t_stop, t_resume, down_s = restore_chip(chip, state, downtime)
+            else:  # stopped before its first commit: start again from the header
+                t_stop, t_resume, down_s = float("nan"), chip.now_s(), float("nan")
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            # a state that does not fit the chip (damaged, or written by another version)
+            _keep_reason(writer, reason, f"{path}'s resume state does not fit the chip ({type(e).__name__}: "
+                                         f"{e})")
+            raise DevmodelError(f"--resume {path}: its resume state does not fit the chip "
+                                f"({type(e).__name__}: {e}); the session cannot be continued") from None
+        except BaseException as e:
+            _keep_reason(writer, reason, str(e) or type(e).__name__)
+            raise
         writer.record_gap(reason, t_stop, t_resume, down_s, info["commit_utc"])
         writer.set_attr("status", "running")
         writer.set_attr("status_reason", "")
         writer.commit_now()
         return sweep_into(chip, writer, cfg, verify, progress, state, downtime)
+
+
+_RESUME_FAILED = " (a resume failed too: "
+
+
+def _keep_reason(writer, reason: str, failure: str) -> None:
+    """A resume that failed before the session ran again: the file keeps the reason the session
+    first stopped for (the gap a later resume records), with this failure after it."""
+    writer.fail(f"{reason}{_RESUME_FAILED}{failure})")
+    writer.close()
 
 
 def check_continuity(path: Path, recorded: dict, chip: DeviceArray, info: dict) -> None:

@@ -21,6 +21,7 @@ from devmodel.fit.session import check_card_matches, screened  # noqa: E402
 from devmodel.fit.validate import ValidationReport, format_report  # noqa: E402
 from devmodel.model.card import DeviceModel  # noqa: E402
 from devmodel.model.sample import sample_conductance  # noqa: E402
+from devmodel.store.output import save_figure, write_text_atomically  # noqa: E402
 from devmodel.store.reader import Session, read_session  # noqa: E402
 from devmodel.technologies import technology  # noqa: E402
 
@@ -41,15 +42,14 @@ def write_report(card: DeviceModel, session_path, out_dir, validation: Validatio
     if tech.has_part("figures"):
         figs += tech.part("figures").figures(card, data, out)
     page = out / "index.html"
-    page.write_text(_html(card, session_path, figs, validation), encoding="utf-8")
+    write_text_atomically(page, _html(card, session_path, figs, validation), overwrite=True)
     return page
 
 
 def save(fig, out: Path, name: str, caption: str) -> tuple[str, str]:
     """Save ``fig`` as ``out/name`` and close it; (file name, caption) for the page."""
     fig.tight_layout()
-    fig.savefig(out / name, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / name)
     return name, caption
 
 
@@ -107,11 +107,5 @@ def spectra_figure(rows, path: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial" + path.suffix)
-    try:
-        fig.savefig(tmp, dpi=120)
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    save_figure(fig, path)
     return path

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -293,7 +294,7 @@ class DurableSessionWriter:
             try:
                 with np.load(self.side / keep[0], allow_pickle=False) as z:
                     state = {k: z[k] for k in z.files}
-            except (OSError, ValueError, KeyError) as e:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # damaged
                 raise SessionFileError(f"{self.side / keep[0]}: the resume state is unreadable "
                                        f"({type(e).__name__})") from None
         shutil.copyfile(path, self._spare_path)

@@ -288,9 +288,46 @@ def read_session(path: str | Path, *, with_trace: bool = True) -> Session:
         return sf.load(with_trace)
 
 
+#: Index columns (integers) and columns that must hold finite numbers ≥ 0 (NaN allowed where the
+#: schema gives it a meaning: an age the read was not taken for, a device with no verify reading).
+_INDEX_COLUMNS = ("reads/device", "reads/burst", "trace/device", "bursts/device", "bursts/burst",
+                  "devices/level", "devices/address")
+_FINITE = {"reads/g_us": False, "reads/t_s": False, "trace/g_us": False, "trace/t_s": False,
+           "devices/target_us": False, "reads/age_s": True}
+_NON_NEGATIVE = ("reads/t_s", "trace/t_s", "devices/target_us", "reads/age_s")
+
+
+def _check_values(s: Session) -> None:
+    """Index columns hold integers; conductances, times and targets are finite; times, ages and
+    targets are ≥ 0: the fits and replay compare with these, and NaN passes every comparison."""
+    for name in ("chip", "config"):
+        if not isinstance(getattr(s, name), dict):
+            raise SessionFileError(f"{s.path}: the attribute /{name}@json is "
+                                   f"{type(getattr(s, name)).__name__}, not a JSON object")
+    for key in _INDEX_COLUMNS + tuple(_FINITE):
+        table, col = key.split("/")
+        v = getattr(s, table).get(col)
+        if v is None or not v.size:
+            continue
+        if key in _INDEX_COLUMNS:
+            if v.dtype.kind not in "iu":
+                raise SessionFileError(f"{s.path}: /{key} holds {v.dtype} values; it indexes rows, so "
+                                       "it must hold integers")
+            continue
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(v) & ~(np.isnan(v) if _FINITE[key] else False)
+            if bad.any():
+                raise SessionFileError(f"{s.path}: /{key} holds {int(bad.sum())} non-finite value(s) "
+                                       f"(first at row {int(np.flatnonzero(bad)[0])})")
+            if key in _NON_NEGATIVE and (v < 0).any():
+                raise SessionFileError(f"{s.path}: /{key} holds {float(v[v < 0][0]):g} at row "
+                                       f"{int(np.flatnonzero(v < 0)[0])}; it must be ≥ 0")
+
+
 def _check_contents(s: Session) -> None:
     """Cross-table consistency, once everything is loaded."""
     path = s.path
+    _check_values(s)
     for col in DEVICE_COLUMNS:
         if s.devices and col not in s.devices:
             raise SessionFileError(f"{path} is missing the column /devices/{col}")

@@ -34,7 +34,7 @@ import csv
 import difflib
 import gzip
 import io
-import os
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -43,6 +43,7 @@ import h5py
 import numpy as np
 
 from devmodel.errors import DevmodelError, UnknownNameError
+from devmodel.store.output import atomic_output, check_output
 from devmodel.store.schema import StopReason, sha256_of
 from devmodel.store.writer import SessionWriter
 from devmodel.technologies import technology as lookup_technology
@@ -70,6 +71,7 @@ class ImportOptions(Constrained):
     target_bins: int | None = None
     levels_us: tuple[float, ...] | None = None
     beyond_g_max: str = "refuse"
+    dedupe: bool = False  # rows repeating a read: keep the first (counted) instead of refusing
 
     WHERE: ClassVar[str] = "import-table"
     CONSTRAINTS: ClassVar[dict] = {
@@ -99,19 +101,13 @@ def import_table(csv_path: str | Path, out_path: str | Path, technology: str, g_
         opts.check()
     except DevmodelError as e:
         raise TableImportError(str(e)) from None
-    if out.exists() and not overwrite:
-        raise TableImportError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output(out, overwrite, [src])
     cols, extra, first_line = _read_columns(src, opts.columns)
     table, dropped = _validate(src, cols, opts, first_line)
     table["level_of_device"], levels = _group_levels(src, table, cols, opts)
     t0 = opts.t0_s if opts.t0_s is not None else tech.t0_s
-    tmp = out.with_name(out.name + ".partial")
-    try:
+    with atomic_output(out, overwrite, [src]) as tmp:
         _write(tmp, src, table, extra, opts, t0, levels, dropped)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 
@@ -160,7 +156,7 @@ def _read_columns(src: Path, names: tuple[str, ...] | None
     unnamed = [j + 1 for j, h in enumerate(header) if not h]
     if unnamed:
         raise TableImportError(f"{src}: header column {unnamed[0]} has no name (every column needs one)")
-    dup = {h for h in header if header.count(h) > 1 and h != "-"}
+    dup = {h for h, n in Counter(header).items() if n > 1 and h != "-"}  # linear in the columns
     if dup:
         raise TableImportError(f"{src}: column '{sorted(dup)[0]}' appears twice in the header")
     keep = [(i, r) for i, r in enumerate(body) if any(c.strip() for c in r)]
@@ -227,7 +223,8 @@ def _validate(src: Path, cols: dict, opts: ImportOptions, first_line: int
     line_of = cols["_line"]
     scale = UNITS_TO_US[opts.conductance_unit]
     t = {"device": _numbers(src, "device", cols["device"], int, line_of),
-         "time_s": _numbers(src, "time_s", cols["time_s"], float, line_of)}
+         "time_s": _numbers(src, "time_s", cols["time_s"], float, line_of),
+         "_row": np.arange(line_of.size)}  # the table row, followed through every filter
     for name in CONDUCTANCES:
         if name in cols:
             t[name] = _numbers(src, name, cols[name], float, line_of) * scale
@@ -262,6 +259,7 @@ def _validate(src: Path, cols: dict, opts: ImportOptions, first_line: int
         t["level"] = np.asarray(cols["level"], dtype=str)
         _same_per_device(src, t, "level", line_of, "has two different level labels")
     dropped = {}
+    t, line_of = _duplicates(src, t, line_of, opts.dedupe, dropped)
     beyond = t["target_us"] > g_max * (1 + 1e-12)
     if beyond.any():
         if opts.beyond_g_max == "refuse":
@@ -440,9 +438,8 @@ def _write(tmp: Path, src: Path, t: dict, extra: dict, opts: ImportOptions, t0_s
         g.attrs["source"] = str(src)
         g.attrs["source_sha256"] = sha256_of(src)
         ex = g.create_group("extra")
-        for name, cells in extra.items():
-            cells = list(np.asarray(cells, dtype=object)[keep])
-            key = name.replace("/", "_")  # '/' would nest HDF5 groups; the header name is kept
+        for key, (name, cells) in zip(dataset_names(extra), extra.items(), strict=True):
+            cells = list(np.asarray(cells, dtype=object)[tk["_row"]])  # rows left out stay out
             try:
                 d = ex.create_dataset(key, data=np.asarray(cells, dtype=str).astype(float))
             except ValueError:  # text: UTF-8 strings, any script
@@ -450,6 +447,45 @@ def _write(tmp: Path, src: Path, t: dict, extra: dict, opts: ImportOptions, t0_s
                                       dtype=h5py.string_dtype("utf-8"))
             d.attrs["column"] = name
         w.finish()
+
+
+def _duplicates(src: Path, t: dict, line_of: np.ndarray, dedupe: bool, dropped: dict
+                ) -> tuple[dict, np.ndarray]:
+    """Rows that repeat a read (same device, time_s, burst and g_us: a file concatenated twice, a
+    logger that wrote a line again) would count one measurement twice in every statistic: refused,
+    or with ``dedupe`` the first kept and the rest counted in ``dropped``."""
+    key = np.stack([t["device"].astype(float), t["time_s"], t["burst"].astype(float), t["g_us"]], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    repeat = first[inverse] != np.arange(inverse.size)
+    if not repeat.any():
+        return t, line_of
+    i = int(np.flatnonzero(repeat)[0])
+    if not dedupe:
+        raise TableImportError(f"{src} line {line_of[i]} repeats line {line_of[first[inverse[i]]]} (device "
+                               f"{t['device'][i]}, time_s {t['time_s'][i]:g}, g_us {t['g_us'][i]:g}; "
+                               f"{int(repeat.sum())} repeated row(s) in all); pass --dedupe to keep the "
+                               "first of each")
+    dropped["duplicate_rows"] = int(repeat.sum())
+    return {k: v[~repeat] for k, v in t.items()}, line_of[~repeat]
+
+
+def dataset_names(columns) -> list[str]:
+    """HDF5 names for the extra columns: '/' (it would nest groups) and the names '.' and '..'
+    replaced by '_', and a name that collides with an earlier one suffixed ~2, ~3, … (the header
+    name itself is kept in the dataset's ``column`` attribute)."""
+    used: set[str] = set()
+    out = []
+    for name in columns:
+        base = name.replace("/", "_")
+        base = "_" if base in (".", "..") else base
+        key, k = base, 1
+        while key in used:
+            k += 1
+            key = f"{base}~{k}"
+        used.add(key)
+        out.append(key)
+    return out
 
 
 def _write_bursts(w: SessionWriter, row: np.ndarray, t: dict) -> np.ndarray:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from devmodel.errors import DevmodelError, UnknownNameError
+from devmodel.store.output import atomic_output, check_output
 from devmodel.store.schema import StopReason, sha256_of
 from devmodel.store.table_import import UNITS_TO_US, is_number
 from devmodel.store.writer import SessionWriter
@@ -89,15 +89,10 @@ def import_traces(src_path: str | Path, out_path: str | Path, technology: str, g
         raise TraceImportError(f"--g-max-us must be > 0, not {g_max_us:g}")
     if conductance_unit not in UNITS_TO_US:
         raise TraceImportError(f"--conductance-unit must be one of {', '.join(UNITS_TO_US)}")
-    if out.exists() and not overwrite:
-        raise TraceImportError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output(out, overwrite, [src])
     labels, traces = read_traces(src, skip_columns, UNITS_TO_US[conductance_unit])
-    tmp = out.with_name(out.name + ".partial")
-    try:
+    with atomic_output(out, overwrite, [src]) as tmp:
         _write(tmp, src, labels, traces, technology, g_max_us, sample_rate_hz, age_s, skip_columns)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
