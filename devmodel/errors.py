@@ -5,6 +5,8 @@ Every error a user can provoke (bad arguments, files, instrument replies, limits
 and exits non-zero without a traceback.
 """
 
+import contextlib
+
 
 class DevmodelError(Exception):
     """A user-facing error: the message is the whole story."""
@@ -30,6 +32,35 @@ class UnknownNameError(DevmodelError):
     """A name that no registry holds (a technology, chip scheme, export target, training method)."""
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """File descriptor 2 to /dev/null for the block: C libraries (HDF5 freeing the ids of a file it
+    could not close on a full disk) print there directly, after or before the one sentence."""
+    import os
+    import sys
+
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _release(e: BaseException) -> None:
+    """Free the failed work's objects now, quietly: its traceback holds them."""
+    import gc
+
+    with quiet_stderr():
+        e.__traceback__ = None
+        e.__context__ = None
+        gc.collect()
+
+
 def friendly(os_error: str | None = None):
     """Decorator for CLI commands: a DevmodelError becomes one sentence on stderr and exit status
     2 (never a traceback), Ctrl-C exit status 130; with ``os_error``, an OSError too (prefixed by
@@ -45,16 +76,18 @@ def friendly(os_error: str | None = None):
             try:
                 return fn(*args, **kwargs)
             except DevmodelError as e:
-                click.echo(f"devmodel: error: {e}", err=True)
-                sys.exit(2)
+                message = f"devmodel: error: {e}"
+                _release(e)
             except OSError as e:
                 if os_error is None:
                     raise
-                click.echo(f"devmodel: error: {os_error}: {e.strerror or e}", err=True)
-                sys.exit(2)
+                message = f"devmodel: error: {os_error}: {e.strerror or e}"
+                _release(e)
             except KeyboardInterrupt:
                 click.echo("devmodel: interrupted", err=True)
                 sys.exit(130)
+            click.echo(message, err=True)
+            sys.exit(2)
 
         return wrapper
 

@@ -22,6 +22,8 @@ class OneLineErrors(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         _terminate_like_ctrl_c()
+        _no_floating_point_warnings()
+        sys.unraisablehook = _quiet_h5py_dealloc
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -55,6 +57,25 @@ class Finite(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
+
+
+def _quiet_h5py_dealloc(unraisable) -> None:
+    """After a write failed (a full disk) an HDF5 file that could not close reports again when
+    Python frees it, after the command's one sentence: that report is dropped, any other kept."""
+    if "h5py" in repr(getattr(unraisable, "object", "")) or "_dealloc" in str(unraisable.err_msg or ""):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _no_floating_point_warnings() -> None:
+    """NumPy's floating-point RuntimeWarnings (overflow, invalid value, empty slices) are internal:
+    a command gives its results, or one sentence saying what is wrong with the input (the checks
+    at entry refuse what would overflow), never a warning printed before that sentence."""
+    import warnings
+
+    for text in (r"(overflow|invalid value|divide by zero|underflow) encountered", r"Mean of empty slice",
+                 r"Degrees of freedom <= 0", r"All-NaN slice encountered"):
+        warnings.filterwarnings("ignore", message=text, category=RuntimeWarning)
 
 
 def _terminate_like_ctrl_c() -> None:

@@ -115,6 +115,10 @@ def validate(card, session, holdout_fraction, seed, max_ks, gate_ages, alpha) ->
                             list(floats("gate-ages", gate_ages)) if gate_ages else None,
                             alpha=alpha)
     click.echo(format_report(report))
+    if report.worst() is None:  # nothing gated was compared: not a pass
+        raise DevmodelError(f"validate compared nothing: no level of {session} had {report.min_devices} "
+                            "held-out devices with reads at a gated age (more devices, another "
+                            "--holdout-fraction or --gate-ages)")
     if not report.passed:
         sys.exit(1)
 

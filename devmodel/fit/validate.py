@@ -72,6 +72,7 @@ class ValidationReport:
     max_ks: float = 0.05
     alpha: float = 0.05  # family-wise significance a failure must also reach (1: KS alone decides)
     card: DeviceModel | None = None
+    min_devices: int = 30  # held-out devices a level needs at an age to be compared
 
     @property
     def p_threshold(self) -> float:
@@ -137,7 +138,8 @@ def _options_of(card: DeviceModel):
 def _compare(card, data: FitData, use, fitted, mode, max_ks, gate_ages_s, n_sim, min_devices, seed):
     rng = np.random.default_rng(seed + 12345)
     ages = data.schedule_ages(use)
-    report = ValidationReport(mode=mode, n_devices=int(use.sum()), max_ks=max_ks, card=card)
+    report = ValidationReport(mode=mode, n_devices=int(use.sum()), max_ks=max_ks, card=card,
+                              min_devices=min_devices)
     g_ref = data.at_age(card.t0_s)  # the card's t0, so measured and predicted share a reference
     if not np.isfinite(g_ref[use]).any():
         g_ref = data.g_t0

@@ -94,9 +94,10 @@ class SimulatedChip(ClockedArray):
         width = np.broadcast_to(np.asarray(width_ns, dtype=float), (m,))
         comp = None if compliance_ua is None else np.broadcast_to(
             np.asarray(compliance_ua, dtype=float), (m,))
-        start = self.clock.advance(self.timing.command_overhead_s)
+        start = self.clock.now_s() + self.timing.command_overhead_s
         t_end = pulse_end_times(start, width, self.timing.pulse_overhead_s)
-        self.clock.check_until(t_end[-1])
+        self.clock.check_until(t_end[-1])  # refused before the clock or any device moves
+        start = self.clock.advance(self.timing.command_overhead_s)
         self._pulse(a, kind, amp, width, comp, t_end)
         self.clock.advance(t_end[-1] - start)
         return t_end
@@ -105,6 +106,9 @@ class SimulatedChip(ClockedArray):
         a = as_addresses(addresses, self.info.n_devices)
         n_reads = check_reads(self.info, n_reads, interval_s)
         m, cyc = a.size, self.timing.read_cycle_s
+        # refused before the clock or any device moves
+        self.clock.check_until(self.clock.now_s() + self.timing.command_overhead_s
+                               + (n_reads - 1) * max(interval_s, m * cyc) + n_reads * m * cyc)
         start = self.clock.advance(self.timing.command_overhead_s)
         if interval_s and n_reads > 1:
             if m * cyc > interval_s:
@@ -113,13 +117,11 @@ class SimulatedChip(ClockedArray):
                     f"({m * cyc:g} s)"
                 )
             t = read_times(start, m, n_reads, cyc, interval_s)
-            self.clock.check_until(t[-1, -1] + cyc)
             g = np.empty((m, n_reads))
             for j in range(n_reads):
                 g[:, j] = self._read(a, t[:, j], 1, 0.0)[:, 0]
         else:
             t = read_times(start, m, n_reads, cyc, 0.0)
-            self.clock.check_until(t[-1, -1] + cyc if m else start)
             g = self._read(a, t[:, 0], n_reads, cyc) if m else np.empty((0, n_reads))
         self.clock.advance((t[-1, -1] + cyc - start) if m else 0.0)
         return ReadBatch(g_us=g, t_s=t)

@@ -9,6 +9,7 @@ the lost window did; a simulated chip is snapshotted with every commit instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from devmodel.procedures.characterize import Progress, SessionSummary, SweepConf
 from devmodel.procedures.program_verify import VerifyConfig, verify_parts
 from devmodel.procedures.resume import attach_journal, configs_from_file, restore_chip
 from devmodel.store.durable import DurableSessionWriter, inspect_resumable
+from devmodel.store.output import write_error
 from devmodel.store.writer import SessionSink, SessionWriter
 from devmodel.technologies import technology
 
@@ -55,13 +57,30 @@ def new_session(chip: DeviceArray, chip_url: str, cfg: SweepConfig, out_path: st
               chip=dict(chip.info.to_dict(), url=chip_url), config=config_dict(cfg, verify),
               seed=chip.seed if isinstance(chip, Seeded) else seed, command=command,
               overwrite=overwrite)
-    if durability == "off":
-        writer: SessionSink = SessionWriter(out_path, **kw)
-    else:
-        writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
-                                      fsync=durability == "full", **kw)
-    with writer as w:
-        return sweep_into(chip, w, cfg, verify, progress, journal=durability != "off")
+    with storage_errors(out_path, resumable=durability != "off"):
+        if durability == "off":
+            writer: SessionSink = SessionWriter(out_path, **kw)
+        else:
+            writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
+                                          fsync=durability == "full", **kw)
+        with writer as w:
+            return sweep_into(chip, w, cfg, verify, progress, journal=durability != "off")
+
+
+@contextlib.contextmanager
+def storage_errors(path: Path, resumable: bool):
+    """A session file that cannot be written (disk full, read-only) is one sentence; a resumable
+    one keeps its last commit, so the sentence says how to go on once there is space."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        message = write_error(e, path)
+        if message is None:
+            raise
+        if resumable and Path(path).exists():
+            message += (f"; the session stopped at its last commit: make room, then continue it with "
+                        f"devmodel characterize --resume {path}")
+        raise DevmodelError(message) from None
 
 
 def sweep_into(chip: DeviceArray, writer: SessionSink, cfg: SweepConfig, verify: VerifyConfig,
@@ -104,6 +123,12 @@ def resume_session(path: str | Path, chip: DeviceArray, *, downtime: str = "wall
             raise DevmodelError(f"--resume {path}: the chip has {key} {getattr(chip.info, key)!r} but "
                                 f"the session was recorded on one with {recorded[key]!r}")
     check_continuity(path, recorded, chip, info)
+    with storage_errors(path, resumable=True):
+        return _resume(path, chip, info, cfg, verify, downtime, durability, checkpoint_interval_s, progress)
+
+
+def _resume(path: Path, chip: DeviceArray, info: dict, cfg, verify, downtime: str, durability: str,
+            checkpoint_interval_s: float, progress: Progress | None) -> SessionRun:
     writer, state = DurableSessionWriter.reopen(path, commit_interval_s=checkpoint_interval_s,
                                                 fsync=durability == "full")
     reason = info["status_reason"] if info["status"] == "failed" and info["status_reason"] else (

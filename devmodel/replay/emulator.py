@@ -250,9 +250,9 @@ class EmulatedChip(ClockedArray):
         width = np.broadcast_to(np.asarray(width_ns, dtype=float), (m,))
         comp = (np.full(m, np.nan) if compliance_ua is None
                 else np.broadcast_to(np.asarray(compliance_ua, dtype=float), (m,)))
+        t_end = pulse_end_times(self.clock.now_s() + self._overhead_s, width, self._pulse_overhead_s)
+        self.clock.check_until(t_end[-1])  # refused before the clock or any device moves
         start = self.clock.advance(self._overhead_s)
-        t_end = pulse_end_times(start, width, self._pulse_overhead_s)
-        self.clock.check_until(t_end[-1])
         new = np.full(m, np.nan)
         init = np.zeros(m, bool)
         for k, a0, w0 in self.model.init_pulses:
@@ -282,9 +282,9 @@ class EmulatedChip(ClockedArray):
         a = as_addresses(addresses, self.info.n_devices)
         n = check_reads(self.info, n_reads, interval_s)
         m, cyc = a.size, self._cycle_s
+        t = read_times(self.clock.now_s() + self._overhead_s, m, n, cyc, interval_s)
+        self.clock.check_until(t[-1, -1] + cyc if m else 0.0)  # before the clock moves
         start = self.clock.advance(self._overhead_s)
-        t = read_times(start, m, n, cyc, interval_s)
-        self.clock.check_until(t[-1, -1] + cyc if m else start)
         state = self.state_us[a]
         z = self.rng.standard_normal((m, n))
         d = min(self.model.discard_reads, n - 2)

@@ -283,6 +283,15 @@ class DurableSessionWriter:
         self.path, self.side = path, sidecar(path)
         self._init_common(commit_interval_s, fsync)
         self._lock_side()
+        try:
+            state = self._reopen(info)
+        except BaseException:
+            os.close(self._lock_fd)  # a refused resume leaves the session free for the next one
+            raise
+        return self, state
+
+    def _reopen(self, info: dict) -> dict[str, np.ndarray] | None:
+        path = self.path
         self._seq = info["seq"]
         # whatever a kill left half-done in the sidecar is discarded: the live file is the truth
         keep = (f"state-{self._seq}.npz", f"journal-{self._seq}.bin")
@@ -316,7 +325,7 @@ class DurableSessionWriter:
                     self._tail[table][col] = tail
             self.resumes = int(f["resume"].attrs.get("resumes", 0))
         self._open_spare()
-        return self, state
+        return state
 
     # -- SessionWriter interface ----------------------------------------------------------------------
     def write_levels(self, targets_us: np.ndarray) -> None:

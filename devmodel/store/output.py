@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from devmodel.errors import DevmodelError
 
 _SUFFIX = ".partial"
+_NOTHING = " (nothing was written)"
 
 
 class OutputError(DevmodelError):
@@ -62,7 +64,7 @@ def atomic_output(path: str | Path, overwrite: bool = False, inputs: Iterable[st
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_SUFFIX, dir=path.parent)
     except OSError as e:
-        raise OutputError(_explain(e, path)) from None
+        raise OutputError(_explain(e, path) + _NOTHING) from None
     os.close(fd)
     tmp = Path(name)
     _readable_by_others(tmp)  # mkstemp makes 0600; outputs are shared like any file the user writes
@@ -70,7 +72,12 @@ def atomic_output(path: str | Path, overwrite: bool = False, inputs: Iterable[st
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        raise OutputError(_explain(e, path)) from None
+        raise OutputError((write_error(e, path) or _explain(e, path)) + _NOTHING) from None
+    except RuntimeError as e:  # HDF5 reports a failed write as RuntimeError, the C errno in its text
+        message = write_error(e, path)
+        if message is None:
+            raise
+        raise OutputError(message + _NOTHING) from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -95,9 +102,21 @@ def save_figure(fig, path: str | Path, dpi: int = 120, overwrite: bool = True) -
         plt.close(fig)
 
 
+def write_error(e: BaseException, path: str | Path) -> str | None:
+    """One sentence for a failed write that is the storage's doing (full, read-only, not
+    permitted), from an OSError or from HDF5's RuntimeError (the C errno in its text); else None."""
+    code = getattr(e, "errno", None) if isinstance(e, OSError) else None
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(e))
+        code = int(found[1]) if found else None
+    if code not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return None
+    return _explain(OSError(code, os.strerror(code)), Path(path))
+
+
 def _explain(e: OSError, path: Path) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"cannot write {path}: no space left on the device (nothing was written)"
+        return f"cannot write {path}: no space left on the device"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"cannot write {path}: its folder is read-only or not writable ({e.strerror})"
     return f"cannot write {path}: {e.strerror or e}"

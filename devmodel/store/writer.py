@@ -9,6 +9,9 @@ chip journal). A procedure asks ``isinstance(writer, Checkpointing)``, never pro
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import h5py
 import numpy as np
 
-from devmodel.errors import SessionFileError
+from devmodel.errors import SessionFileError, quiet_stderr
 from devmodel.store.schema import (
     BURST_COLUMNS,
     COMPRESSION,
@@ -73,6 +76,37 @@ class Checkpointing(Protocol):
     def journal_path(self, seq: int | None = None) -> Path: ...
 
 
+#: Free space kept beyond what a flush writes: HDF5 does not survive a full disk in the middle of
+#: a write (its later calls fail or crash), so a plain writer stops before the disk is full.
+_SPACE_MARGIN_BYTES = 4 << 20
+
+
+def check_space(path: Path, need_bytes: int) -> None:
+    """Refuse, before HDF5 is asked to write, a write the file system has no room for."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < need_bytes:
+        raise SessionFileError(f"cannot write {path}: no space left on the device ({free / 2**20:.1f} MB "
+                               f"free, {need_bytes / 2**20:.1f} MB needed); the rows written so far are "
+                               "kept")
+
+
+class _Closed:
+    """Stands for the HDF5 file once a failed writer let go of it."""
+
+    class id:  # noqa: N801 (mirrors h5py.File.id)
+        valid = False
+
+    def close(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 class SessionWriter:
     """Create a session file and append to it as the session runs (not crash-safe: see
     :class:`~devmodel.store.durable.DurableSessionWriter`).
@@ -95,7 +129,13 @@ class SessionWriter:
             )
         if not self.path.parent.exists():
             raise SessionFileError(f"the folder of {self.path} does not exist")
-        self.f = h5py.File(self.path, "w", libver="latest")
+        try:
+            self.f = h5py.File(self.path, "w", libver="latest")
+        except OSError:
+            with contextlib.suppress(OSError):  # an empty file left by a create that failed
+                if self.path.stat().st_size == 0:
+                    self.path.unlink()
+            raise
         self.f.attrs.update(header_attrs(technology, g_max_us, t0_s))
         self.f.create_group("provenance").attrs.update(provenance(seed, command))
         self.f.create_group("chip").attrs["json"] = to_json(chip)
@@ -158,6 +198,9 @@ class SessionWriter:
 
     def flush(self) -> None:
         """Write buffered rows to the file and flush it (rows are then on disk)."""
+        need = sum(p[c].nbytes for parts in self._buffer.values() for p in parts for c in p)
+        if need:
+            check_space(self.path, 2 * need + _SPACE_MARGIN_BYTES)
         for table, parts in self._buffer.items():
             if not parts:
                 continue
@@ -193,9 +236,24 @@ class SessionWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and self.f.id.valid:
-            self.finish("failed", f"{exc_type.__name__}: {exc}")
-        self.close()
+        if exc_type is None:
+            self.close()
+            return
+        # recording the failure (a full disk fails it too) must not hide the error that caused it,
+        # nor HDF5's own reports of the ids it then cannot free (printed straight to stderr)
+        with quiet_stderr():
+            with contextlib.suppress(Exception):
+                if self.f.id.valid:
+                    try:
+                        self.finish("failed", f"{exc_type.__name__}: {exc}")
+                    except Exception:  # no room for the buffered rows: the status still goes in
+                        for parts in self._buffer.values():
+                            parts.clear()
+                        self.finish("failed", f"{exc_type.__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                self.close()
+            self.f = _Closed()
+            gc.collect()
 
     def _write_table(self, name: str, spec: dict, columns: dict[str, np.ndarray]) -> None:
         g = self.f.create_group(name)

@@ -99,6 +99,30 @@ def sessions(out: Path) -> dict[str, str]:
     mutate("levels_missing.h5", "", lambda f: f.__delitem__("levels"))
     mutate("bad_params_json.h5", "ground_truth", lambda f: f["ground_truth"].attrs.__setitem__(
         "params_json", "{{"))
+    # reliability round two: values that pass every comparison, records that are not objects
+    mutate("chip_null.h5", "/chip@json is NoneType, not a JSON object",
+           lambda f: f["chip"].attrs.__setitem__("json", "null"))
+    mutate("config_list.h5", "/config@json is list, not a JSON object",
+           lambda f: f["config"].attrs.__setitem__("json", "[1, 2]"))
+
+    def retype(name: str, phrase: str, col: str, fn) -> None:
+        def edit(f):
+            d = f[col][()]
+            del f[col]
+            f[col] = fn(d)
+        mutate(name, phrase, edit)
+
+    retype("device_float.h5", "/reads/device holds float64 values", "reads/device", lambda d: d + 0.5)
+    retype("device_float_integral.h5", "/reads/device holds float64 values", "reads/device",
+           lambda d: d.astype(float))
+    retype("time_nan.h5", "/reads/t_s holds 1 non-finite value", "reads/t_s",
+           lambda d: np.where(np.arange(d.size) == 5, np.nan, d))
+    retype("g_inf.h5", "/reads/g_us holds 1 non-finite value", "reads/g_us",
+           lambda d: np.where(np.arange(d.size) == 5, np.inf, d))
+    retype("age_negative.h5", "/reads/age_s holds -100 at row 5", "reads/age_s",
+           lambda d: np.where(np.arange(d.size) == 5, -100.0, d))
+    retype("target_inf.h5", "/devices/target_us holds 1 non-finite value", "devices/target_us",
+           lambda d: np.where(np.arange(d.size) == 0, np.inf, d))
     base.unlink()
     return exp
 
@@ -150,6 +174,7 @@ TABLES = {
                                "median of 1 device each (per-device targets)"),
     "tsv_ragged.csv": ("device\ttarget_us\ttime_s\tg_us\n1\t5\t20\t4.9\n1\t5\t60\n",
                        "3 cells where the header has 4"),
+    "duplicate_rows.csv": (f"{H}\n1,5,20,4.9\n1,5,60,4.8\n1,5,20,4.9\n", "line 4 repeats line 2"),
 }
 
 
@@ -205,6 +230,25 @@ def cards(out: Path) -> dict[str, str]:
     mutate("poly_empty.json", "", lambda d: d["programming"].__setitem__("poly_coeffs_us", []))
     mutate("poly_text.json", "", lambda d: d["programming"].__setitem__("poly_coeffs_us", ["a", "b"]))
     mutate("drift_missing.json", "", lambda d: d.__setitem__("drift", {"nu_mean": {}}))
+    # reliability round two: what the schema's field-by-field checks cannot see
+    text = json.dumps(good)
+    write("overflow_literal.json", text.replace('"g_max_us": 25.0', '"g_max_us": 1e400'),
+          "holds 1e400, which overflows a float")
+    write("integer_5000_digits.json", text.replace('"g_max_us": 25.0', '"g_max_us": 1' + "0" * 5000),
+          "holds an integer too long to read")
+    mutate("g_max_1e300.json", "g_max_us", lambda d: d.__setitem__("g_max_us", 1e300))
+    mutate("nu_std_negative.json", "field drift/nu_std/lo: a spread of drift exponents cannot be negative",
+           lambda d: d["drift"]["nu_std"].__setitem__("lo", -0.5))
+    mutate("clip_inverted.json", "field drift/nu_mean: its lower clip lo = 0.2 exceeds",
+           lambda d: d["drift"]["nu_mean"].update(lo=0.2, hi=0.1))
+    mutate("spread_negative.json", "the programming spread is negative over the whole range",
+           lambda d: d["programming"].__setitem__("poly_coeffs_us", [-5, 0, 0]))
+    mutate("spread_absurd.json", "its spread at t0 is 1e+200 µS",
+           lambda d: d["programming"].__setitem__("poly_coeffs_us", [1e200, 0, 0]))
+    mutate("offset_absurd.json", "outside [0, g_max",
+           lambda d: d["programming"].__setitem__("mean_offset_coeffs_us", [1e30]))
+    mutate("read_noise_negative.json", "read_noise/q_s_amp",
+           lambda d: d["read_noise"].__setitem__("q_s_amp", -0.5))
     return exp
 
 
@@ -234,6 +278,14 @@ STATIONS = {
     "tabs.yaml": ("station: 1\ninstruments:\n\tchip: {driver: scpi-chip}\n", "not valid YAML"),
     "huge_address.yaml": ("station: 1\nchip:\n  limits: {address_range: [0, 1e400]}\n", "address_range"),
     "probe_no_devices.yaml": ("station: 1\nprobe_station: {technology: reram, g_max_us: 40}\n", "devices"),
+    "limit_nan.yaml": ("station: 1\nchip:\n  limits: {max_amplitude: .nan}\n",
+                       "chip.limits.max_amplitude: not a finite number"),
+    "limit_inf.yaml": ("station: 1\nchip:\n  limits: {max_amplitude: .inf}\n",
+                       "chip.limits.max_amplitude: not a finite number"),
+    "timeout_nan.yaml": ("station: 1\ninstruments:\n  chip: {driver: scpi-chip, timeout_s: .nan}\n",
+                         "instruments.chip.timeout_s: not a finite number"),
+    "alias_in_allowed_key.yaml": ("station: 1\nname: &a bench\ninstruments:\n  chip: {driver: scpi-chip, "
+                                  "models: [*a, *a]}\n", "uses a YAML alias (*a) at line 4"),
     "laughs.yaml": ("station: 1\nname: &a [x, x, x, x, x, x, x, x]\n" + "".join(
         f"n{i}: &a{i} [*{'a' if i == 0 else f'a{i - 1}'}, *{'a' if i == 0 else f'a{i - 1}'}, "
         f"*{'a' if i == 0 else f'a{i - 1}'}, *{'a' if i == 0 else f'a{i - 1}'}]\n" for i in range(12)),
