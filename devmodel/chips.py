@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,15 @@ def open_chip(url: str, seed: int | None = None, station: str | None = None) -> 
     if scheme not in SCHEMES:
         raise ChipURLError(f"unknown chip URL scheme {scheme!r} in {url!r}; known: {usages()}")
     return SCHEMES.get(scheme).open(url, target, opts, seed, station)
+
+
+def input_file(url: str) -> str | None:
+    """The file a chip URL reads (a replay:/emulate: session), so a command never writes over it."""
+    try:
+        target = parse_chip_url(url)[1]
+    except ChipURLError:
+        return None
+    return target if target and os.path.isfile(target) else None
 
 
 def int_option(url: str, opts: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:

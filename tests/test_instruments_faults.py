@@ -94,12 +94,12 @@ def test_wrong_idn_model_is_refused():
             connect(srv)
 
 
-def test_nothing_listening_is_one_sentence():
+def test_nothing_listening_is_one_sentence(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the block ends: nobody listens there
     r = run_devmodel("characterize", "--chip", f"visa://TCPIP::127.0.0.1::{port}::SOCKET", "--devices", "5",
-                     "--quiet", "--out", "/nonexistent-dir/x.h5", timeout_s=60)
+                     "--quiet", "--out", tmp_path / "x.h5", timeout_s=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert f"instrument chip (TCPIP::127.0.0.1::{port}::SOCKET)" in r.stderr and "*IDN?" in r.stderr
 

@@ -107,9 +107,10 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
         if out_path.exists() and not overwrite:
             raise DevmodelError(f"{out_path} already exists; choose another --out or pass --overwrite"
                                 + (" (or continue it with --resume)" if _has_sidecar(out_path) else ""))
+        from devmodel.chips import input_file
         from devmodel.store.output import check_output
 
-        check_output(out_path, overwrite, [station, _url_file(chip_url)])
+        check_output(out_path, overwrite, [station, input_file(chip_url)])
         chip = open_chip(chip_url, seed, station)
         try:
             cfg = SweepConfig.default(chip.info.technology, devices, record_trace=not no_trace)
@@ -147,17 +148,6 @@ def _check_resume_flags(path: Path, out, overwrite: bool) -> None:
         if explicit(name):
             raise DevmodelError(f"--{name.replace('_', '-')} cannot be given with --resume: the session "
                                 f"continues with the configuration recorded in {path}")
-
-
-def _url_file(url: str) -> str | None:
-    """The file a chip URL reads (replay:/emulate: sessions), so --out never overwrites it."""
-    from devmodel.chips import parse_chip_url
-
-    try:
-        target = parse_chip_url(url)[1]
-    except DevmodelError:
-        return None
-    return target if target and Path(target).is_file() else None
 
 
 def _has_sidecar(path: Path) -> bool:
