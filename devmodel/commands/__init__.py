@@ -2,7 +2,8 @@
 
 One module per area — ``lab`` (characterize, info, import-table, import-traces, serve-chip),
 ``model`` (fit, validate, report, export, read-noise, bake), ``network`` (evaluate, train-hwa),
-``replay``, ``demo`` — each command parsing its options, calling the library and printing.
+``replay``, ``demo``, ``data`` (export-data), ``card`` (show, list) — each command parsing its
+options, calling the library and printing.
 Choices (technologies, export targets, training methods) come from the registries. Every error a
 user can cause ends in one sentence on stderr and exit status 2, never a traceback, and nothing
 half-written. Modules import only click and the core at the top, so ``devmodel --help`` stays fast.
@@ -13,7 +14,9 @@ from __future__ import annotations
 import click
 
 from devmodel import __version__
+from devmodel.commands.card import card
 from devmodel.commands.common import OneLineErrors
+from devmodel.commands.data import export_data
 from devmodel.commands.demo import demo
 from devmodel.commands.lab import characterize, import_table_cmd, import_traces_cmd, info, serve_chip
 from devmodel.commands.model import bake, export, fit, read_noise, report, validate
@@ -34,7 +37,7 @@ def main() -> None:
 
 
 for _command in (characterize, info, demo, fit, validate, report, import_table_cmd, import_traces_cmd,
-                 read_noise, bake, export, evaluate, train_hwa_cmd, serve_chip, replay):
+                 read_noise, bake, export, export_data, card, evaluate, train_hwa_cmd, serve_chip, replay):
     main.add_command(_command)
 
 if __name__ == "__main__":

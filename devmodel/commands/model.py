@@ -10,6 +10,7 @@ import click
 
 from devmodel.commands.common import Finite, floats, key_values, one_line, typed_values, write_atomically
 from devmodel.errors import DevmodelError
+from devmodel.progress import PhaseBars
 from devmodel.technologies import all_technologies
 
 
@@ -43,8 +44,6 @@ def _legacy_fit_flags(fn):
 def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, bootstrap, overwrite,
         quiet, **flags) -> None:
     """Fit a device model (model card JSON) to a session file."""
-    from tqdm import tqdm
-
     from devmodel.fit.session import fit_options, fit_session
     from devmodel.model.summary import format_card
     from devmodel.store import read_session
@@ -59,11 +58,12 @@ def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, b
     record = read_session(session, with_trace=False)
     options = typed_values("--set", key_values("--set", settings), fit_options(record.technology))
     options.update(_legacy_values(record.technology, flags))
-    bar = tqdm(total=bootstrap, desc="bootstrap", disable=quiet or not bootstrap or None,
-               file=sys.stderr, leave=False)
-    card = fit_session(record, options, holdout_fraction, holdout_seed, bootstrap,
-                       progress=lambda i, n: bar.update(1), holdout=holdout_split)
-    bar.close()
+    bars = PhaseBars(not quiet, units={"bootstrap refits": "refits"})
+    try:
+        card = fit_session(record, options, holdout_fraction, holdout_seed, bootstrap, progress=bars,
+                           holdout=holdout_split)
+    finally:
+        bars.close()
     write_atomically(out_path, card.to_json(), overwrite, [session])
     click.echo(format_card(card))
     click.echo(f"written {out_path}")

@@ -111,13 +111,17 @@ def fit_session(
     options object or a dict of its fields. ``holdout_fraction`` of the devices (chosen by
     ``holdout_seed``; ``holdout="parity"``: the devices at odd addresses) are left out of the fit
     and recorded in the card for ``validate``;
-    ``bootstrap`` > 0 adds percentile intervals from that many device-resampled refits."""
+    ``bootstrap`` > 0 adds percentile intervals from that many device-resampled refits.
+    ``progress(phase, done, total)`` hears of each phase (reading, the fit, each bootstrap refit)."""
+    step = progress or (lambda phase, done, total: None)
     check_values({"holdout_fraction": holdout_fraction, "holdout_seed": holdout_seed,
                   "bootstrap": bootstrap},
                  {"holdout_fraction": Interval(0.0, 1.0, "left"),
                   "holdout_seed": Interval(0, 2**63 - 1, integer=True),
                   "bootstrap": Interval(0, 100_000, integer=True)}, "fit")
+    step("reading session", 0, 1)
     session = path if isinstance(path, Session) else read_session(path, with_trace=False)
+    step(f"fitting {session.technology}", 0, 1)
     opts = fit_options(session.technology, options)
     data = screened(session, opts)
     record = {"fraction": holdout_fraction, "seed": holdout_seed, "split": holdout}
@@ -135,7 +139,8 @@ def fit_session(
         base = _subset(session, ~held) if held.any() else session
         card.fit_quality["bootstrap"] = {
             "n": bootstrap, "method": "devices resampled with replacement within each level",
-            "intervals_95": bootstrap_intervals(base, card, bootstrap, holdout_seed, opts, progress)}
+            "intervals_95": bootstrap_intervals(base, card, bootstrap, holdout_seed, opts,
+                                                lambda i, n: step("bootstrap refits", i, n))}
     card.provenance = {
         "source": str(session.path),
         "source_sha256": sha256_of(session.path),

@@ -96,6 +96,38 @@ class ValidationReport:
         gated = [r for r in self.rows if r.gated]
         return max(gated, key=lambda r: r.ks) if gated else None
 
+    def _repr_html_(self) -> str:  # a notebook's summary (docs/notebook.md)
+        return validation_html(self)
+
+
+_HEAD = ("level µS", "age s", "n", "KS", "p", "mean G−G<sub>T</sub> meas. µS", "pred. µS",
+         "spread meas. µS", "pred. µS", "")
+
+
+def validation_html(r: ValidationReport) -> str:
+    """The validation table as HTML: every comparison, failing rows marked ``class="fail"`` (and
+    "FAIL" in the last column), ungated ones ``class="ungated"``, then the verdict line."""
+    import html
+
+    cells = []
+    for row in r.rows:
+        fail = r.fails(row)
+        cls = "fail" if fail else ("ungated" if not row.gated else "")
+        mark = "FAIL" if fail else ("" if row.gated else "not gated")
+        vals = (f"{row.g_us:.2f}", f"{row.age_s:g}", f"{row.n}", f"{row.ks:.4f}", f"{row.p_value:.3g}",
+                f"{row.mean_dev_measured_us:.3f}", f"{row.mean_dev_predicted_us:.3f}",
+                f"{row.spread_measured_us:.3f}", f"{row.spread_predicted_us:.3f}", mark)
+        cells.append(f'<tr class="{cls}">' + "".join(f"<td>{html.escape(v)}</td>" for v in vals) + "</tr>")
+    verdict = format_report(r).splitlines()[-1]
+    for line in format_report(r).splitlines():
+        if line.startswith(("PASSED", "FAILED")):
+            verdict = line
+    style = ("<style>table.dm-validation tr.fail td{background:#fdd;font-weight:bold}"
+             "table.dm-validation tr.ungated td{color:#888}</style>")
+    return (f"{style}<p><b>Validation</b>: {html.escape(r.mode)}</p>"
+            '<table class="dm-validation"><thead><tr>' + "".join(f"<th>{h}</th>" for h in _HEAD)
+            + "</tr></thead><tbody>" + "".join(cells) + f"</tbody></table><p>{html.escape(verdict)}</p>")
+
 
 def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, seed: int = 0,
              max_ks: float = 0.05, gate_ages_s: list[float] | None = None, n_sim: int = 20_000,

@@ -41,6 +41,10 @@ SCHEMA_MAJOR = 1
 HEAD, TAIL = ("technology", "g_max_us", "t0_s"), ("fit_quality", "provenance", "schema")
 
 
+#: Where a card is taken, ``published:<technology>`` names the technology's published model.
+PRESET_PREFIX = "published:"
+
+
 class ModelCardError(DevmodelError):
     """A model card that does not validate, or from an unknown major schema version."""
 
@@ -122,6 +126,10 @@ class DeviceModel:
 
     @classmethod
     def load(cls, path) -> DeviceModel:
+        """A card file, or a published preset: ``published:<technology>[?option=value&…]``
+        (``published:pcm``, ``published:cmo?acceptance=0.002``; docs/model-card.md, "Presets")."""
+        if str(path).startswith(PRESET_PREFIX):
+            return cls.preset(str(path))
         try:
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
@@ -130,6 +138,21 @@ class DeviceModel:
         except UnicodeDecodeError:
             raise ModelCardError(f"model card {path} is not UTF-8 text") from None
         return cls.from_json(text, source=str(path))
+
+    @classmethod
+    def preset(cls, name: str) -> DeviceModel:
+        """``published:<technology>[?option=value&…]`` → :meth:`published` (options as numbers)."""
+        from urllib.parse import parse_qsl
+
+        tech, _, query = name[len(PRESET_PREFIX):].partition("?")
+        try:
+            options = {k: float(v) for k, v in parse_qsl(query, strict_parsing=bool(query))}
+        except ValueError:
+            raise ModelCardError(f"preset {name!r}: options must be name=number pairs") from None
+        try:
+            return cls.published(tech.strip().lower(), **options)
+        except TypeError as e:  # an option the technology's published model does not take
+            raise ModelCardError(f"preset {name!r}: {e}") from None
 
     @classmethod
     def published(cls, technology_name: str, **options) -> DeviceModel:
@@ -243,6 +266,11 @@ class DeviceModel:
     def summary(self) -> dict[str, float | str]:
         """The scalars simpler simulators take (``devmodel export --to summary``)."""
         raise NotImplementedError
+
+    def _repr_html_(self) -> str:  # a notebook's summary (docs/notebook.md)
+        from devmodel.model.summary import card_html
+
+        return card_html(self)
 
     def implausible(self) -> str | None:
         """What the schema cannot judge field by field (a clip whose lower bound exceeds its upper,

@@ -51,6 +51,28 @@ def fit_warnings(card: DeviceModel) -> list[str]:
     return lines
 
 
+def card_html(card: DeviceModel) -> str:
+    """The card as HTML (a notebook's summary, docs/notebook.md): the header line, a table of the
+    fitted parameters with standard errors, the notes, what the fit left out and its warnings."""
+    import html
+
+    lines = format_card(card).splitlines()
+    rows, rest = [], []
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and "." in parts[0] and not line.startswith(("warning", "  devices", "  reads")):
+            value = " ".join(parts[1:])
+            rows.append(f"<tr><td>{html.escape(parts[0])}</td><td>{html.escape(value)}</td></tr>")
+        else:
+            rest.append(f"<li>{html.escape(line.strip())}</li>")
+    source = card.provenance.get("source")
+    if source:
+        rest.append(f"<li>source: {html.escape(str(source))}</li>")
+    return (f"<p><b>{html.escape(lines[0])}</b></p><table><thead><tr><th>parameter</th>"
+            "<th>value ± standard error</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+            + (f"<ul>{''.join(rest)}</ul>" if rest else ""))
+
+
 def _left_out(card: DeviceModel) -> list[str]:
     lines = []
     for what in ("devices", "reads"):
@@ -64,8 +86,9 @@ def _left_out(card: DeviceModel) -> list[str]:
 def format_card(card: DeviceModel) -> str:
     """Fitted parameters with standard errors (and 95 % bootstrap intervals when fitted with them)."""
     boot = card.fit_quality.get("bootstrap", {}).get("intervals_95", {})
+    n = card.provenance.get("n_devices_used")
     lines = [f"device model ({card.technology}, g_max {card.g_max_us:g} µS, t0 {card.t0_s:g} s) "
-             f"from {card.provenance.get('n_devices_used', '?')} devices"]
+             + (f"from {n} devices" if n is not None else "(published, not fitted here)")]
     lines += card.parameter_lines(boot)
     lines += [f"  {note}" for note in card.notes()]
     lines += _left_out(card)

@@ -1,13 +1,14 @@
 """``devmodel report``: the figures a device engineer puts in a paper, and one HTML page.
 
 Every technology: per-level CDFs at t0 on a probit axis (measured vs card); then the figures of the
-technology's ``figures`` part (PCM: σ_prog, drift, ν and Q_s; ReRAM: σ(x) per snapshot); plus the
-validation table when a session is given. matplotlib's Agg backend: no display needed.
+technology's ``figures`` part (PCM: σ_prog, drift, ν and Q_s; ReRAM: σ(x) per snapshot); the page
+around them (header, parameters, validation table, what was left out) is :mod:`devmodel.report.html`.
+matplotlib's Agg backend: no display needed.
 """
 
 from __future__ import annotations
 
-import html
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -18,9 +19,10 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from devmodel.fit.session import check_card_matches, screened  # noqa: E402
-from devmodel.fit.validate import ValidationReport, format_report  # noqa: E402
+from devmodel.fit.validate import ValidationReport  # noqa: E402
 from devmodel.model.card import DeviceModel  # noqa: E402
 from devmodel.model.sample import sample_conductance  # noqa: E402
+from devmodel.report.html import page as html_page  # noqa: E402
 from devmodel.store.output import save_figure, write_text_atomically  # noqa: E402
 from devmodel.store.reader import Session, read_session  # noqa: E402
 from devmodel.technologies import technology  # noqa: E402
@@ -41,16 +43,30 @@ def write_report(card: DeviceModel, session_path, out_dir, validation: Validatio
     tech = technology(card.technology)
     if tech.has_part("figures"):
         figs += tech.part("figures").figures(card, data, out)
-    page = out / "index.html"
-    write_text_atomically(page, _html(card, session_path, figs, validation), overwrite=True)
-    return page
+    path = out / "index.html"
+    write_text_atomically(path, html_page(card, session, figs, validation), overwrite=True)
+    return path
 
 
-def save(fig, out: Path, name: str, caption: str) -> tuple[str, str]:
-    """Save ``fig`` as ``out/name`` and close it; (file name, caption) for the page."""
+@dataclass(frozen=True)
+class Figure:
+    """A saved figure and what the report says beside it: its section heading, the prefixes of the
+    card's fitted parameters it shows (``card.scalars()`` names) and the fit_quality curves it plots
+    (docs/report.md). Each technology's ``figures`` part says these for its own figures."""
+
+    name: str
+    caption: str
+    heading: str = ""
+    parameters: tuple[str, ...] = ()
+    curves: tuple[str, ...] = ()
+
+
+def save(fig, out: Path, name: str, caption: str, heading: str = "", parameters: tuple[str, ...] = (),
+         curves: tuple[str, ...] = ()) -> Figure:
+    """Save ``fig`` as ``out/name`` and close it; the :class:`Figure` for the page."""
     fig.tight_layout()
     save_figure(fig, out / name)
-    return name, caption
+    return Figure(name, caption, heading or caption, parameters, curves)
 
 
 def _cdf_t0(card, data, rng, out):
@@ -69,24 +85,8 @@ def _cdf_t0(card, data, rng, out):
     ax.set_ylabel("probit (σ)")
     ax.set_ylim(-3.5, 3.5)
     ax.set_title("per-level distributions at t0: measured (dots), card (lines)")
-    return save(fig, out, "cdf_t0.png", "Cumulative distributions at t0 on a probit axis.")
-
-
-def _html(card, session_path, figs, validation) -> str:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.6g}</td></tr>"
-                   for k, v in card.scalars().items())
-    imgs = "".join(f'<figure><img src="{n}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}'
-                   f"</figcaption></figure>" for n, c in figs)
-    val = (f"<h2>Validation</h2><pre>{html.escape(format_report(validation))}</pre>"
-           if validation else "")
-    prov = html.escape(str(card.provenance))
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>devmodel report: {html.escape(str(session_path))}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:auto}}img{{max-width:100%}}
-td{{padding:2px 10px}}</style></head><body>
-<h1>Device model report ({card.technology})</h1>
-<p>Session: {html.escape(str(session_path))}</p><p>Provenance: {prov}</p>
-<h2>Parameters</h2><table>{rows}</table>{imgs}{val}</body></html>"""
+    return save(fig, out, "cdf_t0.png", "Cumulative distributions at t0 on a probit axis.",
+                "Distributions at t0")
 
 
 def spectra_figure(rows, path: Path) -> Path:

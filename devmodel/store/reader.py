@@ -25,7 +25,7 @@ from devmodel.technologies import technology
 EXTENDABLE = tuple(TABLES)  # tables with an acknowledged row count (n_rows)
 
 
-@dataclass
+@dataclass(repr=False)
 class Session:
     """A session file loaded for analysis (arrays in memory; the file is closed)."""
 
@@ -54,6 +54,33 @@ class Session:
     def verify_config(self) -> dict | None:
         """The program-and-verify configuration the session ran (``/config`` key ``verify``)."""
         return verify_config_of(self.config, self.attrs, self.path)
+
+    def __repr__(self) -> str:  # never the arrays
+        n = self.n_devices if self.devices else 0
+        return (f"Session({str(self.path)!r}, {self.technology}, {self.status}, {n} devices, "
+                f"{self.levels_us.size} levels, {self.reads['device'].size} reads)")
+
+    def _repr_html_(self) -> str:
+        """A notebook's summary (docs/notebook.md): the header and, per level, devices, converged
+        fraction and reads."""
+        import html
+
+        n = self.n_devices if self.devices else 0
+        head = (f"<p><b>session</b> {html.escape(self.path.name)} — {html.escape(self.technology)}, "
+                f"{html.escape(self.status)}; {n} devices, {self.levels_us.size} levels, "
+                f"{self.reads['device'].size} reads; g<sub>max</sub> {self.g_max_us:g} µS, "
+                f"t<sub>0</sub> {self.t0_s:g} s; chip {html.escape(str(self.chip.get('identity', '?')))}</p>")
+        if not n:
+            return head
+        k = self.levels_us.size
+        level = self.devices["level"]
+        per_level = np.bincount(level, minlength=k)
+        conv = np.bincount(level, weights=self.devices["converged"] > 0, minlength=k)
+        reads = np.bincount(level[self.reads["device"]], minlength=k)
+        rows = "".join(f"<tr><td>{g:.4g}</td><td>{d}</td><td>{100 * c / max(d, 1):.1f}</td><td>{r}</td></tr>"
+                       for g, d, c, r in zip(self.levels_us, per_level, conv, reads, strict=True))
+        return (head + "<table><thead><tr><th>level µS</th><th>devices</th><th>converged %</th>"
+                f"<th>reads</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def verify_config_of(config: dict, attrs: dict, path: Path) -> dict | None:

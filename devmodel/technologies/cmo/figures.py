@@ -29,7 +29,8 @@ def _programming(card: CmoModel, out):
     ax.set_xlabel("target conductance G_T (µS)")
     ax.set_ylabel("σ_prog (µS)")
     ax.legend(fontsize=8)
-    return save(fig, out, "programming.png", "Programming noise vs target, with its fit.")
+    return save(fig, out, "programming.png", "Programming noise vs target, with its fit.",
+                "Programming noise σ_prog", ("programming.",), ("programming",))
 
 
 def _relaxation(card: CmoModel, out):
@@ -47,4 +48,5 @@ def _relaxation(card: CmoModel, out):
         ax.set_xlabel("ln(t / s)")
         ax.set_ylabel(name)
         ax.legend(fontsize=7)
-    return save(fig, out, "relaxation.png", "Relaxation: mean shift and spread vs time, with their laws.")
+    return save(fig, out, "relaxation.png", "Relaxation: mean shift and spread vs time, with their laws.",
+                "Relaxation", ("relaxation.",), ("relaxation_mean", "relaxation_std"))

@@ -41,7 +41,8 @@ def _sigma_prog(card, out):
     ax.set_xlabel("target conductance G_T (µS)")
     ax.set_ylabel("σ (µS)")
     ax.legend(fontsize=8)
-    return save(fig, out, "sigma_prog.png", "Programming noise vs target, with its fit.")
+    return save(fig, out, "sigma_prog.png", "Programming noise vs target, with its fit.",
+                "Programming noise σ_prog", ("programming.",), ("sigma_prog", "mean_offset"))
 
 
 def _drift(card, data, out):
@@ -64,7 +65,8 @@ def _drift(card, data, out):
     ax.set_xlabel("ln(age / s)")
     ax.set_ylabel("ln(median G / µS)")
     ax.set_title("drift: medians per level (dots) and slopes −μ_ν(G) of the card")
-    return save(fig, out, "drift.png", "Median conductance vs age per level, with the fitted ν.")
+    return save(fig, out, "drift.png", "Median conductance vs age per level, with the fitted ν.",
+                "Drift", ("drift.nu_mean.",), ("nu_mean",))
 
 
 def _nu(card, out):
@@ -85,7 +87,8 @@ def _nu(card, out):
         ax.set_xlabel("target G_T (µS)")
         ax.set_ylabel(name)
         ax.legend(fontsize=7)
-    return save(fig, out, "nu.png", "Drift-exponent mean and spread vs target conductance.")
+    return save(fig, out, "nu.png", "Drift-exponent mean and spread vs target conductance.",
+                "Drift exponent ν", ("drift.",), ("nu_mean", "nu_std"))
 
 
 def _q_s(card, out):
@@ -98,7 +101,8 @@ def _q_s(card, out):
     ax.set_xlabel("programmed conductance (µS)")
     ax.set_ylabel("Q_s")
     ax.legend(fontsize=8)
-    return save(fig, out, "q_s.png", "1/f amplitude Q_s vs conductance.")
+    return save(fig, out, "q_s.png", "1/f amplitude Q_s vs conductance.", "Read noise", ("read_noise.",),
+                ("q_s",))
 
 
 def versus_ground_truth(session, card: PcmModel) -> str:

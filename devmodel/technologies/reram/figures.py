@@ -31,4 +31,5 @@ def _snapshots(card, out):
     ax.set_xlabel("target conductance (µS)")
     ax.set_ylabel("σ (µS), read noise removed")
     ax.legend(fontsize=7)
-    return save(fig, out, "snapshots.png", "ReRAM error σ(x) per snapshot time.")
+    return save(fig, out, "snapshots.png", "ReRAM error σ(x) per snapshot time.",
+                "Error σ(x) per snapshot", ("snapshot.",), ("snapshots",))
