@@ -61,6 +61,11 @@ def _release(e: BaseException) -> None:
         gc.collect()
 
 
+#: Packages some commands need and an instruments-only install may lack (import name → pip name).
+_OPTIONAL_PACKAGES = {"torch": "torch", "xarray": "xarray", "h5netcdf": "h5netcdf", "sklearn": "scikit-learn",
+                      "matplotlib": "matplotlib", "lmfit": "lmfit"}
+
+
 def friendly(os_error: str | None = None):
     """Decorator for CLI commands: a DevmodelError becomes one sentence on stderr and exit status
     2 (never a traceback), Ctrl-C exit status 130; with ``os_error``, an OSError too (prefixed by
@@ -83,6 +88,12 @@ def friendly(os_error: str | None = None):
                     raise
                 message = f"devmodel: error: {os_error}: {e.strerror or e}"
                 _release(e)
+            except ModuleNotFoundError as e:
+                if (e.name or "").split(".")[0] not in _OPTIONAL_PACKAGES:
+                    raise
+                pkg = _OPTIONAL_PACKAGES[e.name.split(".")[0]]
+                message = (f"devmodel: error: this command needs {pkg}, which is not installed here "
+                           f"(pip install {pkg}; an instruments-only install runs the lab commands)")
             except KeyboardInterrupt:
                 click.echo("devmodel: interrupted", err=True)
                 sys.exit(130)

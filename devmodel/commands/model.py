@@ -100,8 +100,9 @@ def _legacy_values(technology_name: str, flags: dict) -> dict:
               help="A failing KS must also be significant at this family-wise level (Bonferroni "
               "over the gated comparisons), so sampling noise of small sessions does not fail; "
               "1: the KS threshold alone decides.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line
-def validate(card, session, holdout_fraction, seed, max_ks, gate_ages, alpha) -> None:
+def validate(card, session, holdout_fraction, seed, max_ks, gate_ages, alpha, quiet) -> None:
     """Compare a card's predictions with held-out data; exit 1 if a threshold fails."""
     from devmodel.fit.validate import format_report
     from devmodel.fit.validate import validate as run_validation
@@ -111,9 +112,13 @@ def validate(card, session, holdout_fraction, seed, max_ks, gate_ages, alpha) ->
         raise DevmodelError("--holdout-fraction must be in (0, 1)")
     if not 0 < alpha <= 1:
         raise DevmodelError("--alpha must be in (0, 1]")
-    report = run_validation(DeviceModel.load(card), session, holdout_fraction, seed, max_ks,
-                            list(floats("gate-ages", gate_ages)) if gate_ages else None,
-                            alpha=alpha)
+    bars = PhaseBars(not quiet, units={"comparing ages": "ages"})
+    try:
+        report = run_validation(DeviceModel.load(card), session, holdout_fraction, seed, max_ks,
+                                list(floats("gate-ages", gate_ages)) if gate_ages else None,
+                                alpha=alpha, progress=bars)
+    finally:
+        bars.close()
     click.echo(format_report(report))
     if report.worst() is None:  # nothing gated was compared: not a pass
         raise DevmodelError(f"validate compared nothing: no level of {session} had {report.min_devices} "

@@ -131,7 +131,7 @@ def validation_html(r: ValidationReport) -> str:
 
 def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, seed: int = 0,
              max_ks: float = 0.05, gate_ages_s: list[float] | None = None, n_sim: int = 20_000,
-             min_devices: int = 30, alpha: float = 0.05) -> ValidationReport:
+             min_devices: int = 30, alpha: float = 0.05, progress=None) -> ValidationReport:
     """Compare the card's predictions with held-out data (see the module docstring);
     ``session_path`` may be an already loaded Session."""
     session = (session_path if isinstance(session_path, Session)
@@ -148,7 +148,7 @@ def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, see
     elif same:
         held = holdout_split(data.n_devices, holdout_fraction, seed)
         card = fit_session(session, _options_of(card), holdout_fraction=holdout_fraction,
-                           holdout_seed=seed)
+                           holdout_seed=seed, progress=progress)
         mode = (f"card refitted on {100 * (1 - holdout_fraction):.0f} % of the devices, "
                 f"validated on the other {int(held.sum())}")
     else:
@@ -157,7 +157,8 @@ def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, see
     use = data.use & held
     # the devices the card was fitted on, when they are in this session (None: a card from elsewhere)
     fitted = data.use & ~held if same else None
-    report = _compare(card, data, use, fitted, mode, max_ks, gate_ages_s, n_sim, min_devices, seed)
+    report = _compare(card, data, use, fitted, mode, max_ks, gate_ages_s, n_sim, min_devices, seed,
+                      progress or (lambda phase, done, total: None))
     report.alpha = alpha
     return report
 
@@ -167,7 +168,7 @@ def _options_of(card: DeviceModel):
     return fit_options(card.technology, card.fit_quality.get("options") or {})
 
 
-def _compare(card, data: FitData, use, fitted, mode, max_ks, gate_ages_s, n_sim, min_devices, seed):
+def _compare(card, data: FitData, use, fitted, mode, max_ks, gate_ages_s, n_sim, min_devices, seed, step):
     rng = np.random.default_rng(seed + 12345)
     ages = data.schedule_ages(use)
     report = ValidationReport(mode=mode, n_devices=int(use.sum()), max_ks=max_ks, card=card,
@@ -176,7 +177,8 @@ def _compare(card, data: FitData, use, fitted, mode, max_ks, gate_ages_s, n_sim,
     if not np.isfinite(g_ref[use]).any():
         g_ref = data.g_t0
     ref_cache: dict[int, float] = {}  # per level: mean predicted G(t0) of its held-out devices
-    for age in ages:
+    for k, age in enumerate(ages):
+        step("comparing ages", k, len(ages))
         gated = gate_ages_s is None or any(abs(age - a) <= 0.1 * a for a in gate_ages_s)
         g = data.at_age(float(age))
         sums = np.zeros(4)  # measured Σ G(t), Σ G(t0); predicted Σ G(t), Σ G(t0)
