@@ -90,3 +90,19 @@ def wait_for_commits(proc: subprocess.Popen, path: Path, seq: int, k: int, limit
         time.sleep(0.002)
 
 
+
+
+def ask_line(port: int, message: bytes, timeout_s: float = 10.0) -> bytes:
+    """Send one message to the chip server on 127.0.0.1:``port`` on a fresh connection; the answer
+    line (with its newline; what came before a hang-up otherwise)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+        s.sendall(message)
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+    return buf

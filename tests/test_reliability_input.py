@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from helpers import run_devmodel
+from helpers import ask_line, run_devmodel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -403,15 +403,7 @@ def server():
 
 
 def _idn(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"*IDN?\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return buf
+    return ask_line(port, b"*IDN?\n", 5.0)
 
 
 VALID = [b"*IDN?", b"CHIP:ADDR:RANG 0,4;:CHIP:READ? 2,0.0", b"CHIP:ADDR #18\x01\x00\x00\x00\x02\x00\x00\x00",

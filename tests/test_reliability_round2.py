@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import ask_line as _ask
 from helpers import run_devmodel, start, wait_for_commits
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -92,18 +92,6 @@ def test_a_simulated_clock_never_runs_past_its_bound_nor_backwards():
         assert chip.now_s() == before  # refused before anything moved
     with pytest.raises(ValueError):
         chip.clock.advance(-1.0)
-
-
-def _ask(port: int, message: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(message)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    return buf
 
 
 def test_the_server_refuses_what_would_make_its_clock_or_a_value_non_finite():

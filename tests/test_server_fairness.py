@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import ask_line
 
 from instruments.server import MAX_ADDRESSES_PER_REQUEST, MAX_PENDING_OUTPUT, MAX_VALUES_PER_REQUEST
 from instruments.testing import ServerProcess
@@ -36,14 +37,7 @@ def rss_mb(pid: int) -> float:
 def ask(port: int, message: bytes, timeout_s: float = 30.0) -> tuple[bytes, float]:
     """Send one message, read one answer line; (answer, seconds it took)."""
     t0 = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
-        s.sendall(message)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                break
-            buf += chunk
+    buf = ask_line(port, message, timeout_s)
     return buf, time.monotonic() - t0
 
 
