@@ -112,9 +112,15 @@ def test_drift_compensation_and_column_scales_on_the_chip_card(cnn, digits_data,
 
 
 def test_resnet32_is_the_seed_network():
+    from devmodel.sim.networks import analog_weight_count
+
     net = ResNet32()
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert len([c for c in convs if c.kernel_size == (3, 3)]) == 31  # 1 + 3 stages × 5 blocks × 2
+    assert len([c for c in convs if c.kernel_size == (1, 1)]) == 2  # the two width changes
+    assert len([m for m in net.modules() if isinstance(m, nn.Linear)]) == 1
+    assert analog_weight_count(net) == 361_722  # seed 001, Sec. II
+    assert analog_weight_count(ResNet32(widths=(16, 32, 64))) == 464_442  # He et al.'s widths
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 

@@ -59,16 +59,33 @@ class _Block(nn.Module):
         return torch.relu(out + (x if self.short is None else self.short(x)))
 
 
-class ResNet32(nn.Module):
-    """ResNet-32 for CIFAR-10 (seed 001, Fig. 1: 3 stages of 5 basic blocks, 16/32/64 channels;
-    here with 1×1 projection shortcuts)."""
+#: Channels of ResNet-32's three stages in seed 001: 31 3×3 convolutions, two 1×1 shortcut
+#: convolutions where the width changes and one fully connected layer hold 361,722 weights (the
+#: seed's count) with 16/28/56 channels and with no other widths (docs/analog-inference.md,
+#: "Networks"); He et al.'s 16/32/64 would give 464,442.
+SEED_001_WIDTHS = (16, 28, 56)
 
-    def __init__(self, n_classes: int = 10, width: int = 16) -> None:
+
+def analog_weight_count(net: nn.Module) -> int:
+    """The weights a chip holds: every convolution's and linear layer's weights and biases (batch
+    norms stay digital), as seed 001 counts "synaptic weights"."""
+    return sum(p.numel() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+               for p in m.parameters())
+
+
+class ResNet32(nn.Module):
+    """ResNet-32 for CIFAR-10 as seed 001 describes it (Fig. 1): a 3×3 convolution, 3 stages of 5
+    basic blocks (2 × 3×3 convolutions each, batch norm after every convolution, ReLU after the sum),
+    1×1 convolution shortcuts where the width changes, global average pooling and one fully connected
+    layer; ``widths`` default to the seed's (361,722 weights)."""
+
+    def __init__(self, n_classes: int = 10, widths: tuple[int, int, int] = SEED_001_WIDTHS) -> None:
         super().__init__()
+        width = widths[0]
         self.conv = nn.Conv2d(3, width, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(width)
         layers, c = [], width
-        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+        for stage, c_out in enumerate(widths):
             for b in range(5):
                 layers.append(_Block(c, c_out, 2 if (b == 0 and stage > 0) else 1))
                 c = c_out
