@@ -234,3 +234,20 @@ def test_device_000_learns_output_scales_the_simulator_can_use(mlp, digits_data,
     assert not torch.allclose(clipped(x), r.net(x), atol=1e-3)
     with pytest.raises(DevmodelError, match="scales='learned' needs"):
         convert(mlp, pcm_card, ideal.with_(scales="learned")).calibrate(x)
+
+
+def test_training_knobs_of_the_seeds():
+    """SGD with momentum, weight decay and the seeds' learning-rate schedules (issue 18, part 5)."""
+    from devmodel.errors import ConfigError
+    from devmodel.train import TrainOptions
+
+    sgd = TrainOptions(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, epochs=8, schedule="step")
+    opt = sgd.make_optimizer([torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
+    assert [sgd.lr_at(e) for e in range(8)] == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)
+    cos = TrainOptions(lr=1.0, epochs=4, schedule="cosine")
+    assert [cos.lr_at(e) for e in range(4)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
+    assert isinstance(TrainOptions().make_optimizer([torch.nn.Parameter(torch.zeros(2))]), torch.optim.Adam)
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainOptions(optimizer="rmsprop").check()

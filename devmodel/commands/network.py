@@ -131,6 +131,12 @@ def _plot(path: str, times_s, mean, err, fp: float) -> None:
 @click.option("--fp-epochs", type=click.IntRange(1, 100_000), default=40, show_default=True,
               help="Floating-point epochs for a digits network trained here first.")
 @click.option("--lr", type=Finite(0, 10, min_open=True), default=1e-3, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
+              help="sgd: with --momentum, as the seeds train their ResNets.")
+@click.option("--momentum", type=Finite(0, 1, max_open=True), default=0.9, show_default=True)
+@click.option("--weight-decay", type=Finite(0, 1), default=0.0, show_default=True)
+@click.option("--lr-schedule", type=click.Choice(["constant", "step", "cosine"]), default="constant",
+              show_default=True, help="step: ÷10 at 50 % and 75 % of the epochs (the seeds'); cosine.")
 @click.option("--noise-scale", type=Finite(0, 100), default=None,
               help="Injected noise × the card's spread at t0 [noise-001: 2, device-000: 3, hasgd-002: 2].")
 @click.option("--perturbations", type=click.IntRange(1, 1000), default=None,
@@ -153,8 +159,9 @@ def _plot(path: str, times_s, mean, err, fp: float) -> None:
               "may be larger); the result equals an uninterrupted run.")
 @click.option("--quiet", is_flag=True)
 @one_line
-def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, perturbations, settings,
-                  seed, times_text, trials, extrapolate, out, checkpoint_dir, resume, quiet) -> None:
+def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, optimizer, momentum, weight_decay,
+                  lr_schedule, noise_scale, perturbations, settings, seed, times_text, trials, extrapolate,
+                  out, checkpoint_dir, resume, quiet) -> None:
     """Hardware-aware training with a seed's method, then accuracy over time vs the FP network."""
     import numpy as np
     import torch
@@ -179,7 +186,9 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, noise_scale, per
             options[field] = value
     outside = check_times(model, times_s, extrapolate)
     fp_net, data = load_network(network, fp_epochs, seed, quiet)
-    result = train_hwa(fp_net, model, method, data, TrainOptions(epochs=epochs, lr=lr, seed=seed),
+    loop = TrainOptions(epochs=epochs, lr=lr, seed=seed, optimizer=optimizer, momentum=momentum,
+                        weight_decay=weight_decay, schedule=lr_schedule)
+    result = train_hwa(fp_net, model, method, data, loop,
                        options, progress=not quiet, checkpoint_dir=checkpoint_dir, resume=resume)
     try:
         with quiet_extrapolation():

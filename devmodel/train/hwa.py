@@ -86,13 +86,15 @@ def train_hwa(net: nn.Module, card: DeviceModel, method: str, data: Split,
             level = levels[li]
             if level is not None:
                 m.level = level  # each pipeline fine-tunes the previous one
-            opt = torch.optim.Adam(wrapped.parameters(), lr=opts.lr)
+            opt = opts.make_optimizer(wrapped.parameters())
             e0 = first[1] if li == first[0] else 0
             if opt_state is not None and li == first[0]:
                 opt.load_state_dict(opt_state)
             bar = tqdm(range(e0, opts.epochs), desc=f"{method}{'' if level is None else f' L{level}'}",
                        disable=not progress, leave=False)
             for epoch in bar:
+                for group in opt.param_groups:
+                    group["lr"] = opts.lr_at(epoch)
                 loss = _epoch(wrapped, m, opt, data, opts, gen)
                 history.append({"level": level, "epoch": epoch, "loss": loss})
                 bar.set_postfix(loss=f"{loss:.4f}")
