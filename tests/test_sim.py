@@ -147,8 +147,10 @@ def test_evaluate_cli(tmp_path, published_pcm_card):
     assert r.returncode == 2 and "outside the ages this card was fitted on" in r.stderr
     assert "--no-extrapolate" in r.stderr and "Traceback" not in r.stderr
     r = devmodel("evaluate", "--card", str(card), "--network", "digits-mlp", "--times", "3600",
-                 "--trials", "1", "--epochs", "1", "--bit-serial", "--quiet")
+                 "--trials", "1", "--epochs", "1", "--bit-serial", "--energy", "--quiet")
     assert r.returncode == 0 and "7 reads per matrix-vector product" in r.stdout, r.stderr
+    assert "read energy per inference (seed 004" in r.stdout
+    assert "bit-serial / standard energy: 0." in r.stdout
     r = devmodel("evaluate", "--card", str(card), "--epochs", "0", "--quiet")
     assert r.returncode == 2 and r.stderr.startswith("devmodel: error: invalid value for '--epochs'")
     r = devmodel("evaluate", "--card", str(card), "--network", "nonsense", "--times", "3600", "--quiet")
@@ -177,3 +179,36 @@ def test_calibration_keeps_each_layers_own_configuration(digits_data, pcm_card):
     anet.calibrate(digits_data.x_train)
     assert anet.layers[0].config.w_noise == 0.5
     assert anet.layers[1].config.w_noise == CrossbarConfig.standard().w_noise
+
+
+def test_read_energy_as_seed_004_accounts_it():
+    """Eq. 19–20: a cell read with input code x costs ρ·x·|w|, read bit-serially ρ·Σ_p δ_p·|w|; by
+    hand on a 2 × 3 linear layer, then on a CNN whose convolutions count every output position."""
+    from devmodel.sim.energy import format_energy, layer_energy, network_energy
+
+    lin = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.5, -1.0, 0.25], [1.0, 0.0, -0.5]]))
+    cfg = CrossbarConfig.standard().with_(scales="column")
+    anet = convert(nn.Sequential(lin), None, cfg)
+    layer = anet.layers[0]
+    layer.input_range.fill_(1.0)
+    s_in = 2 ** (cfg.dac_bits - 1) - 1  # 127
+    x = torch.tensor([[1.0, 3 / s_in, -6 / s_in]])  # codes 127 (7 bits set), 3 (2 bits), 6 (2 bits)
+    w_abs = torch.tensor([[0.5, 1.0, 0.25], [1.0, 0.0, 0.5]])  # |w| / column scale (scales 1 and 1)
+    e = layer_energy(layer, x)
+    assert e.energy_standard == pytest.approx(float((w_abs @ torch.tensor([127.0, 3, 6])).sum()) / s_in)
+    assert e.energy_bit_serial == pytest.approx(float((w_abs @ torch.tensor([7.0, 2, 2])).sum()) / s_in)
+    assert e.energy_bit_serial < e.energy_standard and e.positions == 1 and e.cells == 12
+    ones = torch.tensor([[1 / s_in, 0.0, -1 / s_in]])  # codes of one bit: the two modes cost the same
+    e1 = layer_energy(layer, ones)
+    assert e1.energy_bit_serial == pytest.approx(e1.energy_standard)
+
+    cnn = digits_cnn().eval()
+    an = convert(cnn, None, CrossbarConfig.standard().with_(bit_serial=True))
+    rows = network_energy(an, torch.randn(4, 1, 8, 8))
+    assert [r.positions for r in rows] == [64, 64, 1, 1]  # 8 × 8 outputs per convolution (padding 1)
+    assert all(r.reads_per_product == 7 for r in rows)
+    assert an.reads_per_inference(torch.randn(1, 1, 8, 8)) == sum(r.cells * r.positions * 7 for r in rows)
+    assert sum(r.energy_bit_serial for r in rows) < sum(r.energy_standard for r in rows)
+    assert "bit-serial / standard energy: 0." in format_energy(rows)

@@ -46,6 +46,8 @@ from devmodel.train.registry import METHODS
 @click.option("--extrapolate/--no-extrapolate", default=True, show_default=True,
               help="Times outside the ages the card was fitted on: use the fitted laws there (a note "
               "on stderr, rows marked *) or refuse.")
+@click.option("--energy", is_flag=True, help="Print the read energy, cells and array reads per "
+              "inference, inputs at once vs bit-serial (seed 004; needs the DAC of --crossbar standard).")
 @click.option("--epochs", type=click.IntRange(1, 100_000), default=30, show_default=True,
               help="Floating-point training epochs for the digits networks.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
@@ -54,7 +56,7 @@ from devmodel.train.registry import METHODS
 @click.option("--quiet", is_flag=True)
 @one_line
 def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compensation, bit_serial,
-             extrapolate, epochs, seed, plot, quiet) -> None:
+             extrapolate, energy, epochs, seed, plot, quiet) -> None:
     """Accuracy of a network programmed onto the characterised chip, over time (mean ± SEM)."""
     from tqdm import tqdm
 
@@ -92,7 +94,12 @@ def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compe
                f"{trials} trials; floating point {100 * fp:.2f} %")
     if bit_serial:
         click.echo(f"bit-serial inputs: {anet.layers[0].reads_per_mvm} reads per matrix-vector product, "
-                   f"{anet.reads_per_inference():,} device reads per inference")
+                   f"{anet.reads_per_inference(data.x_test):,} device reads per inference")
+    if energy:
+        from devmodel.sim.energy import format_energy, network_energy
+
+        click.echo("read energy per inference (seed 004, Eq. 19–20), on the first 256 test samples:")
+        click.echo(format_energy(network_energy(anet, data.x_test[:256])))
     click.echo("        time s   accuracy %    ± SEM")
     for t, m, e, o in zip(times_s, mean, err, outside, strict=True):
         click.echo(f"  {t:12g}   {100 * m:10.2f}   {100 * e:6.2f}" + ("  *" if o else ""))

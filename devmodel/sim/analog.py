@@ -46,10 +46,12 @@ class AnalogNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def reads_per_inference(self) -> int:
-        """Device reads for one input sample: Σ over layers of devices × reads per product (× the
-        output positions of a convolution are not counted: one read per device per product)."""
-        return sum(m.n_devices * m.reads_per_mvm for m in self.layers)
+    def reads_per_inference(self, x: torch.Tensor) -> int:
+        """Device reads for one input sample shaped like ``x``'s: Σ over layers of devices × products
+        (the output positions of a convolution) × reads per product (devmodel.sim.energy)."""
+        from devmodel.sim.energy import network_energy
+
+        return sum(r.cells * r.array_reads for r in network_energy(self, x[:1]))
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor, batch: int = 512, max_samples: int = 512) -> None:
