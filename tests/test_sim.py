@@ -212,3 +212,45 @@ def test_read_energy_as_seed_004_accounts_it():
     assert an.reads_per_inference(torch.randn(1, 1, 8, 8)) == sum(r.cells * r.positions * 7 for r in rows)
     assert sum(r.energy_bit_serial for r in rows) < sum(r.energy_standard for r in rows)
     assert "bit-serial / standard energy: 0." in format_energy(rows)
+
+
+def test_integer_output_scales_and_noise_exempt_columns(published_pcm_card):
+    """Seed 000: N = 1 integer scale is the tile scale (B.3.1, Eq. 1) and N integers give at most N
+    scale values, each ≥ the FP scale; every column exempt (B.4) reads the ideal weights at 1 day."""
+    from devmodel.sim.exempt import column_sensitivity, exempt_columns
+
+    torch.manual_seed(0)
+    net = digits_cnn().eval()
+    std = CrossbarConfig.standard().with_(device_noise=False)
+    one = convert(net, None, std.with_(scales="column", scale_levels=1))
+    tile = convert(net, None, std.with_(scales="tile"))
+    for a, b in zip(one.layers, tile.layers, strict=True):
+        for k in range(len(a.in_tiles)):
+            (sa, wa), (sb, wb) = a._normalised(k), b._normalised(k)
+            assert torch.allclose(sa, sb) and torch.allclose(wa, wb, atol=1e-6)
+    fp = convert(net, None, std)
+    q4 = convert(net, None, std.with_(scale_levels=4))
+    for a, b in zip(q4.layers, fp.layers, strict=True):
+        (q, wq), (g, wg) = a._normalised(0), b._normalised(0)
+        assert len(torch.unique(q)) <= 4 and bool((q >= g - 1e-7).all())
+        shape = (-1,) + (1,) * (wq.dim() - 1)
+        assert torch.allclose(wq * q.reshape(shape), wg * g.reshape(shape), atol=1e-6)  # same weights
+
+    x = torch.randn(64, 1, 8, 8)
+    y = torch.randint(0, 10, (64,))
+    sens = column_sensitivity(net, x, y, batch=16, batches=4)
+    noisy = convert(net, published_pcm_card, CrossbarConfig.standard())
+    assert exempt_columns(noisy, sens, 1.0) == sum(s.numel() for s in sens)
+    noisy.program(3)
+    noisy.set_time(86400.0)
+    ideal = convert(net, published_pcm_card, CrossbarConfig.standard())
+    ideal.program(3)
+    for a, b in zip(noisy.layers, ideal.layers, strict=True):
+        b.set_ideal()
+        for wa, wb in zip(a._w, b._w, strict=True):
+            assert torch.allclose(wa[0], wb[0], atol=1e-6)
+    half = exempt_columns(noisy, sens, 0.5)
+    flat = torch.cat(sens)
+    marked = torch.cat([m.exempt for m in noisy.layers])
+    assert half == int(marked.sum()) == round(0.5 * flat.numel())
+    assert flat[marked].min() >= flat[~marked].max()  # the largest mean |gradient| are exempt

@@ -46,6 +46,11 @@ from devmodel.train.registry import METHODS
 @click.option("--extrapolate/--no-extrapolate", default=True, show_default=True,
               help="Times outside the ages the card was fitted on: use the fitted laws there (a note "
               "on stderr, rows marked *) or refuse.")
+@click.option("--scale-levels", type=click.IntRange(1, 1 << 16), default=None,
+              help="Output scales as N integers × one scale per tile (seed 000, Eq. 1; 1: the tile scale).")
+@click.option("--exempt-fraction", type=Finite(0, 1), default=0.0, show_default=True,
+              help="Fraction of all columns read noise-free, those with the largest mean |gradient| "
+              "(seed 000, B.4).")
 @click.option("--energy", is_flag=True, help="Print the read energy, cells and array reads per "
               "inference, inputs at once vs bit-serial (seed 004; needs the DAC of --crossbar standard).")
 @click.option("--epochs", type=click.IntRange(1, 100_000), default=30, show_default=True,
@@ -56,7 +61,7 @@ from devmodel.train.registry import METHODS
 @click.option("--quiet", is_flag=True)
 @one_line
 def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compensation, bit_serial,
-             extrapolate, energy, epochs, seed, plot, quiet) -> None:
+             extrapolate, scale_levels, exempt_fraction, energy, epochs, seed, plot, quiet) -> None:
     """Accuracy of a network programmed onto the characterised chip, over time (mean ± SEM)."""
     from tqdm import tqdm
 
@@ -69,7 +74,7 @@ def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compe
     cfg = {"standard": CrossbarConfig.standard(), "ideal-periphery": CrossbarConfig(),
            "ideal": CrossbarConfig.ideal()}[crossbar]
     cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
-                    and not no_drift_compensation)
+                    and not no_drift_compensation, scale_levels=scale_levels)
     if bit_serial:
         if not cfg.dac_bits:
             raise DevmodelError(f"--bit-serial needs an input DAC; --crossbar {crossbar} has none "
@@ -79,6 +84,11 @@ def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compe
     net, data = load_network(network, epochs, seed, quiet)
     fp = accuracy(net, data.x_test, data.y_test)
     anet = convert(net, model, cfg, extrapolate)
+    if exempt_fraction:
+        from devmodel.sim.exempt import column_sensitivity, exempt_columns
+
+        n = exempt_columns(anet, column_sensitivity(net, data.x_train, data.y_train), exempt_fraction)
+        click.echo(f"{n} columns read noise-free (the largest mean |gradient|, seed 000 B.4)")
     bar = tqdm(total=trials, desc="trials", disable=quiet or None, file=sys.stderr, leave=False)
     try:
         with quiet_extrapolation():

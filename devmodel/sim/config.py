@@ -43,6 +43,9 @@ class CrossbarConfig(Constrained):
     device_noise: bool = True  # programming noise, drift and 1/f noise from the card
     drift_compensation: bool = False  # global drift compensation per layer (seed 001)
     bit_serial: bool = False  # seed 004: each input bit read separately (needs dac_bits)
+    # seed 000, B.3.1 (Eq. 1): the output scales of a tile as N integers times one FP scale per tile
+    # (q_i = α_N·⌈γ_i/α_N⌉, α_N = max γ / N; the weights rescaled by γ_i/q_i ≤ 1). None: FP scales
+    scale_levels: int | None = None
 
     WHERE: ClassVar[str] = "crossbar configuration"
     CONSTRAINTS: ClassVar[dict] = {
@@ -53,6 +56,7 @@ class CrossbarConfig(Constrained):
         "on_off_ratio": OrNone(Interval(1.0, None, "neither")),
         "input_percentile": Interval(0.0, 100.0, "right"), "output_percentile": Interval(0.0, 100.0, "right"),
         "device_noise": Flag(), "drift_compensation": Flag(), "bit_serial": Flag(),
+        "scale_levels": OrNone(Interval(1, 1 << 16, integer=True)),
     }
 
     def __post_init__(self) -> None:

@@ -50,6 +50,9 @@ class AnalogLayer(nn.Module):
         self.in_tiles = self._input_tiles()
         self.out_tiles = self._chunks(weight.shape[0], config.tile_cols)
         self.alpha = 1.0
+        # outputs whose devices are "PCM-noise-exempt" (seed 000, B.4): read at their ideal
+        # conductance (no programming noise, drift or 1/f noise); the periphery still applies
+        self.register_buffer("exempt", torch.zeros(weight.shape[0], dtype=torch.bool))
         self.generator: torch.Generator | None = None
         self._w: list[tuple[torch.Tensor, ...]] = []  # per input tile: effective normalised weights
         self._scale: list[torch.Tensor] = []  # per input tile: digital output scale per output
@@ -92,10 +95,25 @@ class AnalogLayer(nn.Module):
 
     # -- programming and time -----------------------------------------------------------------
     def _normalised(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output scale, weights / scale in [−1, 1]) of input tile ``k`` (learned scales clip)."""
+        """(output scale, weights / scale in [−1, 1]) of input tile ``k`` (learned scales clip);
+        with ``scale_levels`` N the scales are N integers × one per tile (seed 000, Eq. 1)."""
         wk = self._tile_weight(k)
         s = self._scales(wk)
-        return s, (wk / s.reshape((-1,) + (1,) * (wk.dim() - 1))).clamp(-1, 1)
+        shape = (-1,) + (1,) * (wk.dim() - 1)
+        wn = (wk / s.reshape(shape)).clamp(-1, 1)
+        if self.config.scale_levels:
+            q = self._integer_scales(s, self.config.scale_levels)
+            return q, wn * (s / q).reshape(shape)  # conductances corrected by γ/q ≤ 1
+        return s, wn
+
+    def _integer_scales(self, gamma: torch.Tensor, n: int) -> torch.Tensor:
+        """q_i = α_N·⌈γ_i/α_N⌉ with α_N = max_k γ_k / N over each output tile (seed 000, Eq. 1): at
+        most N distinct values, q_i ≥ γ_i so no conductance exceeds g_max; N = 1 is the tile scale."""
+        q = torch.empty_like(gamma)
+        for t in self.out_tiles:
+            alpha = gamma[t].max() / n
+            q[t] = alpha * torch.ceil(gamma[t] / alpha - 1e-9)
+        return q
 
     def set_ideal(self) -> None:
         """Effective weights = the digital weights (no devices)."""
@@ -122,7 +140,7 @@ class AnalogLayer(nn.Module):
             gm = g_min_us + span * (-wn).clamp_min(0)
             nup, num = native.drift_coefficients(gp), native.drift_coefficients(gm)
             self._prog.append((native.program(gp, nup), nup, native.program(gm, num), num))
-        self._span = g_max - g_min_us
+        self._span, self._g_min = g_max - g_min_us, g_min_us
         # drift compensation (seed 001): the summed current of all columns for a constant input
         # is Σ G over the devices; its value at t0 is the reference
         self._ref = None
@@ -134,8 +152,10 @@ class AnalogLayer(nn.Module):
         """Effective weights at ``age_s`` after programming (drift and accumulated 1/f noise)."""
         self._w = []
         self._current = 0.0
-        for gp, nup, gm, num in self._prog:
+        for k, (gp, nup, gm, num) in enumerate(self._prog):
             gp_t, gm_t = native.at_time(gp, nup, age_s), native.at_time(gm, num, age_s)
+            if self.exempt.any():
+                gp_t, gm_t = self._exempt_ideal(k, gp_t, gm_t)
             self._current += float(gp_t.sum() + gm_t.sum())
             if self._two:
                 self._w.append((gp_t / self._span, gm_t / self._span))
@@ -144,6 +164,14 @@ class AnalogLayer(nn.Module):
         self.alpha = 1.0
         if self.config.drift_compensation and self._ref is not None:
             self.alpha = self._ref / max(self._current, 1e-30)
+
+    def _exempt_ideal(self, k: int, gp_t: torch.Tensor, gm_t: torch.Tensor):
+        """The exempt outputs' devices at their target conductances (seed 000, B.4)."""
+        _, wn = self._normalised(k)
+        mask = self.exempt.reshape((-1,) + (1,) * (wn.dim() - 1))
+        ideal_p = self._g_min + self._span * wn.clamp_min(0)
+        ideal_m = self._g_min + self._span * (-wn).clamp_min(0)
+        return torch.where(mask, ideal_p, gp_t), torch.where(mask, ideal_m, gm_t)
 
     # -- forward ------------------------------------------------------------------------------
     def _mvm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
