@@ -156,7 +156,11 @@ class AnalogLayer(nn.Module):
             gp_t, gm_t = native.at_time(gp, nup, age_s), native.at_time(gm, num, age_s)
             if self.exempt.any():
                 gp_t, gm_t = self._exempt_ideal(k, gp_t, gm_t)
-            self._current += float(gp_t.sum() + gm_t.sum())
+                # drift compensation measures (and corrects) the drifting devices only
+                keep = ~self.exempt.reshape((-1,) + (1,) * (gp_t.dim() - 1))
+                self._current += float((gp_t * keep).sum() + (gm_t * keep).sum())
+            else:
+                self._current += float(gp_t.sum() + gm_t.sum())
             if self._two:
                 self._w.append((gp_t / self._span, gm_t / self._span))
             else:
@@ -164,6 +168,8 @@ class AnalogLayer(nn.Module):
         self.alpha = 1.0
         if self.config.drift_compensation and self._ref is not None:
             self.alpha = self._ref / max(self._current, 1e-30)
+            if self.exempt.any():  # exempt outputs do not drift: not compensated
+                self.alpha = torch.where(self.exempt, 1.0, self.alpha).to(self.weight.dtype)
 
     def _exempt_ideal(self, k: int, gp_t: torch.Tensor, gm_t: torch.Tensor):
         """The exempt outputs' devices at their target conductances (seed 000, B.4)."""
