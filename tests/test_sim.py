@@ -254,3 +254,29 @@ def test_integer_output_scales_and_noise_exempt_columns(published_pcm_card):
     marked = torch.cat([m.exempt for m in noisy.layers])
     assert half == int(marked.sum()) == round(0.5 * flat.numel())
     assert flat[marked].min() >= flat[~marked].max()  # the largest mean |gradient| are exempt
+
+
+@pytest.mark.parametrize("layer, phrase", [
+    (nn.Conv2d(8, 8, 3, groups=8), "layer 1 is a depthwise convolution (groups=8)"),
+    (nn.Conv2d(8, 8, 3, groups=2), "layer 1 is a grouped convolution (groups=2)"),
+])
+def test_layers_without_an_analog_counterpart_are_refused_by_name(layer, phrase):
+    import re
+
+    from devmodel.errors import DevmodelError
+
+    with pytest.raises(DevmodelError, match=re.escape(phrase)):
+        convert(nn.Sequential(nn.Conv2d(3, 8, 3), layer), None)
+
+
+def test_a_recurrent_layer_is_refused_by_name():
+    from devmodel.errors import DevmodelError
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, batch_first=True)
+            self.head = nn.Linear(16, 4)
+
+    with pytest.raises(DevmodelError, match=r"layer lstm \(LSTM\) has weights but no analog counterpart"):
+        convert(Tagger(), None)

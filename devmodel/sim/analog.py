@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from devmodel.errors import DevmodelError
 from devmodel.model.card import DeviceModel
 from devmodel.model.noise import NativeNoiseModel
 from devmodel.sim.config import CrossbarConfig
@@ -135,8 +136,12 @@ class AnalogNet(nn.Module):
 
 def convert(net: nn.Module, card: DeviceModel | None, config: CrossbarConfig | None = None,
             extrapolate: bool = False) -> AnalogNet:
-    """A deep copy of ``net`` with its Linear and Conv2d layers on analog tiles."""
+    """A deep copy of ``net`` with its Linear and Conv2d layers on analog tiles; a layer that holds
+    weights but has no analog counterpart here (a grouped or depthwise convolution — MobileNet, seed
+    004 — a recurrent layer — LSTM, seed 000) is refused in one sentence naming it, rather than left
+    digital unnoticed."""
     config = config or CrossbarConfig()
+    check_convertible(net)
 
     def analog(m: nn.Module) -> AnalogLayer | None:
         if isinstance(m, nn.Linear):
@@ -145,6 +150,24 @@ def convert(net: nn.Module, card: DeviceModel | None, config: CrossbarConfig | N
 
     net = replace_modules(net, analog)
     return AnalogNet(net, card, config, extrapolate)
+
+
+#: Layers with weights that stay unconverted: they would silently run in floating point.
+_NO_ANALOG = (nn.RNNBase, nn.RNNCellBase, nn.Conv1d, nn.Conv3d, nn.ConvTranspose2d, nn.Bilinear,
+              nn.MultiheadAttention, nn.Embedding)
+
+
+def check_convertible(net: nn.Module) -> None:
+    """Refuse, naming the layer, a network with weights that would not run on analog tiles."""
+    for name, m in net.named_modules():
+        if isinstance(m, nn.Conv2d) and m.groups != 1:
+            kind = "depthwise" if m.groups == m.in_channels else "grouped"
+            raise DevmodelError(f"layer {name} is a {kind} convolution (groups={m.groups}): it has no analog "
+                                "counterpart here (each group would be its own small crossbar); replace it "
+                                "with a groups=1 convolution or keep that network digital")
+        if isinstance(m, _NO_ANALOG):
+            raise DevmodelError(f"layer {name} ({type(m).__name__}) has weights but no analog counterpart "
+                                "here: only Linear and Conv2d layers are mapped to crossbars")
 
 
 def replace_modules(net: nn.Module, fn) -> nn.Module:
