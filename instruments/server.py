@@ -317,15 +317,6 @@ class ChipServer:
             self._interest(conn)
 
     # -- execution ------------------------------------------------------------------------------
-    def execute(self, conn: Connection, msg: Message) -> bytes:
-        """Run one program message at once; return its response message (b'' if it has no
-        queries). The serving loop runs messages unit by unit instead (:meth:`_run_one`)."""
-        if msg.error is not None:
-            conn.push_error(*msg.error)
-            return b""
-        replies = [r for r in (self.execute_unit(conn, u) for u in msg.units) if r is not None]
-        return self.respond(conn, msg, b";".join(replies) + b"\n" if replies else b"")
-
     def respond(self, conn: Connection, msg: Message, reply: bytes) -> bytes:
         """The response message that goes out for ``msg`` (a hook: test servers spoil it)."""
         return reply

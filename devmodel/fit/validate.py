@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from devmodel import htmltable as ht
 from devmodel.fit.data import FitData
 from devmodel.fit.session import (
     check_card_matches,
@@ -97,36 +98,55 @@ class ValidationReport:
         return max(gated, key=lambda r: r.ks) if gated else None
 
     def _repr_html_(self) -> str:  # a notebook's summary (docs/notebook.md)
-        return validation_html(self)
+        return _STYLE + validation_html(self)
 
 
-_HEAD = ("level µS", "age s", "n", "KS", "p", "mean G−G<sub>T</sub> meas. µS", "pred. µS",
-         "spread meas. µS", "pred. µS", "")
+_HEADER = ["target µS", "age s", "n", "KS", "p(KS)", "mean meas µS", "mean pred µS", "spread meas µS",
+           "spread pred µS", "verdict"]
+_STYLE = ("<style>table.validation tr.fail{background:#fdd}tr.fail td.mark{color:#a00;font-weight:bold}"
+          "tr.noise{background:#fff6d6}tr.ungated td{color:#888}</style>")
 
 
 def validation_html(r: ValidationReport) -> str:
-    """The validation table as HTML: every comparison, failing rows marked ``class="fail"`` (and
-    "FAIL" in the last column), ungated ones ``class="ungated"``, then the verdict line."""
-    import html
+    """The validation as HTML — the report page's section body and a notebook's summary: every
+    comparison (rows ``class="fail"`` marked "✗ FAIL", "noise" within sampling noise, "ungated"),
+    the global drift factor, and the verdict lines as ``devmodel validate`` prints them."""
+    return "\n".join([
+        f"<p>{ht.esc(r.mode)}. Per level and age, G − G_T of each device: mean and spread (clipped σ), "
+        "measured vs predicted.</p>",
+        ht.table(_HEADER, [_row_html(r, row_) for row_ in r.rows], "validation"),
+        _drift_factor_html(r), _verdict_html(r)])
 
-    cells = []
-    for row in r.rows:
-        fail = r.fails(row)
-        cls = "fail" if fail else ("ungated" if not row.gated else "")
-        mark = "FAIL" if fail else ("" if row.gated else "not gated")
-        vals = (f"{row.g_us:.2f}", f"{row.age_s:g}", f"{row.n}", f"{row.ks:.4f}", f"{row.p_value:.3g}",
-                f"{row.mean_dev_measured_us:.3f}", f"{row.mean_dev_predicted_us:.3f}",
-                f"{row.spread_measured_us:.3f}", f"{row.spread_predicted_us:.3f}", mark)
-        cells.append(f'<tr class="{cls}">' + "".join(f"<td>{html.escape(v)}</td>" for v in vals) + "</tr>")
-    verdict = format_report(r).splitlines()[-1]
-    for line in format_report(r).splitlines():
-        if line.startswith(("PASSED", "FAILED")):
-            verdict = line
-    style = ("<style>table.dm-validation tr.fail td{background:#fdd;font-weight:bold}"
-             "table.dm-validation tr.ungated td{color:#888}</style>")
-    return (f"{style}<p><b>Validation</b>: {html.escape(r.mode)}</p>"
-            '<table class="dm-validation"><thead><tr>' + "".join(f"<th>{h}</th>" for h in _HEAD)
-            + "</tr></thead><tbody>" + "".join(cells) + f"</tbody></table><p>{html.escape(verdict)}</p>")
+
+def _row_html(r: ValidationReport, c: ValidationRow) -> str:
+    if not c.gated:
+        cls, mark = "ungated", "not gated"
+    elif r.fails(c):
+        cls, mark = "fail", "✗ FAIL"
+    else:
+        cls, mark = ("ok", "✓ ok") if c.ks < r.max_ks else ("noise", "within noise")
+    nums = [(c.g_us, ".4g"), (c.age_s, "g"), (c.n, "d"), (c.ks, ".4f"), (c.p_value, ".3g"),
+            (c.mean_dev_measured_us, ".3f"), (c.mean_dev_predicted_us, ".3f"),
+            (c.spread_measured_us, ".3f"), (c.spread_predicted_us, ".3f")]
+    return ht.row([(ht.num(v, f), "num") for v, f in nums] + [(ht.esc(mark), "mark")], cls)
+
+
+def _drift_factor_html(r: ValidationReport) -> str:
+    if not r.drift_factor:
+        return ""
+    rows = [ht.row([(ht.num(a, "g"), "num"), (ht.num(m, ".4f"), "num"), (ht.num(p, ".4f"), "num")])
+            for a, m, p in r.drift_factor]
+    return ("<h3>Global drift factor Σ G(t) / Σ G(t0)</h3>\n"
+            + ht.table(["age s", "measured", "predicted"], rows, "drift-factor"))
+
+
+def _verdict_html(r: ValidationReport) -> str:
+    lines = format_report(r).splitlines()
+    start = next((i for i, line in enumerate(lines)
+                  if line.startswith(("PASSED", "FAILED", "no level had"))), len(lines))
+    cls = "pass" if r.passed and r.worst() is not None else "failed"
+    out = [f'<p class="verdict {cls}">{ht.esc(lines[start])}</p>'] if start < len(lines) else []
+    return "\n".join(out + [f"<p>{ht.esc(line.strip())}</p>" for line in lines[start + 1:]])
 
 
 def validate(card: DeviceModel, session_path, holdout_fraction: float = 0.3, seed: int = 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from devmodel.htmltable import esc, num, row, table
 from devmodel.model.card import DeviceModel
 
 #: A fitted curve fits poorly when the χ² of its residuals against the points' standard errors has
@@ -51,26 +52,36 @@ def fit_warnings(card: DeviceModel) -> list[str]:
     return lines
 
 
-def card_html(card: DeviceModel) -> str:
-    """The card as HTML (a notebook's summary, docs/notebook.md): the header line, a table of the
-    fitted parameters with standard errors, the notes, what the fit left out and its warnings."""
-    import html
+def parameter_table(card: DeviceModel, names) -> str:
+    """The fitted parameters ``names`` (``card.scalars()`` keys) as an HTML table: value, standard
+    error and the 95 % bootstrap interval where fitted with one; more than 30 rows folded."""
+    values, errors = card.scalars(), card.stderrs()
+    boot = (card.fit_quality.get("bootstrap") or {}).get("intervals_95") or {}
+    header = ["parameter", "value", "standard error"] + (["95 % bootstrap"] if boot else [])
+    rows = [row([esc(k), (num(values[k]), "num"), (num(errors.get(k), ".3g"), "num")]
+                + ([(_interval(boot.get(k)), "num")] if boot else [])) for k in names]
+    out = table(header, rows, "parameters")
+    if len(rows) > 30:  # a law's quantiles per level: folded, the page stays readable
+        out = f"<details><summary>{len(rows)} parameters</summary>\n{out}\n</details>"
+    return out
 
+
+def _interval(b) -> str:
+    return f"[{b[0]:.4g}, {b[1]:.4g}]" if b else "—"
+
+
+def card_html(card: DeviceModel) -> str:
+    """The card as HTML (a notebook's summary, docs/notebook.md): its header line, the fitted
+    parameters (value ± standard error) as a table, then the notes, what the fit left out and the
+    fit warnings."""
     lines = format_card(card).splitlines()
-    rows, rest = [], []
-    for line in lines[1:]:
-        parts = line.split()
-        if len(parts) >= 2 and "." in parts[0] and not line.startswith(("warning", "  devices", "  reads")):
-            value = " ".join(parts[1:])
-            rows.append(f"<tr><td>{html.escape(parts[0])}</td><td>{html.escape(value)}</td></tr>")
-        else:
-            rest.append(f"<li>{html.escape(line.strip())}</li>")
+    rest = [*card.notes(), *_left_out(card), *fit_warnings(card)]
     source = card.provenance.get("source")
     if source:
-        rest.append(f"<li>source: {html.escape(str(source))}</li>")
-    return (f"<p><b>{html.escape(lines[0])}</b></p><table><thead><tr><th>parameter</th>"
-            "<th>value ± standard error</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-            + (f"<ul>{''.join(rest)}</ul>" if rest else ""))
+        rest.append(f"source: {source}")
+    items = "".join(f"<li>{esc(line.strip())}</li>" for line in rest)
+    return (f"<p><b>{esc(lines[0])}</b> — fitted parameters, value ± standard error:</p>"
+            + parameter_table(card, list(card.scalars())) + (f"<ul>{items}</ul>" if items else ""))
 
 
 def _left_out(card: DeviceModel) -> list[str]:

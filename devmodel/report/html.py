@@ -9,18 +9,21 @@ the fit left out and why."""
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from devmodel import __version__
-from devmodel.fit.validate import ValidationReport, ValidationRow, format_report
+from devmodel.fit.validate import ValidationReport, validation_html
+from devmodel.htmltable import esc as _e
+from devmodel.htmltable import num as _num
+from devmodel.htmltable import row as _row
+from devmodel.htmltable import table as _table
 from devmodel.model.card import DeviceModel
-from devmodel.model.summary import POOR_FIT_P, fit_warnings, poor_fits
+from devmodel.model.summary import POOR_FIT_P, fit_warnings, parameter_table, poor_fits
 from devmodel.report.summary import SessionInfo, summarize
 from devmodel.store.reader import Session
 
@@ -57,35 +60,6 @@ def page(card: DeviceModel, session: Session, figures: Sequence[Figure], validat
 
 
 # -- small helpers --------------------------------------------------------------------------------
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value, fmt: str = ".6g") -> str:
-    """A number as text; None or NaN as a dash."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "—"
-    return format(int(value), fmt) if fmt == "d" else format(value, fmt)
-
-
-def _row(cells: Iterable[str], cls: str = "", head: bool = False) -> str:
-    """One table row of already escaped cells; a cell given as (text, class) gets that class."""
-    tag = "th" if head else "td"
-    out = []
-    for c in cells:
-        text, c_cls = c if isinstance(c, tuple) else (c, "")
-        out.append(f'<{tag} class="{c_cls}">{text}</{tag}>' if c_cls else f"<{tag}>{text}</{tag}>")
-    attr = f' class="{cls}"' if cls else ""
-    return f"<tr{attr}>{''.join(out)}</tr>"
-
-
-def _table(header: Sequence[str] | None, rows: Sequence[str], cls: str = "") -> str:
-    """A table of already built rows under a header row (None: none)."""
-    attr = f' class="{cls}"' if cls else ""
-    head = f"<thead>{_row(map(_e, header), head=True)}</thead>\n" if header else ""
-    return f"<table{attr}>\n{head}<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
-
-
 def _anchor(name: str) -> str:
     return "fig-" + re.sub(r"[^A-Za-z0-9_-]", "-", Path(name).stem)
 
@@ -236,21 +210,7 @@ def _curve_row(label: str, q: dict) -> str:
 
 
 def _parameters(card, names: Sequence[str], title: str = "Fitted parameters") -> str:
-    if not names:
-        return ""
-    values, errors = card.scalars(), card.stderrs()
-    boot = (card.fit_quality.get("bootstrap") or {}).get("intervals_95") or {}
-    header = ["parameter", "value", "standard error"] + (["95 % bootstrap"] if boot else [])
-    rows = [_row([_e(k), (_num(values[k]), "num"), (_num(errors.get(k), ".3g"), "num")]
-                 + ([(_interval(boot.get(k)), "num")] if boot else [])) for k in names]
-    table = _table(header, rows, "parameters")
-    if len(rows) > 30:  # a law's quantiles per level: folded, the page stays readable
-        table = f"<details><summary>{len(rows)} parameters</summary>\n{table}\n</details>"
-    return f"<h3>{_e(title)}</h3>\n{table}"
-
-
-def _interval(b) -> str:
-    return f"[{b[0]:.4g}, {b[1]:.4g}]" if b else "—"
+    return f"<h3>{_e(title)}</h3>\n{parameter_table(card, names)}" if names else ""
 
 
 def _other_parameters(card, figures) -> str:
@@ -265,55 +225,11 @@ def _other_parameters(card, figures) -> str:
 
 
 # -- validation -----------------------------------------------------------------------------------
-VALIDATION_HEADER = ["target µS", "age s", "n", "KS", "p(KS)", "mean meas µS", "mean pred µS",
-                     "spread meas µS", "spread pred µS", "verdict"]
-
-
 def _validation(report: ValidationReport | None) -> str:
     head = '<section class="validation" id="validation">\n<h2>Validation</h2>'
     if report is None:
         return f"{head}\n<p>Not run for this report (devmodel report --no-validation).</p>\n</section>"
-    return "\n".join([
-        head, f"<p>{_e(report.mode)}. Per level and age, G − G_T of each device: mean and spread "
-              "(clipped σ), measured vs predicted.</p>",
-        _table(VALIDATION_HEADER, [_validation_row(report, r) for r in report.rows], "validation"),
-        _drift_factor(report), _verdict_lines(report), "</section>"])
-
-
-def _row_verdict(report: ValidationReport, r: ValidationRow) -> tuple[str, str]:
-    """(class, visible mark) of one comparison."""
-    if not r.gated:
-        return "ungated", "not gated"
-    if report.fails(r):
-        return "fail", "✗ FAIL"
-    return ("ok", "✓ ok") if r.ks < report.max_ks else ("noise", "within noise")
-
-
-def _validation_row(report: ValidationReport, r: ValidationRow) -> str:
-    cls, mark = _row_verdict(report, r)
-    nums = [(r.g_us, ".4g"), (r.age_s, "g"), (r.n, "d"), (r.ks, ".4f"), (r.p_value, ".3g"),
-            (r.mean_dev_measured_us, ".3f"), (r.mean_dev_predicted_us, ".3f"),
-            (r.spread_measured_us, ".3f"), (r.spread_predicted_us, ".3f")]
-    return _row([(_num(v, f), "num") for v, f in nums] + [(_e(mark), "mark")], cls)
-
-
-def _drift_factor(report: ValidationReport) -> str:
-    if not report.drift_factor:
-        return ""
-    rows = [_row([(_num(a, "g"), "num"), (_num(m, ".4f"), "num"), (_num(p, ".4f"), "num")])
-            for a, m, p in report.drift_factor]
-    return ("<h3>Global drift factor Σ G(t) / Σ G(t0)</h3>\n"
-            + _table(["age s", "measured", "predicted"], rows, "drift-factor"))
-
-
-def _verdict_lines(report: ValidationReport) -> str:
-    """The verdict as ``devmodel validate`` prints it (the lines after its tables)."""
-    lines = format_report(report).splitlines()
-    start = next((i for i, line in enumerate(lines)
-                  if line.startswith(("PASSED", "FAILED", "no level had"))), len(lines))
-    cls = "pass" if report.passed and report.worst() is not None else "failed"
-    out = [f'<p class="verdict {cls}">{_e(lines[start])}</p>'] if start < len(lines) else []
-    return "\n".join(out + [f"<p>{_e(line.strip())}</p>" for line in lines[start + 1:]])
+    return "\n".join([head, validation_html(report), "</section>"])
 
 
 # -- what the fit left out ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import re
 import tempfile
@@ -132,20 +133,14 @@ def _readable_by_others(tmp: Path) -> None:
 def _remove_stale(path: Path) -> None:
     """Temporary files of this target left by writers that were killed (their PID is gone)."""
     with contextlib.suppress(OSError):
-        for p in path.parent.glob(f".{glob_escape(path.name)}.*{_SUFFIX}"):
+        for p in path.parent.glob(f".{glob.escape(path.name)}.*{_SUFFIX}"):
             parts = p.name[len(path.name) + 2:].split(".")
             if parts and parts[0].isdigit() and not _alive(int(parts[0])) and not p.is_symlink():
                 with contextlib.suppress(OSError):
                     p.unlink()
 
 
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
-
-
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
