@@ -39,7 +39,19 @@ from devmodel.train.registry import METHODS
 @click.option("--scales", type=click.Choice(["column", "tile", "learned"]), default="column",
               show_default=True, help="Digital output scales: abs-max per column or per tile, or the "
               "ones a hardware-aware training learned (a --network saved by train-hwa --method device-000).")
-@click.option("--no-drift-compensation", is_flag=True, help="Turn global drift compensation off.")
+@click.option("--input-range", type=click.Choice(["calibrated", "learned"]), default="calibrated",
+              show_default=True, help="Static input ranges: calibrated on the training data, or the "
+              "ones a hardware-aware training learned (a --network saved by train-hwa --method device-000).")
+@click.option("--drift-compensation/--no-drift-compensation", default=None,
+              help="Global drift compensation (seed 001). Default: on for a technology that drifts on "
+              "average (PCM, CMO), off for ReRAM (seed 000, B.2).")
+@click.option("--read-noise", type=click.Choice(["card", "constant"]), default="card", show_default=True,
+              help="Short-term read noise at every matrix-vector product: each device's own from the "
+              "card (its 1/f law faster than 1/--read-window, and white noise) or the seed's constant "
+              "w_noise 0.0175 of --crossbar standard.")
+@click.option("--read-window", type=Finite(1e-9, 1e10), default=1.0, show_default=True,
+              help="τ (s): the 1/f fluctuations faster than 1/τ are re-drawn at every read, the slower "
+              "ones are frozen at each inference time (--read-noise card).")
 @click.option("--bit-serial", is_flag=True,
               help="Read each input bit separately with its own read noise (seed 004; needs the "
               "DAC of --crossbar standard); prints the reads per matrix-vector product.")
@@ -60,8 +72,9 @@ from devmodel.train.registry import METHODS
               help="Save accuracy vs time as a PNG.")
 @click.option("--quiet", is_flag=True)
 @one_line
-def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compensation, bit_serial,
-             extrapolate, scale_levels, exempt_fraction, energy, epochs, seed, plot, quiet) -> None:
+def evaluate(card, network, times_text, trials, crossbar, scales, input_range, drift_compensation,
+             read_noise, read_window, bit_serial, extrapolate, scale_levels, exempt_fraction, energy,
+             epochs, seed, plot, quiet) -> None:
     """Accuracy of a network programmed onto the characterised chip, over time (mean ± SEM)."""
     from tqdm import tqdm
 
@@ -73,8 +86,10 @@ def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compe
     times_s = times(times_text)
     cfg = {"standard": CrossbarConfig.standard(), "ideal-periphery": CrossbarConfig(),
            "ideal": CrossbarConfig.ideal()}[crossbar]
-    cfg = cfg.with_(scales=scales, drift_compensation=cfg.drift_compensation
-                    and not no_drift_compensation, scale_levels=scale_levels)
+    cfg = cfg.with_(scales=scales, input_range=input_range, scale_levels=scale_levels,
+                    read_window_s=read_window, read_noise=read_noise if cfg.device_noise else "constant")
+    if drift_compensation is not None:
+        cfg = cfg.with_(drift_compensation=drift_compensation)
     if bit_serial:
         if not cfg.dac_bits:
             raise DevmodelError(f"--bit-serial needs an input DAC; --crossbar {crossbar} has none "
@@ -100,7 +115,8 @@ def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compe
         bar.close()
     mean, err = acc.mean(0), sem(acc)
     click.echo(f"network {network} on {card} ({model.technology}), crossbar {crossbar}, "
-               f"{scales} scales, drift compensation {'on' if cfg.drift_compensation else 'off'}, "
+               f"{scales} scales, drift compensation {'on' if anet.drift_compensation else 'off'}, "
+               f"read noise {_read_noise_text(cfg)}, "
                f"{trials} trials; floating point {100 * fp:.2f} %")
     if bit_serial:
         click.echo(f"bit-serial inputs: {anet.layers[0].reads_per_mvm} reads per matrix-vector product, "
@@ -115,6 +131,12 @@ def evaluate(card, network, times_text, trials, crossbar, scales, no_drift_compe
         click.echo(f"  {t:12g}   {100 * m:10.2f}   {100 * e:6.2f}" + ("  *" if o else ""))
     if plot:
         _plot(plot, times_s, mean, err, fp)
+
+
+def _read_noise_text(cfg) -> str:
+    if cfg.read_noise == "card":
+        return f"from the card (1/f faster than 1/{cfg.read_window_s:g} s)"
+    return f"constant w_noise {cfg.w_noise:g}" if cfg.w_noise else "none"
 
 
 def _plot(path: str, times_s, mean, err, fp: float) -> None:

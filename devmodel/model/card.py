@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jsonschema
 import numpy as np
@@ -68,6 +68,9 @@ class DeviceModel:
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
 
+    #: Whether the technology's conductances drift on average, so that global drift compensation
+    #: has something to correct (PCM: yes; ReRAM: seed 000 expects no mean drift and uses none)
+    MEAN_DRIFT: ClassVar[bool] = True
 
     def __new__(cls, *args, **kwargs):
         # DeviceModel(technology="pcm", …) builds the technology's card class (as pathlib.Path does)

@@ -20,6 +20,7 @@ of the summed outputs for a fixed calibration input at t0 and at t.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -72,6 +73,10 @@ class NativeNoiseModel:
     card: DeviceModel
     generator: torch.Generator | None = None
     extrapolate: bool = False
+    #: τ (s): with it set, the 1/f fluctuations faster than 1/τ are re-drawn at every read
+    #: (``short_term_std_us``) and left out of the noise ``at_time`` accumulates, so the two add up
+    #: to the card's total (docs/physics.md, "Short-term read noise at the inference read")
+    short_term_window_s: float | None = None
 
     def __new__(cls, *args, **kwargs):
         # NativeNoiseModel(card, …) builds the card's technology's class
@@ -119,6 +124,24 @@ class NativeNoiseModel:
         """One read: the short-term (white) read noise, re-drawn at every read."""
         w = self.card.white_read_noise_us
         return g_us + w * self._randn(g_us) if w else g_us
+
+    def short_term_std_us(self, g_us: torch.Tensor) -> torch.Tensor:
+        """Per-device standard deviation of the noise re-drawn at every read of conductance ``g_us``:
+        the card's white read noise here; a technology with a 1/f law adds the part of it faster
+        than 1/``short_term_window_s``."""
+        return torch.full_like(g_us, self.card.white_read_noise_us)
+
+    def accumulated_log(self, t_s: float, t_read_s: float) -> float:
+        """The variance factor of the 1/f noise accumulated from programming to ``t_s``,
+        ln((t + t_read)/(2 t_read)), less the short-term part ln(τ/(2 t_read)) when a window τ is set
+        (never below 0)."""
+        full = math.log((t_s + t_read_s) / (2 * t_read_s))
+        return max(full - self.short_term_log(t_read_s), 0.0)
+
+    def short_term_log(self, t_read_s: float) -> float:
+        """ln(τ/(2 t_read)): the variance factor of the 1/f noise within one short-term window."""
+        tau = self.short_term_window_s
+        return max(math.log(tau / (2 * t_read_s)), 0.0) if tau else 0.0
 
     def weights_to_conductances(self, weights: torch.Tensor, per_channel: bool = True):
         """(G⁺, G⁻, scale): weights on a differential pair in [0, g_max], the unused device at 0;

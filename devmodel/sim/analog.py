@@ -62,7 +62,10 @@ class AnalogNet(nn.Module):
         would otherwise clip most outputs of a wide layer). Uses the devices' current state: call
         it after ``program`` (and ``set_time(0)``) to calibrate on the programmed chip, as a lab
         would, or before programming for the ideal weights. The recording pass runs with the
-        periphery off (the ranges being set must not clip what later layers see)."""
+        periphery off (the ranges being set must not clip what later layers see). Learned input
+        ranges (``input_range="learned"``) are kept: nothing to do."""
+        if self.config.input_range == "learned":
+            return
         seen: dict[AnalogLayer, list[torch.Tensor]] = {m: [] for m in self.layers}
         hooks = [m.register_forward_pre_hook(lambda m, a: seen[m].append(a[0].detach()))
                  for m in self.layers]
@@ -114,10 +117,12 @@ class AnalogNet(nn.Module):
                 m.set_ideal()
             return
         self.native = self.card.noise_model(gen, self.extrapolate)
+        if self.config.read_noise == "card":  # the fast 1/f part is drawn at every read instead
+            self.native.short_term_window_s = self.config.read_window_s
         # the lowest conductance used: the device window's floor, raised by a finite on/off ratio
         g_min = max(self.card.g_min_us,
                     self.card.g_max_us / self.config.on_off_ratio if self.config.on_off_ratio else 0.0)
-        t0_age = self._age(0.0) if self.config.drift_compensation else None
+        t0_age = self._age(0.0) if self.drift_compensation else None
         for m in self.layers:
             m.program(self.native, g_min, t0_age)
 
@@ -129,6 +134,13 @@ class AnalogNet(nn.Module):
         age = self._age(t_s)
         for m in self.layers:
             m.set_time(self.native, age)
+
+    @property
+    def drift_compensation(self) -> bool:
+        """The configured global drift compensation, or (None) the card technology's default."""
+        if self.config.drift_compensation is None:
+            return self.card is not None and type(self.card).MEAN_DRIFT
+        return self.config.drift_compensation
 
     def _age(self, t_s: float) -> float:
         return self.card.inference_age_s(t_s)

@@ -4,7 +4,8 @@
 on); ``CrossbarConfig.ideal()`` turns the device noise off too (analog equals digital inference);
 ``CrossbarConfig.standard()`` is the seed's "standard" AIMC crossbar (000 Supplementary Table 1):
 8-bit DAC and ADC, output noise 0.04, output bound 10, 512×512 tiles, column-wise digital output
-scales, short-term weight noise 0.0175, global drift compensation.
+scales, short-term weight noise 0.0175, global drift compensation for a technology that drifts
+on average (none for ReRAM, seed 000 B.2).
 
 Units are the normalised ones of the seed: inputs divided by the layer's static input range (so in
 [−1, 1]), weights by g_max × output scale (so in [−1, 1]); ``out_bound`` 10 means ten fully-on inputs
@@ -32,16 +33,26 @@ class CrossbarConfig(Constrained):
     adc_bits: int | None = None  # output quantisation over ±out_bound
     out_bound: float | None = None  # output clipping
     out_noise: float = 0.0  # output-referred Gaussian noise, per output per MVM
-    w_noise: float = 0.0  # short-term weight noise, re-drawn at every MVM
+    w_noise: float = 0.0  # short-term weight noise, re-drawn at every MVM (read_noise="constant")
+    # "constant": w_noise per weight (seed 000's tuned constant); "card": each device's own short-term
+    # noise from the card (its 1/f law faster than 1/read_window_s and its white noise), at its
+    # conductance at the read (docs/analog-inference.md, "Short-term read noise")
+    read_noise: str = "constant"
+    read_window_s: float = 1.0  # τ: 1/f fluctuations faster than 1/τ are re-drawn at every MVM
     # "column": a digital scale per output and tile (abs-max); "tile": one per tile; "learned": the
     # per-output scales a hardware-aware training learned (seed 000), weights beyond them clipped
     scales: str = "column"
     differential: str = "pair"  # "pair": G⁺ − G⁻ summed in one column; "two_columns": digitised apart
     on_off_ratio: float | None = None  # g_min = g_max / ratio on both devices (None: g_min = 0)
+    # "calibrated": each layer's static input range from calibration data (below); "learned": the
+    # ranges a hardware-aware training learned (seed 000; the digital module's `in_range`)
+    input_range: str = "calibrated"
     input_percentile: float = 99.99  # static input range from calibration data
     output_percentile: float = 99.9  # ... enlarged until this percentile of |y| fits out_bound
     device_noise: bool = True  # programming noise, drift and 1/f noise from the card
-    drift_compensation: bool = False  # global drift compensation per layer (seed 001)
+    # global drift compensation per layer (seed 001); None: where the card's technology drifts on
+    # average (PCM, CMO; not ReRAM, as seed 000 B.2)
+    drift_compensation: bool | None = False
     bit_serial: bool = False  # seed 004: each input bit read separately (needs dac_bits)
     # seed 000, B.3.1 (Eq. 1): the output scales of a tile as N integers times one FP scale per tile
     # (q_i = α_N·⌈γ_i/α_N⌉, α_N = max γ / N; the weights rescaled by γ_i/q_i ≤ 1). None: FP scales
@@ -51,11 +62,13 @@ class CrossbarConfig(Constrained):
     CONSTRAINTS: ClassVar[dict] = {
         "tile_rows": _SIZE, "tile_cols": _SIZE, "dac_bits": _BITS, "adc_bits": _BITS,
         "out_bound": OrNone(Interval(0.0, None, "neither")), "out_noise": Interval(0.0, None),
-        "w_noise": Interval(0.0, None), "scales": OneOf(("column", "tile", "learned")),
+        "w_noise": Interval(0.0, None), "read_noise": OneOf(("constant", "card")),
+        "read_window_s": Interval(0.0, 1e10, "neither"), "scales": OneOf(("column", "tile", "learned")),
         "differential": OneOf(("pair", "two_columns")),
+        "input_range": OneOf(("calibrated", "learned")),
         "on_off_ratio": OrNone(Interval(1.0, None, "neither")),
         "input_percentile": Interval(0.0, 100.0, "right"), "output_percentile": Interval(0.0, 100.0, "right"),
-        "device_noise": Flag(), "drift_compensation": Flag(), "bit_serial": Flag(),
+        "device_noise": Flag(), "drift_compensation": OrNone(Flag()), "bit_serial": Flag(),
         "scale_levels": OrNone(Interval(1, 1 << 16, integer=True)),
     }
 
@@ -76,7 +89,7 @@ class CrossbarConfig(Constrained):
         """The seed's standard AIMC crossbar model (000, Supplementary Table 1)."""
         return cls(tile_rows=512, tile_cols=512, dac_bits=8, adc_bits=8, out_bound=10.0,
                    out_noise=0.04, w_noise=0.0175, scales="column", device_noise=True,
-                   drift_compensation=True)
+                   drift_compensation=None)
 
     def with_(self, **changes) -> CrossbarConfig:
         return replace(self, **changes)

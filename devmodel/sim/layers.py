@@ -38,12 +38,18 @@ class AnalogLayer(nn.Module):
     """Common tiling, programming, time and periphery of the analog layers."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, config: CrossbarConfig,
-                 out_scale: torch.Tensor | None = None):
+                 out_scale: torch.Tensor | None = None, in_range: torch.Tensor | None = None):
         super().__init__()
         self.config = config
         self.register_buffer("weight", weight.detach().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.register_buffer("input_range", torch.tensor(1.0, dtype=weight.dtype))
+        if config.input_range == "learned":
+            if in_range is None:
+                raise DevmodelError("input_range='learned' needs the input ranges a hardware-aware "
+                                    "training learned (device-000 networks carry them as `in_range`); "
+                                    f"this {type(self).__name__} has none: use input_range='calibrated'")
+            self.input_range.fill_(float(in_range))
         # per-output scales a training learned (scales="learned"; the digital module's `out_scale`)
         self.register_buffer("out_scale", None if out_scale is None
                              else out_scale.detach().clone().reshape(-1).to(weight.dtype))
@@ -57,6 +63,9 @@ class AnalogLayer(nn.Module):
         self._w: list[tuple[torch.Tensor, ...]] = []  # per input tile: effective normalised weights
         self._scale: list[torch.Tensor] = []  # per input tile: digital output scale per output
         self._prog: list[tuple] = []  # per input tile: programmed state (G⁺, ν⁺, G⁻, ν⁻)
+        # per input tile, with read_noise="card": each device's short-term read-noise variance in
+        # normalised units (G⁺ and G⁻ summed on a pair), aligned with self._w
+        self._var: list[tuple[torch.Tensor, ...]] | None = None
         self._ref = 1.0  # summed current of all devices at a constant read voltage (Σ G) at t0
         self.set_ideal()
 
@@ -123,6 +132,7 @@ class AnalogLayer(nn.Module):
             self._scale.append(s)
             self._w.append((wn.clamp_min(0), (-wn).clamp_min(0)) if self._two else (wn,))
         self.alpha = 1.0
+        self._var = None
 
     @property
     def _two(self) -> bool:
@@ -151,6 +161,7 @@ class AnalogLayer(nn.Module):
     def set_time(self, native, age_s: float) -> None:
         """Effective weights at ``age_s`` after programming (drift and accumulated 1/f noise)."""
         self._w = []
+        self._var = [] if self.config.read_noise == "card" else None
         self._current = 0.0
         for k, (gp, nup, gm, num) in enumerate(self._prog):
             gp_t, gm_t = native.at_time(gp, nup, age_s), native.at_time(gm, num, age_s)
@@ -165,11 +176,24 @@ class AnalogLayer(nn.Module):
                 self._w.append((gp_t / self._span, gm_t / self._span))
             else:
                 self._w.append(((gp_t - gm_t) / self._span,))
+            if self._var is not None:
+                self._var.append(self._read_variance(native, gp_t, gm_t))
         self.alpha = 1.0
-        if self.config.drift_compensation and self._ref is not None:
+        if self._ref is not None:  # programmed with a reference: compensation on
             self.alpha = self._ref / max(self._current, 1e-30)
             if self.exempt.any():  # exempt outputs do not drift: not compensated
                 self.alpha = torch.where(self.exempt, 1.0, self.alpha).to(self.weight.dtype)
+
+    def _read_variance(self, native, gp_t: torch.Tensor, gm_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each device's short-term read-noise variance from the card, in normalised units: the
+        currents of G⁺ and G⁻ add, so their variances add on a pair; exempt outputs read noise-free
+        (seed 000, B.4)."""
+        vp = (native.short_term_std_us(gp_t) / self._span).square_()
+        vm = (native.short_term_std_us(gm_t) / self._span).square_()
+        if self.exempt.any():
+            keep = ~self.exempt.reshape((-1,) + (1,) * (vp.dim() - 1))
+            vp, vm = vp * keep, vm * keep
+        return (vp, vm) if self._two else (vp.add_(vm),)
 
     def _exempt_ideal(self, k: int, gp_t: torch.Tensor, gm_t: torch.Tensor):
         """The exempt outputs' devices at their target conductances (seed 000, B.4)."""
@@ -187,16 +211,24 @@ class AnalogLayer(nn.Module):
         """Σ over each output's inputs of ``x_sq`` (given x², this is the weight-noise norm)."""
         raise NotImplementedError
 
-    def _periphery(self, y: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _weight_variance(self, x_sq: torch.Tensor, w: torch.Tensor, var: torch.Tensor | None):
+        """Output variance from the short-term weight noise for inputs² ``x_sq``: Σ_j x_j²·σ_ij² with
+        each device's σ from the card (read_noise="card"), or w_noise²·Σ_j x_j²; None when there is
+        none."""
+        c = self.config
+        if c.read_noise == "card":
+            return None if var is None else self._mvm(x_sq, var).clamp_min_(0)
+        return self._sum_inputs(x_sq, w).clamp_min(0) * c.w_noise**2 if c.w_noise else None
+
+    def _periphery(self, y: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
+                   var: torch.Tensor | None = None) -> torch.Tensor:
         """Noise, output clipping and ADC on one tile's outputs (differentiable path). Weight noise
         and output noise are independent Gaussians: one draw with their summed variance
-        w²·Σx² + o² serves both."""
+        Σx²σ² + o² serves both."""
         c = self.config
-        if c.w_noise or c.out_noise:
-            std = c.out_noise
-            if c.w_noise:
-                std = (self._sum_inputs(x * x, w).clamp_min(0) * c.w_noise**2
-                       + c.out_noise**2).sqrt()
+        w_var = self._weight_variance(x * x, w, var)
+        if w_var is not None or c.out_noise:
+            std = c.out_noise if w_var is None else (w_var + c.out_noise**2).sqrt()
             noise = torch.empty_like(y).normal_(generator=self.generator)
             y = y + noise * std
         if c.out_bound is not None:
@@ -225,14 +257,14 @@ class AnalogLayer(nn.Module):
             xk = quantize((self._tile_input(x, k) / r).clamp(-1.0, 1.0), c.dac_bits, 1.0)
             code = torch.round(xk.detach() * s_in)
             sign, mag = torch.sign(code), code.abs()
-            w = self._w[k]
+            w, var = self._w[k], self._tile_var(k)
             y = 0
             for p in range(c.dac_bits - 1):
                 plane = sign * torch.remainder(torch.floor(mag / 2**p), 2)
                 if not plane.any():
                     continue
-                yp = sum(self._periphery(self._mvm(plane, wi), plane, wi) * (1 if j == 0 else -1)
-                         for j, wi in enumerate(w))
+                yp = sum(self._periphery(self._mvm(plane, wi), plane, wi, vi) * (1 if j == 0 else -1)
+                         for j, (wi, vi) in enumerate(zip(w, var, strict=True)))
                 y = y + yp * (2**p / s_in)
             if torch.is_grad_enabled():  # straight-through: gradients as for the unsplit product
                 lin = sum(self._mvm(xk, wi) * (1 if j == 0 else -1) for j, wi in enumerate(w))
@@ -242,6 +274,15 @@ class AnalogLayer(nn.Module):
         if self.bias is not None:
             out = out + self._bshape(self.bias)
         return out
+
+    @property
+    def _weight_noise(self) -> bool:
+        """Whether any short-term weight noise is drawn at the reads."""
+        return bool(self._var) if self.config.read_noise == "card" else bool(self.config.w_noise)
+
+    def _tile_var(self, k: int) -> tuple:
+        """Input tile ``k``'s device variances (read_noise="card"), or Nones."""
+        return self._var[k] if self._var else (None,) * len(self._w[k])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.bit_serial:
@@ -255,12 +296,12 @@ class AnalogLayer(nn.Module):
             xk = self._tile_input(x, k) / r
             if c.dac_bits:
                 xk = quantize(xk.clamp(-1.0, 1.0), c.dac_bits, 1.0)
-            w = self._w[k]
+            w, var = self._w[k], self._tile_var(k)
             if self._two:
-                y = self._periphery(self._mvm(xk, w[0]), xk, w[0]) - \
-                    self._periphery(self._mvm(xk, w[1]), xk, w[1])
+                y = self._periphery(self._mvm(xk, w[0]), xk, w[0], var[0]) - \
+                    self._periphery(self._mvm(xk, w[1]), xk, w[1], var[1])
             else:
-                y = self._periphery(self._mvm(xk, w[0]), xk, w[0])
+                y = self._periphery(self._mvm(xk, w[0]), xk, w[0], var[0])
             y = y * self._bshape(self._scale[k] * (r * self.alpha))
             out = y if out is None else out + y
         if self.bias is not None:
@@ -282,10 +323,11 @@ class AnalogLayer(nn.Module):
                 xk.clamp_(-s_in, s_in).round_()
             w = self._w[k][0]
             y = self._mvm(xk, w)  # in units of 1/s_in
-            if c.w_noise or c.out_noise:  # in code units: normalised noise × s_in
-                if c.w_noise:
-                    std = self._sum_inputs(xk.square_(), w).clamp_min_(0)
-                    std = std.mul_(c.w_noise**2).add_((c.out_noise * s_in) ** 2).sqrt_()
+            w_var = (self._weight_variance(xk.square_(), w, self._tile_var(k)[0])
+                     if self._weight_noise else None)
+            if w_var is not None or c.out_noise:  # in code units: normalised noise × s_in
+                if w_var is not None:
+                    std = w_var.add_((c.out_noise * s_in) ** 2).sqrt_()
                 else:
                     std = c.out_noise * s_in
                 noise = torch.empty_like(y).normal_(generator=self.generator)
@@ -309,7 +351,8 @@ class AnalogLinear(AnalogLayer):
 
     @classmethod
     def from_digital(cls, m: nn.Linear, config: CrossbarConfig) -> AnalogLinear:
-        return cls(m.weight, m.bias, config, out_scale=getattr(m, "out_scale", None))
+        return cls(m.weight, m.bias, config, out_scale=getattr(m, "out_scale", None),
+                   in_range=getattr(m, "in_range", None))
 
     def _tile_input(self, x, k):
         return x[..., self.in_tiles[k]]
@@ -325,9 +368,10 @@ class AnalogConv2d(AnalogLayer):
     """``nn.Conv2d`` on analog tiles: kernels flattened into crossbar columns, tiles holding whole
     input channels (each tile is a convolution over a channel group)."""
 
-    def __init__(self, weight, bias, config, stride=1, padding=0, dilation=1, out_scale=None):
+    def __init__(self, weight, bias, config, stride=1, padding=0, dilation=1, out_scale=None,
+                 in_range=None):
         self.stride, self.padding, self.dilation = stride, padding, dilation
-        super().__init__(weight, bias, config, out_scale)
+        super().__init__(weight, bias, config, out_scale, in_range)
 
     @classmethod
     def from_digital(cls, m: nn.Conv2d, config: CrossbarConfig) -> AnalogConv2d:
@@ -335,7 +379,7 @@ class AnalogConv2d(AnalogLayer):
             raise DevmodelError(f"analog Conv2d supports groups=1 and zero padding, not groups={m.groups}, "
                                 f"padding_mode={m.padding_mode!r}")
         return cls(m.weight, m.bias, config, m.stride, m.padding, m.dilation,
-                   out_scale=getattr(m, "out_scale", None))
+                   out_scale=getattr(m, "out_scale", None), in_range=getattr(m, "in_range", None))
 
     def _input_tiles(self) -> list[slice]:
         _, c_in, kh, kw = self.weight.shape

@@ -37,6 +37,7 @@ from devmodel.model.card import DeviceModel
 from devmodel.sim.analog import quantile
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.layers import quantize
+from devmodel.train.periphery import add_input_range, periphery_forward
 from devmodel.validation import Constrained, Each, Flag, Interval, OneOf, OrNone
 
 
@@ -144,17 +145,20 @@ class NoiseOptions(MethodOptions):
 @dataclass(frozen=True)
 class DeviceOptions(MethodOptions):
     """device-000: noise_scale (3) × the card's spread at t0, ramped over ramp_batches; drop-connect
-    fraction; steps between remappings to the learned scales."""
+    fraction; steps between remappings to the learned scales; periphery: the training forward runs
+    through the standard crossbar's periphery with learned input ranges (devmodel.train.periphery)."""
 
     noise_scale: float | None = None
     ramp_batches: int = 100
     drop_connect: float = 0.01
     remap_every: int = 50
+    periphery: bool = True
 
     CONSTRAINTS: ClassVar[dict] = {"noise_scale": OrNone(Interval(0.0, 100.0)),
                                    "ramp_batches": Interval(1, None, integer=True),
                                    "drop_connect": Interval(0.0, 1.0, "left"),
-                                   "remap_every": Interval(1, None, integer=True)}
+                                   "remap_every": Interval(1, None, integer=True),
+                                   "periphery": Flag()}
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,9 @@ class HWALayer(nn.Module):
         gamma = getattr(self, "gamma", None)
         if gamma is not None:
             m.register_buffer("out_scale", gamma.detach().abs().clone())
+        r = getattr(self, "in_range", None)
+        if isinstance(r, nn.Parameter):  # a learned input range (CrossbarConfig(input_range="learned"))
+            m.register_buffer("in_range", r.detach().abs().clone())
         return m
 
 
@@ -341,6 +348,7 @@ class DeviceShaped000(Method):
         self._grid = torch.tensor(grid, dtype=torch.float32)
         self._sigma = torch.tensor(spread_at_t0_rel(card, grid), dtype=torch.float32)
         self.scale = 3.0 if self.options.noise_scale is None else self.options.noise_scale
+        self._crossbar = self.eval_config()
 
     def init_layer(self, layer):
         # learned per-column output scales; the weights become normalised codes in [−1, 1]
@@ -349,6 +357,8 @@ class DeviceShaped000(Method):
         layer.gamma = nn.Parameter(scale)
         with torch.no_grad():
             layer.weight.div_(layer._shape(scale))
+        if self.options.periphery:
+            add_input_range(layer)
 
     def clean_weight(self, layer):
         return layer.weight * layer._shape(layer.gamma)
@@ -365,7 +375,14 @@ class DeviceShaped000(Method):
         if self.options.drop_connect:
             keep = torch.rand(w_n.shape, generator=self.gen) >= self.options.drop_connect
             noisy = noisy * keep  # the active device stuck at g_min: the weight reads 0
+        if self.options.periphery:
+            return periphery_forward(layer, x, noisy, layer.gamma, self._crossbar, self.gen)
         return layer.op(x, noisy * layer._shape(layer.gamma), layer.bias)
+
+    def eval_config(self):
+        """The standard crossbar with the learned scales (and input ranges, when learned)."""
+        base = CrossbarConfig.standard().with_(scales="learned")
+        return base.with_(input_range="learned") if self.options.periphery else base
 
     @torch.no_grad()
     def after_step(self, net):

@@ -35,9 +35,16 @@ class CmoNoiseModel(NativeNoiseModel):
         ln_t = math.log(t_s)
         s0, s1 = r.std_coeffs_us
         g = g_prog_us + (r.mean_offset_us + r.mean_slope_us * ln_t) + abs(s0 + s1 * ln_t) * z
-        accumulated = math.sqrt(math.log((t_s + rn.t_read_s) / (2 * rn.t_read_s)))
+        accumulated = math.sqrt(self.accumulated_log(t_s, rn.t_read_s))
         g = g + rn.k * g.clamp_min(1e-12).log10() * accumulated * self._randn(g)
         return g.clamp_min(0.0)
+
+    def short_term_std_us(self, g_us: torch.Tensor) -> torch.Tensor:
+        """K·log10(G)·sqrt(ln(τ/(2 t_read))) with the white read noise in quadrature (the part of the
+        1/f law faster than 1/τ, re-drawn at every read; docs/physics.md)."""
+        rn = self.card.read_noise
+        flicker = rn.k * g_us.clamp_min(1e-12).log10() * math.sqrt(self.short_term_log(rn.t_read_s))
+        return flicker.square_().add_(self.card.white_read_noise_us ** 2).sqrt_()
 
 
 #: The technology's part interface (devmodel.technologies).

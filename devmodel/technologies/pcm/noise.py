@@ -71,7 +71,7 @@ class PcmNoiseModel(NativeNoiseModel):
         self._check_time(t_s)
         rn = self.card.read_noise
         ln_ratio = math.log(t_s / self.card.t0_s)
-        s = math.sqrt(math.log((t_s + rn.t_read_s) / (2 * rn.t_read_s)))
+        s = math.sqrt(self.accumulated_log(t_s, rn.t_read_s))
 
         def kernel(out, gp, nu_c):
             g = nu_c.mul(-ln_ratio).exp_().mul_(gp)  # G_prog·(t/t0)^−ν
@@ -81,6 +81,13 @@ class PcmNoiseModel(NativeNoiseModel):
 
         gp = g_prog_us.contiguous()
         return chunked(kernel, torch.empty_like(gp), gp, nu.expand_as(gp).contiguous())
+
+    def short_term_std_us(self, g_us: torch.Tensor) -> torch.Tensor:
+        """|G|·Q_s(|G|/g_max)·sqrt(ln(τ/(2 t_read))) with the white read noise in quadrature: the
+        1/f power between 1/τ and 1/(2 t_read), re-drawn at every read (docs/physics.md)."""
+        rn = self.card.read_noise
+        flicker = g_us.abs() * self._q_s(g_us) * math.sqrt(self.short_term_log(rn.t_read_s))
+        return flicker.square_().add_(self.card.white_read_noise_us ** 2).sqrt_()
 
     def read_series(self, g_prog_us: torch.Tensor, nu: torch.Tensor,
                     ages_s: torch.Tensor | list[float]) -> torch.Tensor:

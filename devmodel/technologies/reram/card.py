@@ -20,7 +20,7 @@ Times count from programming (the Wan 2022 convention aihwkit uses); conductance
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -128,6 +128,7 @@ class ReramModel(DeviceModel):
     """A ReRAM card: the relaxation law or error snapshots, and read noise (module docstring)."""
 
     technology: str = "reram"
+    MEAN_DRIFT: ClassVar[bool] = False  # seed 000, B.2: no mean drift expected, no compensation
     relaxation: RelaxationLaw | None = None
     snapshots: list[Snapshot] = field(default_factory=list)
     read_noise_us: float | None = None
