@@ -14,7 +14,6 @@ from torch import nn
 from devmodel.errors import DevmodelError
 from devmodel.model.card import DeviceModel
 from devmodel.sim import CrossbarConfig, convert
-from devmodel.sim.layers import AnalogLinear
 from devmodel.train.periphery import INIT_STD_ALPHA, add_input_range, clip_to_learned_range
 
 

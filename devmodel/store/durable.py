@@ -22,10 +22,13 @@ in the file and the state that produced them always agree. A row is *acknowledge
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 import zipfile
 import zlib
@@ -139,6 +142,25 @@ class _Array:
                 ds.id.write_direct_chunk((ci * self.chunk,), b)
         if self.unit is not None:
             ds.attrs["unit"] = self.unit
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold SIGINT/SIGTERM (main thread only) until the block ends, then deliver the first one to
+    the handler that was in place (Ctrl-C: KeyboardInterrupt)."""
+    sigs = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
+    if threading.current_thread() is not threading.main_thread() or not sigs:
+        yield
+        return
+    caught: list[int] = []
+    saved = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 def _apply(f: h5py.File, op: tuple) -> None:
@@ -464,6 +486,12 @@ class DurableSessionWriter:
             parts.clear()
 
     def _commit(self, state: dict[str, np.ndarray] | None, with_rows: bool) -> None:
+        # a Ctrl-C or SIGTERM inside a commit (half swapped, spare closed) would leave nothing to
+        # record the stop with: it is held until the commit is whole, then raised
+        with _interrupts_deferred():
+            self._commit_now(state, with_rows)
+
+    def _commit_now(self, state: dict[str, np.ndarray] | None, with_rows: bool) -> None:
         t = time.perf_counter()
         if state is not None:
             self._seq += 1
