@@ -137,7 +137,7 @@ def test_a_device_id_of_1e15_imports_without_allocating_petabytes(tmp_path):
     assert sorted(read_session(tmp_path / "o.h5").devices["address"]) == [3, 10**15]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(st.one_of(st.sampled_from(["", "1", "-1", "0", "5", "20", "nan", "1e400", "x",
                                                     "2.5", "60", "25", '"', "1e30"]),
                                    st.text(max_size=6)), min_size=1, max_size=6), max_size=8),
@@ -292,7 +292,7 @@ ATTR_EDITS = [("/", "schema_version"), ("/", "technology"), ("/", "g_max_us"), (
               ("ground_truth", "params_json"), ("/", "status")]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(
     st.tuples(st.just("attr"), st.sampled_from(ATTR_EDITS),
               st.one_of(st.integers(-10**12, 10**12), st.floats(), st.text(max_size=6), st.just("{"))),
@@ -358,7 +358,7 @@ ARG_STRATEGIES = {
 }
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(sorted(ARG_STRATEGIES)), st.just(None), min_size=1, max_size=5)
        .flatmap(lambda keys: st.fixed_dictionaries({k: ARG_STRATEGIES[k] for k in keys})))
 def test_random_characterize_arguments(tmp_path_factory, args):
