@@ -53,6 +53,21 @@ def test_presets_in_evaluate_validate_and_export(tmp_path):
                          "--epochs", 2, "--trials", 2, "--times", "1,86400", "--quiet")
     assert code == 0, err
     assert "network digits-mlp-small on published:pcm (pcm)" in out and "86400" in out
+    # seed 000 defaults: PCM compensated, read noise per device from the card's 1/f law
+    assert "drift compensation on" in out
+    assert "read noise from the card per device (1/f faster than 1/1 s and white: 0.374 µS at 0.1 g_max, " \
+           "0.838 µS at g_max)" in out
+    code, out, err = cli("evaluate", "--card", "published:reram", "--network", "digits-mlp-small",
+                         "--epochs", 2, "--trials", 1, "--times", "86400", "--quiet")
+    assert code == 0, err
+    assert "drift compensation off" in out and "read noise from the card per device" in out
+    code, out, err = cli("evaluate", "--card", "published:reram", "--network", "digits-mlp-small",
+                         "--epochs", 2, "--trials", 1, "--times", "86400", "--quiet", "--drift-compensation",
+                         "--read-noise", "constant")
+    assert code == 0 and "drift compensation on" in out and "read noise constant w_noise 0.0175" in out
+    code, _, err = cli("evaluate", "--card", "published:pcm", "--network", "digits-mlp-small",
+                       "--epochs", 2, "--input-range", "learned", "--quiet")
+    assert code == 2 and "input_range='learned' needs the input ranges" in err
     code, out, err = cli("validate", "published:pcm", SESSION, "--quiet")
     assert code in (0, 1) and "card from another source" in out, err
     code, _, err = cli("export", "published:cmo", "--to", "aihwkit", "--out", tmp_path / "m.py")

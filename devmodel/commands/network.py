@@ -116,7 +116,7 @@ def evaluate(card, network, times_text, trials, crossbar, scales, input_range, d
     mean, err = acc.mean(0), sem(acc)
     click.echo(f"network {network} on {card} ({model.technology}), crossbar {crossbar}, "
                f"{scales} scales, drift compensation {'on' if anet.drift_compensation else 'off'}, "
-               f"read noise {_read_noise_text(cfg)}, "
+               f"read noise {_read_noise_text(cfg, model)}, "
                f"{trials} trials; floating point {100 * fp:.2f} %")
     if bit_serial:
         click.echo(f"bit-serial inputs: {anet.layers[0].reads_per_mvm} reads per matrix-vector product, "
@@ -133,9 +133,18 @@ def evaluate(card, network, times_text, trials, crossbar, scales, input_range, d
         _plot(plot, times_s, mean, err, fp)
 
 
-def _read_noise_text(cfg) -> str:
+def _read_noise_text(cfg, model) -> str:
     if cfg.read_noise == "card":
-        return f"from the card (1/f faster than 1/{cfg.read_window_s:g} s)"
+        import torch
+
+        nm = model.noise_model()
+        nm.short_term_window_s = cfg.read_window_s
+        g = torch.tensor([0.1, 1.0], dtype=torch.float64) * model.g_max_us
+        lo, hi = (float(v) for v in nm.short_term_std_us(g))
+        if lo == hi == 0:
+            return "none (the card has no short-term read noise)"
+        return (f"from the card per device (1/f faster than 1/{cfg.read_window_s:g} s and white: "
+                f"{lo:.3g} µS at 0.1 g_max, {hi:.3g} µS at g_max)")
     return f"constant w_noise {cfg.w_noise:g}" if cfg.w_noise else "none"
 
 
