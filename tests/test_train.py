@@ -116,6 +116,20 @@ def test_energy_regulariser_lowers_the_read_energy(mlp, digits_data, pcm_card):
     assert anet.reads_per_inference(digits_data.x_test) == 7 * n_devices
 
 
+def test_energy_regulariser_counts_reads_per_inference_as_the_energy_table(digits_data, pcm_card):
+    """004, Eq. 13: α_t is the number of reads of the cell holding w_t per inference — a convolution
+    reads each kernel once per output position, each bit-serial product 7 times — the same count
+    `evaluate --energy` (devmodel.sim.energy) prints per layer."""
+    from devmodel.sim.energy import network_energy
+
+    cnn = train_fp(build("digits-cnn-small", 0), digits_data, epochs=1, seed=0)
+    res = train_hwa(cnn, pcm_card, "fluct-004", digits_data, TrainOptions(epochs=1))
+    anet = convert(res.net, pcm_card, res.method.eval_config())
+    rows = network_energy(anet, digits_data.x_test[:1])
+    assert res.report["alpha_t"] == [r.array_reads for r in rows]
+    assert res.report["alpha_t"][0] == 7 * 64  # first convolution: 8 × 8 output positions × 7 bits
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bit_serial_lowers_the_output_spread_as_predicted(seed):
     """004: with every input bit read separately, read noise adds per read and the outputs are
@@ -252,3 +266,34 @@ def test_training_knobs_of_the_seeds():
     assert isinstance(TrainOptions().make_optimizer([torch.nn.Parameter(torch.zeros(2))]), torch.optim.Adam)
     with pytest.raises(ConfigError, match="optimizer"):
         TrainOptions(optimizer="rmsprop").check()
+
+
+def test_noise_sweep_grid_figure_and_refusals(tmp_path, digits_data, pcm_card):
+    """Seed 001 Fig. 2 as a command: the η_train × η_inference grid (best η_train per column marked),
+    the figure written; η_inf = 0 is the network's clean accuracy and the weights come back unchanged."""
+    from devmodel.train.sweep import perturbed_accuracy, sweep_noise
+
+    fp = train_fp(build("digits-mlp-small", 0), digits_data, epochs=3, seed=0)
+    clean = accuracy(fp, digits_data.x_test, digits_data.y_test)
+    before = [p.detach().clone() for p in fp.parameters()]
+    assert np.all(perturbed_accuracy(fp, digits_data, 0.0, 3, seed=1) == clean)
+    noisy = perturbed_accuracy(fp, digits_data, 0.3, 5, seed=1)
+    assert noisy.std() > 0 and noisy.mean() < clean
+    assert all(torch.equal(a, b) for a, b in zip(before, fp.parameters(), strict=True))
+    res = sweep_noise(fp, pcm_card, digits_data, [0.0, 0.1], [0.0, 0.1, 0.3], TrainOptions(epochs=1),
+                      training_runs=1, inference_runs=3)
+    assert res.accuracy.shape == (2, 3, 1, 3) and len(res.best_train()) == 3
+    assert res.table().splitlines()[0].split()[-3:] == ["0", "0.1", "0.3"]
+    plot = tmp_path / "sweep.png"
+    r = devmodel("train-hwa", "--card", "published:pcm", "--method", "noise-001", "--network",
+                 "digits-mlp-small", "--epochs", "1", "--fp-epochs", "2", "--sweep-noise", "0,0.1",
+                 "--sweep-inference", "0,0.2", "--trials", "2", "--plot", str(plot), "--quiet")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("seed 001 noise sweep on digits-mlp-small") and "η_train \\ η_inf" in lines[1]
+    assert len(lines) == 5 and sum(line.count("*") for line in lines[2:4]) == 2
+    assert plot.stat().st_size > 10_000
+    r = devmodel("train-hwa", "--card", "published:pcm", "--method", "device-000", "--sweep-noise", "0,0.1")
+    assert r.returncode == 2 and "--sweep-noise is seed 001's sweep and trains noise-001" in r.stderr
+    r = devmodel("train-hwa", "--card", "published:pcm", "--method", "noise-001", "--sweep-noise", "0,-1")
+    assert r.returncode == 2 and "between 0 and 10" in r.stderr

@@ -205,11 +205,21 @@ def _plot(path: str, times_s, mean, err, fp: float) -> None:
 @click.option("--resume", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Continue from a checkpoint.pt written with the same method and options (--epochs "
               "may be larger); the result equals an uninterrupted run.")
+@click.option("--sweep-noise", default=None, metavar="ETAS",
+              help="Seed 001's Fig. 2 instead: train noise-001 at each relative weight noise η_train "
+              "(comma-separated, e.g. 0,0.02,0.04,0.08) and test each at every --sweep-inference η.")
+@click.option("--sweep-inference", default=None, metavar="ETAS",
+              help="η_inference of --sweep-noise (default: the same values); --trials inference runs each.")
+@click.option("--training-runs", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="--sweep-noise: training runs (seeds) per η_train.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="--sweep-noise: save the figure (accuracy vs η_inference per η_train; η_train = η_inf).")
 @click.option("--quiet", is_flag=True)
 @one_line
 def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, optimizer, momentum, weight_decay,
                   lr_schedule, noise_scale, perturbations, settings, seed, times_text, trials, extrapolate,
-                  out, checkpoint_dir, resume, quiet) -> None:
+                  out, checkpoint_dir, resume, sweep_noise, sweep_inference, training_runs, plot,
+                  quiet) -> None:
     """Hardware-aware training with a seed's method, then accuracy over time vs the FP network."""
     import numpy as np
     import torch
@@ -220,6 +230,13 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, optimizer, momen
     from devmodel.train import TrainOptions, evaluate_hwa, train_hwa
 
     model = DeviceModel.load(card)
+    loop = TrainOptions(epochs=epochs, lr=lr, seed=seed, optimizer=optimizer, momentum=momentum,
+                        weight_decay=weight_decay, schedule=lr_schedule)
+    if sweep_noise is not None:
+        from devmodel.commands.sweep import run_sweep
+
+        return run_sweep(model, method, network, fp_epochs, loop, sweep_noise, sweep_inference,
+                         training_runs, trials, plot, quiet)
     times_s = times(times_text)
     if out:
         from devmodel.store.output import check_output
@@ -234,8 +251,6 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, optimizer, momen
             options[field] = value
     outside = check_times(model, times_s, extrapolate)
     fp_net, data = load_network(network, fp_epochs, seed, quiet)
-    loop = TrainOptions(epochs=epochs, lr=lr, seed=seed, optimizer=optimizer, momentum=momentum,
-                        weight_decay=weight_decay, schedule=lr_schedule)
     result = train_hwa(fp_net, model, method, data, loop,
                        options, progress=not quiet, checkpoint_dir=checkpoint_dir, resume=resume)
     try:

@@ -138,8 +138,9 @@ class NoiseOptions(MethodOptions):
     eta: float | None = None
     clip_alpha: float = 2.0
 
-    CONSTRAINTS: ClassVar[dict] = {"noise_scale": OrNone(Interval(0.0, 100.0)), "eta": _OPT_POS,
-                                   "clip_alpha": _POS}
+    # η = 0 is seed 001's η_train = 0 (clipping without noise), the first row of its Fig. 2
+    CONSTRAINTS: ClassVar[dict] = {"noise_scale": OrNone(Interval(0.0, 100.0)),
+                                   "eta": OrNone(Interval(0.0, None)), "clip_alpha": _POS}
 
 
 @dataclass(frozen=True)
@@ -563,6 +564,8 @@ class Fluctuation004(Method):
     def forward(self, layer, x):
         w = layer.weight
         y = layer.op(x, w, layer.bias)
+        # products per sample: a convolution reads every kernel once per output position
+        layer.products = int(y.shape[-2] * y.shape[-1]) if layer.is_conv else 1
         with torch.no_grad():
             layer.in_range.copy_(torch.maximum(layer.in_range, x.detach().abs().max()))
             s_in = 2 ** (self.bits - 1) - 1
@@ -579,11 +582,17 @@ class Fluctuation004(Method):
         std = sigma_w * sum_sq.clamp_min(0).sqrt()
         return y + std * _noise(y, self.gen)
 
+    def alpha_t(self, layer: HWALayer) -> int:
+        """α_t of seed 004's Eq. 13: reads of each of the layer's cells per inference = products per
+        sample (output positions of a convolution) × reads per product (bit-serial: bits − 1), as
+        devmodel.sim.energy counts them (1 product until the layer's first forward pass)."""
+        return getattr(layer, "products", 1) * self.reads
+
     def regularizer(self, net):
         total = 0.0
         for m in net.modules():
             if isinstance(m, HWALayer):
-                total = total + self.reads * torch.exp(m.log_rho) * m.weight.abs().sum()
+                total = total + self.alpha_t(m) * torch.exp(m.log_rho) * m.weight.abs().sum()
         return self.options.energy_lambda * total
 
     def eval_config(self):
@@ -593,10 +602,10 @@ class Fluctuation004(Method):
     def report(self, net):
         layers = [m for m in net.modules() if isinstance(m, HWALayer)]
         rho = [float(torch.exp(m.log_rho.detach())) for m in layers]
-        energy = sum(r * float(m.weight.detach().abs().sum()) * self.reads
+        energy = sum(r * float(m.weight.detach().abs().sum()) * self.alpha_t(m)
                      for r, m in zip(rho, layers, strict=True))
-        return {"reads_per_mvm": self.reads, "rho": rho, "energy": energy,
-                "read_noise": self.read_noise}
+        return {"reads_per_mvm": self.reads, "alpha_t": [self.alpha_t(m) for m in layers], "rho": rho,
+                "energy": energy, "read_noise": self.read_noise}
 
 
 def method_options(name: str, given: MethodOptions | dict | None = None) -> MethodOptions:

@@ -27,9 +27,10 @@ from devmodel.train import METHODS, TrainOptions, evaluate_hwa, train_hwa
 TIMES_S = [1.0, 86400.0]
 
 
-def _abs_sum(net: nn.Module) -> float:
-    return sum(float(m.weight.detach().abs().sum()) for m in net.modules()
-               if isinstance(m, (nn.Linear, nn.Conv2d)))
+def _fp_energy(net: nn.Module, alpha_t: list[int]) -> float:
+    """Σ_layers α_t·Σ|w| of the FP network at ρ = 1 (seed 004, Eq. 13), α_t as the trained one's."""
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return sum(a * float(m.weight.detach().abs().sum()) for a, m in zip(alpha_t, layers, strict=True))
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
             hwa_loss.append(ref - acc.mean(0))
             day.append(acc[:, 1])
             if name == "fluct-004":  # read energy Σ α_t·ρ·|w| relative to the FP network at ρ = 1
-                energy.append(r.report["energy"] / (r.report["reads_per_mvm"] * _abs_sum(f)))
+                energy.append(r.report["energy"] / _fp_energy(f, r.report["alpha_t"]))
         f_l, h_l = 100 * np.mean(fp_loss, 0), 100 * np.mean(hwa_loss, 0)
         removed = 1 - h_l[1] / f_l[1]
         extra = ""
