@@ -297,3 +297,31 @@ def test_noise_sweep_grid_figure_and_refusals(tmp_path, digits_data, pcm_card):
     assert r.returncode == 2 and "--sweep-noise is seed 001's sweep and trains noise-001" in r.stderr
     r = devmodel("train-hwa", "--card", "published:pcm", "--method", "noise-001", "--sweep-noise", "0,-1")
     assert r.returncode == 2 and "between 0 and 10" in r.stderr
+
+
+def test_multistate_fluctuation_matches_the_gaussian_variance_not_its_shape(pcm_card):
+    """004, Eq. 7–11: a two-state (random-telegraph) cell read once returns w ± σ with 50 % each; the
+    output noise over many inputs and reads has the Gaussian form's variance (4000 samples × 8 outputs,
+    bit-serial: 7 reads per product; the relative s.d. of a variance from 32,000 draws is 0.8 %,
+    the test allows 5 %), for a Linear and a Conv2d."""
+    from devmodel.train.fluctuation import multistate_noise, state_offsets
+    from devmodel.train.hwa import make_method
+
+    assert torch.allclose(state_offsets(2), torch.tensor([-1.0, 1.0]))
+    d3 = state_offsets(3)
+    assert float(d3.mean()) == pytest.approx(0, abs=1e-7) and float(d3.square().mean()) == pytest.approx(1)
+    gen = torch.Generator().manual_seed(3)
+    single = wrap(nn.Sequential(nn.Linear(1, 1)), make_method("fluct-004", pcm_card, TrainOptions()))[0]
+    values = multistate_noise(single, [(1.0, torch.full((500, 1), 2.0))], 2, gen).unique()
+    assert values.tolist() == [-2.0, 2.0]
+    for module, x in ((nn.Linear(16, 8), torch.rand(4000, 16)),
+                      (nn.Conv2d(2, 8, 3, padding=1), torch.rand(4000, 2, 1, 1))):
+        variances = {}
+        for kind in ("gaussian", "multistate"):
+            m = make_method("fluct-004", pcm_card, TrainOptions(), {"fluctuation": kind, "read_noise": 0.05})
+            layer = wrap(nn.Sequential(module), m)[0]
+            layer.train()
+            with torch.no_grad():
+                noise = layer(x) - layer.op(x, layer.weight, layer.bias)
+            variances[kind] = float(noise.var())
+        assert variances["multistate"] == pytest.approx(variances["gaussian"], rel=0.05), variances

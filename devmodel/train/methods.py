@@ -37,6 +37,7 @@ from devmodel.model.card import DeviceModel
 from devmodel.sim.analog import quantile
 from devmodel.sim.config import CrossbarConfig
 from devmodel.sim.layers import quantize
+from devmodel.train.fluctuation import multistate_noise
 from devmodel.train.periphery import add_input_range, periphery_forward
 from devmodel.validation import Constrained, Each, Flag, Interval, OneOf, OrNone
 
@@ -206,10 +207,15 @@ class FluctOptions(MethodOptions):
     read_noise: float | None = None
     bit_serial: bool = True
     bits: int = 8
+    # "gaussian", or seed 004's multi-state cells (Eq. 7–11) with `states` equally likely states
+    fluctuation: str = "gaussian"
+    states: int = 2
 
     CONSTRAINTS: ClassVar[dict] = {"energy_lambda": Interval(0.0, None),
                                    "read_noise": OrNone(Interval(0.0, None)),
-                                   "bit_serial": Flag(), "bits": Interval(2, 16, integer=True)}
+                                   "bit_serial": Flag(), "bits": Interval(2, 16, integer=True),
+                                   "fluctuation": OneOf(("gaussian", "multistate")),
+                                   "states": Interval(2, 64, integer=True)}
 
 
 class HWALayer(nn.Module):
@@ -568,6 +574,10 @@ class Fluctuation004(Method):
         layer.products = int(y.shape[-2] * y.shape[-1]) if layer.is_conv else 1
         with torch.no_grad():
             layer.in_range.copy_(torch.maximum(layer.in_range, x.detach().abs().max()))
+        sigma_w = self.read_noise / torch.exp(layer.log_rho) * w.detach().abs().max()
+        if self.options.fluctuation == "multistate":
+            return y + sigma_w * multistate_noise(layer, self._reads(layer, x), self.options.states, self.gen)
+        with torch.no_grad():
             s_in = 2 ** (self.bits - 1) - 1
             code = torch.round((x / layer.in_range.clamp_min(1e-8)).clamp(-1, 1) * s_in).abs()
             if self.options.bit_serial:  # Σ_p 4^p δ_p² per input: each bit read separately
@@ -578,9 +588,21 @@ class Fluctuation004(Method):
             ones = torch.ones_like(w[:1])
             sum_sq = layer.op(eff, ones) / s_in**2 * layer.in_range**2
         # per-sample, per-read fluctuation of relative size read_noise/ρ (device-enhanced data)
-        sigma_w = self.read_noise / torch.exp(layer.log_rho) * w.detach().abs().max()
         std = sigma_w * sum_sq.clamp_min(0).sqrt()
         return y + std * _noise(y, self.gen)
+
+    @torch.no_grad()
+    def _reads(self, layer, x) -> list[tuple[float, torch.Tensor]]:
+        """(factor, input) of each read of a product: the DAC code, or bit-serial its bit planes δ_p
+        with factors 2^p (all in units of the input range / steps)."""
+        s_in = 2 ** (self.bits - 1) - 1
+        r = float(layer.in_range.clamp_min(1e-8))
+        code = torch.round((x / r).clamp(-1, 1) * s_in)
+        if not self.options.bit_serial:
+            return [(r / s_in, code)]
+        sign, mag = torch.sign(code), code.abs()
+        return [(r / s_in * 2**p, sign * torch.remainder(torch.floor(mag / 2**p), 2))
+                for p in range(self.bits - 1)]
 
     def alpha_t(self, layer: HWALayer) -> int:
         """α_t of seed 004's Eq. 13: reads of each of the layer's cells per inference = products per
