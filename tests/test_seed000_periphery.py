@@ -136,6 +136,10 @@ def test_learned_input_ranges_travel_to_the_analog_layers(pcm, digits_data):
     assert [float(m.input_range) for m in anet.layers] == pytest.approx(learned)
     with pytest.raises(DevmodelError, match="input_range='learned' needs"):
         convert(net, pcm, CrossbarConfig(input_range="learned"))
+    # the FP network it is compared with maps onto the same crossbar without learned quantities
+    plain_cfg = cfg.for_untrained()
+    assert (plain_cfg.scales, plain_cfg.input_range, plain_cfg.dac_bits) == ("column", "calibrated", 8)
+    convert(net, pcm, plain_cfg).calibrate(digits_data.x_train[:64])
     plain = train_hwa(net, pcm, "device-000", digits_data, TrainOptions(epochs=1), {"periphery": False})
     assert not any(hasattr(m, "in_range") for m in plain.net.modules())
 

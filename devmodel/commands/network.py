@@ -256,7 +256,7 @@ def train_hwa_cmd(card, network, method, epochs, fp_epochs, lr, optimizer, momen
     try:
         with quiet_extrapolation():
             fp_acc = evaluate_hwa(fp_net, model, data, times_s, trials, seed,
-                                  config=result.method.eval_config(), extrapolate=extrapolate)
+                                  config=result.method.eval_config().for_untrained(), extrapolate=extrapolate)
             hwa_acc = evaluate_hwa(result, model, data, times_s, trials, seed, extrapolate=extrapolate)
     except ExtrapolationError as e:
         raise DevmodelError(f"{e} (drop --no-extrapolate)") from None

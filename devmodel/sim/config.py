@@ -91,5 +91,11 @@ class CrossbarConfig(Constrained):
                    out_noise=0.04, w_noise=0.0175, scales="column", device_noise=True,
                    drift_compensation=None)
 
+    def for_untrained(self) -> CrossbarConfig:
+        """The same crossbar for a network that learned no scales or input ranges (a floating-point
+        network mapped directly): column scales and calibrated input ranges in their place."""
+        return replace(self, scales="column" if self.scales == "learned" else self.scales,
+                       input_range="calibrated")
+
     def with_(self, **changes) -> CrossbarConfig:
         return replace(self, **changes)

@@ -60,7 +60,7 @@ def main() -> None:
             r = train_hwa(f, card, name, data, TrainOptions(seed=s))
             secs.append((time.perf_counter() - t) / len(r.history))
             # the FP network on the crossbar the method trained for (tile-003: its last level)
-            cfg = r.method.eval_config()
+            cfg = r.method.eval_config().for_untrained()
             if (s, cfg) not in fp_cache:
                 fp_cache[s, cfg] = evaluate_hwa(f, card, data, TIMES_S, a.trials, seed=100, config=cfg)
             fp_acc = fp_cache[s, cfg]
