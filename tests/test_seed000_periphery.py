@@ -165,3 +165,46 @@ def test_training_forward_includes_the_periphery(pcm, digits_data):
     codes = y1.detach() / (layer.gamma.detach() * r)  # normalised outputs on the ADC grid
     step = 10.0 / 127
     assert torch.allclose(codes / step, torch.round(codes / step), atol=1e-3)
+
+
+def test_noise_management_keeps_small_inputs_above_the_dac_step():
+    """Seed 000 B.1, noise management: each input vector is scaled by its own abs-max, so a sample
+    100× smaller than the static range keeps 8-bit resolution (static: it rounds to zero)."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(32, 4))
+    x = torch.rand(50, 32) * 2 - 1
+    x[:25] *= 1e-3  # far below one DAC step of the static range
+    ref = net(x).detach()
+    static = convert(net, None, CrossbarConfig(dac_bits=8))
+    static.program(0)
+    static.calibrate(x)
+    managed = convert(net, None, CrossbarConfig(dac_bits=8, noise_management=True))
+    managed.program(0)
+    with torch.no_grad():
+        small_static = (static(x)[:25] - ref[:25]).abs().max()
+        small_managed = (managed(x)[:25] - ref[:25]).abs().max()
+    bias_only = (ref[:25] - net[0].bias.detach()).abs().max()
+    assert small_static > 0.5 * bias_only  # the static DAC loses the small samples' signal
+    assert small_managed < 0.01 * bias_only
+
+
+def test_bound_management_halves_clipping_inputs_until_the_output_fits():
+    """Seed 000 B.1, bound management: a product whose outputs clip is re-run with the input halved
+    (up to N times), undone digitally; without it the outputs saturate at the bound."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(64, 10))
+    x = torch.randn(200, 64)
+    ref = net(x).detach()
+    outs = {}
+    for bm in (0, 10):
+        a = convert(net, None, CrossbarConfig(out_bound=2.0, bound_management=bm))
+        a.program(0)
+        a.layers[0].input_range.fill_(float(x.abs().max()))
+        with torch.no_grad():
+            outs[bm] = a(x)
+    assert (outs[0] - ref).abs().max() > 1.0
+    torch.testing.assert_close(outs[10], ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(DevmodelError, match="noise and bound management are modelled"):
+        CrossbarConfig(dac_bits=8, bit_serial=True, noise_management=True)
+    with pytest.raises(DevmodelError, match="needs an output bound"):
+        CrossbarConfig(bound_management=3)

@@ -42,6 +42,10 @@ from devmodel.train.registry import METHODS
 @click.option("--input-range", type=click.Choice(["calibrated", "learned"]), default="calibrated",
               show_default=True, help="Static input ranges: calibrated on the training data, or the "
               "ones a hardware-aware training learned (a --network saved by train-hwa --method device-000).")
+@click.option("--management", type=click.Choice(["none", "noise", "bound", "both"]), default="none",
+              show_default=True, help="Seed 000's dynamic managements (B.1; off in its standard model): "
+              "noise: each input vector scaled by its own abs-max; bound: a product whose outputs clip "
+              "re-run with the input halved (up to 10 times, aihwkit's bound factor 1000).")
 @click.option("--drift-compensation/--no-drift-compensation", default=None,
               help="Global drift compensation (seed 001). Default: on for a technology that drifts on "
               "average (PCM, CMO), off for ReRAM (seed 000, B.2).")
@@ -72,7 +76,8 @@ from devmodel.train.registry import METHODS
               help="Save accuracy vs time as a PNG.")
 @click.option("--quiet", is_flag=True)
 @one_line
-def evaluate(card, network, times_text, trials, crossbar, scales, input_range, drift_compensation,
+def evaluate(card, network, times_text, trials, crossbar, scales, input_range, management,
+             drift_compensation,
              read_noise, read_window, bit_serial, extrapolate, scale_levels, exempt_fraction, energy,
              epochs, seed, plot, quiet) -> None:
     """Accuracy of a network programmed onto the characterised chip, over time (mean ± SEM)."""
@@ -90,6 +95,9 @@ def evaluate(card, network, times_text, trials, crossbar, scales, input_range, d
                     read_window_s=read_window, read_noise=read_noise if cfg.device_noise else "constant")
     if drift_compensation is not None:
         cfg = cfg.with_(drift_compensation=drift_compensation)
+    if management != "none":
+        cfg = cfg.with_(noise_management=management in ("noise", "both"),
+                        bound_management=10 if management in ("bound", "both") and cfg.out_bound else 0)
     if bit_serial:
         if not cfg.dac_bits:
             raise DevmodelError(f"--bit-serial needs an input DAC; --crossbar {crossbar} has none "

@@ -57,6 +57,11 @@ class CrossbarConfig(Constrained):
     # seed 000, B.3.1 (Eq. 1): the output scales of a tile as N integers times one FP scale per tile
     # (q_i = α_N·⌈γ_i/α_N⌉, α_N = max γ / N; the weights rescaled by γ_i/q_i ≤ 1). None: FP scales
     scale_levels: int | None = None
+    # seed 000 B.1 (off in its standard model, turned on there to test the learned ranges): noise
+    # management scales each input vector by its own abs-max instead of the static range; bound
+    # management re-runs a product with the input halved, up to this many times, while an output clips
+    noise_management: bool = False
+    bound_management: int = 0
 
     WHERE: ClassVar[str] = "crossbar configuration"
     CONSTRAINTS: ClassVar[dict] = {
@@ -70,6 +75,7 @@ class CrossbarConfig(Constrained):
         "input_percentile": Interval(0.0, 100.0, "right"), "output_percentile": Interval(0.0, 100.0, "right"),
         "device_noise": Flag(), "drift_compensation": OrNone(Flag()), "bit_serial": Flag(),
         "scale_levels": OrNone(Interval(1, 1 << 16, integer=True)),
+        "noise_management": Flag(), "bound_management": Interval(0, 30, integer=True),
     }
 
     def __post_init__(self) -> None:
@@ -78,6 +84,12 @@ class CrossbarConfig(Constrained):
     def check_more(self) -> None:
         if self.bit_serial and not self.dac_bits:
             raise ConfigError(f"{self.WHERE}: bit_serial needs dac_bits (the input code to decompose)")
+        if (self.noise_management or self.bound_management) and (self.bit_serial
+                                                                 or self.differential != "pair"):
+            raise ConfigError(f"{self.WHERE}: noise and bound management are modelled for inference on "
+                              "differential pairs read at once (not bit-serial, not two columns)")
+        if self.bound_management and self.out_bound is None:
+            raise ConfigError(f"{self.WHERE}: bound management needs an output bound (out_bound)")
 
     @classmethod
     def ideal(cls) -> CrossbarConfig:

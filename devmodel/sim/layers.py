@@ -287,6 +287,8 @@ class AnalogLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.bit_serial:
             return self._forward_bit_serial(x)
+        if self.config.noise_management or self.config.bound_management:
+            return self._forward_managed(x)
         if not torch.is_grad_enabled() and not self._two:
             return self._forward_inference(x)
         c = self.config
@@ -344,6 +346,60 @@ class AnalogLayer(nn.Module):
         if self.bias is not None:
             out.add_(self._bshape(self.bias))
         return out
+
+
+    @torch.no_grad()
+    def _forward_managed(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference with seed 000's dynamic managements (B.1; aihwkit's NoiseManagement.ABS_MAX and
+        BoundManagement.ITERATIVE): each sample's input to a tile divided by its own abs-max instead
+        of the static range, and a sample whose outputs clip re-run with its input halved, up to
+        ``bound_management`` times (the halvings undone digitally)."""
+        c = self.config
+        out = None
+        for k in range(len(self.in_tiles)):
+            xt = self._tile_input(x, k)
+            if c.noise_management:
+                r = xt.abs().reshape(xt.shape[0], -1).amax(dim=1).clamp_min(1e-12)
+            else:
+                r = torch.full((xt.shape[0],), float(self.input_range), dtype=xt.dtype)
+            r = r.reshape((-1,) + (1,) * (xt.dim() - 1))
+            y = self._managed_tile(xt / r, k)
+            factor = self._bshape(self._scale[k] * self.alpha)
+            y = y * factor * r.reshape((-1,) + (1,) * (y.dim() - 1))
+            out = y if out is None else out + y
+        if self.bias is not None:
+            out = out + self._bshape(self.bias)
+        return out
+
+    def _managed_tile(self, xn: torch.Tensor, k: int) -> torch.Tensor:
+        """One tile's normalised output for normalised inputs ``xn``, with bound management."""
+        c = self.config
+        w, var = self._w[k][0], self._tile_var(k)[0]
+        gain = torch.ones(xn.shape[0], dtype=xn.dtype)
+        y = self._managed_read(xn, w, var)
+        for _ in range(c.bound_management):
+            clipped = (y.abs() >= c.out_bound).reshape(y.shape[0], -1).any(dim=1)
+            if not clipped.any():
+                break
+            gain[clipped] *= 2
+            y[clipped] = self._managed_read(xn[clipped] / gain[clipped].reshape(
+                (-1,) + (1,) * (xn.dim() - 1)), w, var)
+        if c.out_bound is not None:
+            y = y.clamp(-c.out_bound, c.out_bound)
+            if c.adc_bits:
+                y = quantize(y, c.adc_bits, c.out_bound)
+        return y * gain.reshape((-1,) + (1,) * (y.dim() - 1))
+
+    def _managed_read(self, xn: torch.Tensor, w: torch.Tensor, var) -> torch.Tensor:
+        """DAC, product and noise (before the bound) for normalised inputs."""
+        c = self.config
+        xq = quantize(xn.clamp(-1.0, 1.0), c.dac_bits, 1.0) if c.dac_bits else xn.clamp(-1.0, 1.0)
+        y = self._mvm(xq, w)
+        w_var = self._weight_variance(xq * xq, w, var) if self._weight_noise else None
+        if w_var is not None or c.out_noise:
+            std = c.out_noise if w_var is None else (w_var + c.out_noise**2).sqrt()
+            y = y + torch.empty_like(y).normal_(generator=self.generator) * std
+        return y
 
 
 class AnalogLinear(AnalogLayer):
