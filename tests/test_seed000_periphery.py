@@ -161,7 +161,7 @@ def test_training_forward_includes_the_periphery(pcm, digits_data):
     y1.sum().backward()
     assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     assert layer.in_range.grad is not None
-    r = float(layer.in_range)
+    r = float(layer.in_range.detach())
     codes = y1.detach() / (layer.gamma.detach() * r)  # normalised outputs on the ADC grid
     step = 10.0 / 127
     assert torch.allclose(codes / step, torch.round(codes / step), atol=1e-3)
