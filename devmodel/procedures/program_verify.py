@@ -427,13 +427,19 @@ class StepVerify(VerifyRun):
         self.last_kind[:] = d["last_kind"]
 
     def _initialise(self) -> None:
-        rows = np.arange(self.lp.addr.size)
+        lp = self.lp
+        rows = np.arange(lp.addr.size)
         no_room = self.budget < 1
         if no_room.any():
-            self.lp.done(rows[no_room], StopReason.PULSE_LIMIT)
-        self.act = rows[~no_room]
-        if self.act.size:
-            self.lp.pulse(self.act, PulseKind.RESET, self.cfg.init_reset_v, self.cfg.pulse_width_ns)
+            lp.done(rows[no_room], StopReason.PULSE_LIMIT)
+        if lp.addr.size:
+            lp.pulse(rows[~no_room], PulseKind.RESET, self.cfg.init_reset_v, self.cfg.pulse_width_ns)
+        # a target of 0 (the unused device of a differential pair) is the initial RESET alone, as
+        # in the PCM loop: verifying it towards 0 would only pulse it against its HRS floor
+        zero = (lp.target == 0) & ~no_room
+        lp.converged[zero] = True
+        lp.done(rows[zero], StopReason.RESET_ONLY)
+        self.act = rows[~zero & ~no_room]
 
     def _iteration(self) -> bool:
         lp, cfg = self.lp, self.cfg
