@@ -204,8 +204,11 @@ def evaluate_deployment(path: str, card: str | None, trials: int, drift_compensa
 
 
 def _layer_table(dep, rms_m, rms_p) -> None:
-    click.echo("per-layer RMS of G − G_target (µS), measured / predicted, at each age (s):")
-    click.echo(f"  {'layer':<16} {'devices':>9}" + "".join(f" {a:>15g}" for a in dep.ages_s))
-    for lm, m, p in zip(dep.layers, rms_m, rms_p, strict=True):
-        click.echo(f"  {lm['name']:<16} {lm['n_rows']:9,d}" + "".join(
+    from devmodel.deploy.measured import verified_rows
+
+    click.echo("per-layer RMS of G − G_target (µS) over verified devices (target > 0, converged), "
+               "measured / predicted, at each age (s):")
+    click.echo(f"  {'layer':<16} {'devices':>9} {'verified':>9}" + "".join(f" {a:>15g}" for a in dep.ages_s))
+    for i, (lm, m, p) in enumerate(zip(dep.layers, rms_m, rms_p, strict=True)):
+        click.echo(f"  {lm['name']:<16} {lm['n_rows']:9,d} {verified_rows(dep, i).size:9,d}" + "".join(
             f" {a:7.3f}/{b:<7.3f}" for a, b in zip(m, p, strict=True)))

@@ -12,8 +12,9 @@ the same network, mapping, periphery and times, and the per-layer weight error t
 * **Predicted**: the card's :mod:`devmodel.sim` path with the same mapping (g_min of the
   deployment), the same reference read for compensation and calibration, ``trials`` programming
   trials; the 95 % prediction interval for one new chip is mean ± t₀.₉₇₅,ₙ₋₁·SD·√(1 + 1/n).
-* **Per-layer weight error**: RMS of G − G_target over a layer's devices, measured and predicted
-  (the card's programming noise and drift at the same ages, RMS over trials).
+* **Per-layer weight error**: RMS of G − G_target over a layer's verified devices (non-zero target,
+  converged: what a card is fitted on), measured and predicted (the card's programming noise and
+  drift at the same ages and targets, RMS over trials); the devices left out are counted.
 """
 
 from __future__ import annotations
@@ -191,12 +192,21 @@ def prediction_interval(acc: np.ndarray, level: float = 0.95) -> tuple[np.ndarra
     return acc.mean(0) - half, acc.mean(0) + half
 
 
+def verified_rows(dep: Deployment, i: int) -> np.ndarray:
+    """Rows of layer ``i`` a card describes: a non-zero target and a converged verify loop (the
+    devices a card is fitted on; stuck devices and the RESET-only G⁻ of each pair are left out)."""
+    info = dep.layers[i]
+    rows = np.arange(info["first_row"], info["first_row"] + info["n_rows"])
+    return rows[(dep.target_us[rows] > 0) & dep.converged[rows]]
+
+
 def layer_rms(dep: Deployment) -> np.ndarray:
-    """Measured RMS of G − G_target (µS), layers × ages."""
-    out = np.empty((len(dep.layers), dep.ages_s.size))
-    for i, info in enumerate(dep.layers):
-        rows = slice(info["first_row"], info["first_row"] + info["n_rows"])
-        out[i] = np.sqrt(np.mean((dep.g_us[rows] - dep.target_us[rows, None]) ** 2, axis=0))
+    """Measured RMS of G − G_target (µS) over each layer's verified devices, layers × ages."""
+    out = np.full((len(dep.layers), dep.ages_s.size), np.nan)
+    for i in range(len(dep.layers)):
+        rows = verified_rows(dep, i)
+        if rows.size:
+            out[i] = np.sqrt(np.mean((dep.g_us[rows] - dep.target_us[rows, None]) ** 2, axis=0))
     return out
 
 
@@ -208,9 +218,8 @@ def predicted_layer_rms(dep: Deployment, card, trials: int, seed: int = 0) -> np
     native = card.noise_model(gen, True)
     ages = [card.inference_age_s(float(t)) for t in inference_times(card, dep.ages_s)]
     out = np.zeros((len(dep.layers), len(ages)))
-    for i, info in enumerate(dep.layers):
-        rows = slice(info["first_row"], info["first_row"] + info["n_rows"])
-        target = torch.from_numpy(dep.target_us[rows])
+    for i in range(len(dep.layers)):
+        target = torch.from_numpy(dep.target_us[verified_rows(dep, i)])
         for _ in range(trials):
             nu = native.drift_coefficients(target)
             g = native.program(target, nu)
