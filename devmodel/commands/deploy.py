@@ -133,11 +133,38 @@ def _new(chip_url, network, out, card, schedule, first_address, verify_items, ep
 
 
 def _summary(run) -> None:
+    click.echo(describe(run.path))
+    click.echo(f"chip time {run.summary.chip_time_s / 3600:.2f} h; written {run.path}")
+
+
+def describe(path) -> str:
+    """``devmodel info``: the session summary and, for a deployment, its network and device map."""
+    import json
+
+    import h5py
+
+    from devmodel.deploy.session import GROUP
     from devmodel.report.summary import format_summary, summarize
     from devmodel.store import read_session
 
-    click.echo(format_summary(summarize(read_session(run.path, with_trace=False))))
-    click.echo(f"chip time {run.summary.chip_time_s / 3600:.2f} h; written {run.path}")
+    session = read_session(path, with_trace=False)
+    text = format_summary(summarize(session))
+    with h5py.File(path, "r", locking=False) as f:
+        if GROUP not in f:
+            return text
+        a = dict(f[GROUP].attrs)
+        layers, first = json.loads(a["layers_json"]), int(a["first_address"])
+        xbar = json.loads(a["crossbar_json"])
+    lines = [text, f"deployment: network {a['network']} ({a['architecture']}), {xbar['scales']} scales, "
+             f"{xbar['input_range']} input ranges, tiles {xbar['tile_rows']}×{xbar['tile_cols']}, "
+             f"g {float(a['g_min_us']):g}–{float(a['g_max_us']):g} µS; verify "
+             + ", ".join(f"{k}={v}" for k, v in sorted((session.verify_config or {}).items())),
+             f"  {'layer':<16} {'weights shape':<18} {'tiles':>5} {'devices':>9}   addresses"]
+    for lm in layers:
+        lo = first + lm["first_row"]
+        lines.append(f"  {lm['name']:<16} {'×'.join(map(str, lm['shape'])):<18} {lm['n_tiles']:5d} "
+                     f"{lm['n_rows']:9,d}   {lo}–{lo + lm['n_rows'] - 1}")
+    return "\n".join(lines)
 
 
 def evaluate_deployment(path: str, card: str | None, trials: int, drift_compensation: bool | None,

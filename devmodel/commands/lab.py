@@ -187,11 +187,10 @@ def _report_faults(faults: dict) -> None:
 @click.argument("session", type=click.Path(dir_okay=False))
 @one_line
 def info(session) -> None:
-    """Summarise a session file: convergence, per-level spread at t0, schedule."""
-    from devmodel.report.summary import format_summary, summarize
-    from devmodel.store import read_session
+    """Summarise a session file: convergence, per-level spread at t0, schedule (and a deployment's map)."""
+    from devmodel.commands.deploy import describe
 
-    click.echo(format_summary(summarize(read_session(session, with_trace=False))))
+    click.echo(describe(session))
 
 
 @click.command("import-table")
