@@ -154,3 +154,22 @@ def test_visa_deployment_killed_and_resumed_equals_the_in_process_one(tmp_path):
     ev = run_devmodel("evaluate", "--deployment", visa, "--card", "published:pcm", "--trials", "3", "--quiet")
     assert ev.returncode == 0, ev.stderr
     assert "measured inside the interval at" in ev.stdout and ev.stdout.count("µS") >= 1
+
+
+def test_verify_settings_from_station_and_options_are_recorded_and_checked(tmp_path):
+    """Part 4: the station file's verify: and then --verify apply to characterize (and deploy, above),
+    are recorded in /config, and an unknown station field is one sentence naming it."""
+    station = tmp_path / "station.yaml"
+    station.write_text("station: 1\nverify:\n  tolerance_us: 0.5\n  n_verify_reads: 4\n")
+    out = tmp_path / "s.h5"
+    r = run_devmodel("characterize", "--chip", "sim:pcm?devices=64", "--devices", "4", "--levels", "5,10",
+                     "--schedule", "20", "--burst-devices", "0", "--station", station, "--verify",
+                     "n_verify_reads=3", "--quiet", "--durability", "off", "--out", out)
+    assert r.returncode == 0, r.stderr
+    verify = read_session(out).config["verify"]
+    assert (verify["tolerance_us"], verify["n_verify_reads"]) == (0.5, 3)
+    station.write_text("station: 1\nverify:\n  tolerance: 0.5\n")
+    r = run_devmodel("characterize", "--chip", "sim:pcm?devices=64", "--devices", "4", "--station", station,
+                     "--quiet", "--out", tmp_path / "t.h5")
+    assert r.returncode == 2 and "verify.tolerance: pcm program-and-verify has no such setting" in r.stderr
+    assert not (tmp_path / "t.h5").exists()

@@ -9,23 +9,11 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import Finite, explicit, floats, key_values, one_line, typed_values
+from devmodel.commands.common import Finite, explicit, floats, one_line, verify_settings
 from devmodel.errors import DevmodelError
 
 #: What a resumed deployment takes from its file.
 _FROM_THE_FILE = ("network", "card", "schedule", "first_address", "verify", "seed", "epochs", "no_trace")
-
-
-def verify_settings(items: tuple[str, ...], technology_name: str, info, where: str = "--verify"):
-    """The technology's program-and-verify configuration with ``FIELD=VALUE`` items applied, checked
-    against its declared constraints and the chip's limits before anything is written or sent."""
-    from devmodel.procedures.program_verify import check_limits, verify_parts
-
-    cls, _ = verify_parts(technology_name)
-    cfg = cls(**typed_values(where, key_values(where, items), cls()))
-    cfg.validate()
-    check_limits(cfg, info, [])
-    return cfg
 
 
 @click.command()
@@ -113,7 +101,7 @@ def _new(chip_url, network, out, card, schedule, first_address, verify_items, ep
         g_min = DeviceModel.load(card).g_min_us
     chip = open_chip(chip_url, seed, station)
     try:
-        verify = verify_settings(verify_items, chip.info.technology, chip.info)
+        verify = verify_settings(verify_items, chip.info.technology, chip.info, station)
         net, _ = load_network(network, epochs, seed, quiet)
         cfg = mapping_config(net)
         _, mapping = map_network(net, cfg, chip.info.g_max_us, g_min)
