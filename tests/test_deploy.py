@@ -62,7 +62,8 @@ def _deployment(mp, g_us) -> Deployment:
                       g_max_us=G_MAX, g_min_us=0.0, layers=[lm.info() for lm in mp.layers], layer=mp.layer,
                       weight_index=mp.weight_index, sign=mp.sign, target_us=mp.target_us,
                       scales=[lm.scale for lm in mp.layers], ages_s=np.array([21.0, 86420.0]), g_us=g_us,
-                      converged=np.ones(mp.n_devices, bool), chip_url="", _state=None, _module=None)
+                      converged=np.ones(mp.n_devices, bool),
+                      g_verify_us=mp.target_us, chip_url="", _state=None, _module=None)
 
 
 def test_measured_conductances_load_as_tiles_and_compensation_is_the_sum_ratio():

@@ -11,7 +11,9 @@ the same network, mapping, periphery and times, and the per-layer weight error t
   summed column currents a chip measures for an all-ones calibration input.
 * **Predicted**: the card's :mod:`devmodel.sim` path with the same mapping (g_min of the
   deployment), the same reference read for compensation and calibration, ``trials`` programming
-  trials; the 95 % prediction interval for one new chip is mean ± t₀.₉₇₅,ₙ₋₁·SD·√(1 + 1/n).
+  trials; devices whose verify did not converge (which the card, fitted on converged devices, does
+  not describe) at the last verify reading the chip reported; the 95 % prediction interval for one
+  new chip is mean ± t₀.₉₇₅,ₙ₋₁·SD·√(1 + 1/n).
 * **Per-layer weight error**: RMS of G − G_target over a layer's verified devices (non-zero target,
   converged: what a card is fitted on), measured and predicted (the card's programming noise and
   drift at the same ages and targets, RMS over trials); the devices left out are counted.
@@ -55,6 +57,7 @@ class Deployment:
     ages_s: np.ndarray  # nominal read ages (s after each device's last pulse)
     g_us: np.ndarray  # (devices, ages): the schedule reads
     converged: np.ndarray
+    g_verify_us: np.ndarray  # final verify reading of each device
     chip_url: str
     _state: np.ndarray
     _module: np.ndarray
@@ -96,7 +99,8 @@ def read_deployment(path: str | Path) -> Deployment:
                       json.loads(a["crossbar_json"]), float(a["g_max_us"]), float(a["g_min_us"]), layers,
                       d["layer"], d["weight_index"], d["sign"], d["target_us"],
                       [d[f"scale_{i}"] for i in range(len(layers))], ages, g_us,
-                      s.devices["converged"].astype(bool), str(s.chip.get("url", "")), d["state_dict"],
+                      s.devices["converged"].astype(bool), s.devices["g_verify_us"],
+                      str(s.chip.get("url", "")), d["state_dict"],
                       d["module"])
 
 
@@ -170,6 +174,7 @@ def predicted_accuracy(dep: Deployment, net, data, card, compensate: bool, trial
     acc = np.empty((trials, times.size))
     for i in range(trials):
         anet.program(seed + i, g_min_us=dep.g_min_us)
+        anet.native = _FailedAtVerify(anet.native, _failed_overrides(anet, dep))
         anet.set_time(float(times[0]))
         for m in anet.layers:  # the reference is the first read, as on the chip
             m._ref = m._current if compensate else None
@@ -178,6 +183,47 @@ def predicted_accuracy(dep: Deployment, net, data, card, compensate: bool, trial
             anet.set_time(float(t))
             acc[i, j] = accuracy(anet, data.x_test, data.y_test)
     return acc
+
+
+def failed_rows(dep: Deployment) -> np.ndarray:
+    """Devices whose verify loop did not converge (stuck devices, budgets spent): a card, fitted on
+    converged devices, does not describe them; the prediction takes them at their last verify
+    reading, which the chip reported when programming ended."""
+    return np.flatnonzero(~dep.converged & np.isfinite(dep.g_verify_us))
+
+
+def _failed_overrides(anet: AnalogNet, dep: Deployment) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per programmed tile tensor (by identity): (mask, conductance) of its failed devices."""
+    rows = failed_rows(dep)
+    out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for i, (_, m) in enumerate(analog_layers(anet)):
+        info = dep.layers[i]
+        sel = rows[(rows >= info["first_row"]) & (rows < info["first_row"] + info["n_rows"])]
+        for sign, j in ((1, 0), (-1, 2)):
+            g = np.full(m.weight.numel(), np.nan)
+            part = sel[dep.sign[sel] == sign]
+            g[dep.weight_index[part]] = dep.g_verify_us[part]
+            full = torch.from_numpy(g).reshape(m.weight.shape)
+            for k, cut in enumerate(m.in_tiles):
+                tile = full[:, cut]
+                target = m._prog[k][j]
+                out[id(target)] = (~torch.isnan(tile), tile.to(target.dtype).nan_to_num(0.0))
+    return out
+
+
+class _FailedAtVerify:
+    """The card's noise model, except that failed devices read their last verify reading."""
+
+    def __init__(self, inner, overrides: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.inner, self.overrides = inner, overrides
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def at_time(self, g_prog_us: torch.Tensor, coefficients: torch.Tensor, t_s: float) -> torch.Tensor:
+        out = self.inner.at_time(g_prog_us, coefficients, t_s)
+        hit = self.overrides.get(id(g_prog_us))
+        return out if hit is None else torch.where(hit[0], hit[1], out)
 
 
 def prediction_interval(acc: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
