@@ -174,3 +174,27 @@ def test_verify_settings_from_station_and_options_are_recorded_and_checked(tmp_p
                      "--quiet", "--out", tmp_path / "t.h5")
     assert r.returncode == 2 and "verify.tolerance: pcm program-and-verify has no such setting" in r.stderr
     assert not (tmp_path / "t.h5").exists()
+
+
+def test_unused_devices_are_reset_to_hrs_and_read_once():
+    """A target of 0 (the unused device of a pair): PCM one RESET, ReRAM the initial and then the
+    full RESET (the initial alone left a median of 2.3 µS); both read once, converged only within
+    the tolerance of 0, so a stuck device or a floor above the tolerance shows."""
+    from devmodel.chips import open_chip
+    from devmodel.procedures.program_verify import program_verify
+    from devmodel.store.schema import StopReason
+
+    # PCM's RESET level (≤ 0.1 µS) is well within its 0.25 µS tolerance: only stuck devices fail;
+    # ReRAM's HRS floor (median 0.5 µS) lies above its 0.4 µS tolerance: most are flagged, and the
+    # prediction of evaluate --deployment takes them at their reading rather than at 0
+    for url, pulses, floor_us, failed in (("sim:pcm?devices=400&seed=2", 1, 0.1, (1, 0.2)),
+                                          ("sim:reram?devices=400&seed=2", 2, 1.0, (0.3, 0.9))):
+        chip = open_chip(url)
+        target = np.where(np.arange(400) % 2 == 0, 0.0, 8.0)
+        res = program_verify(chip, np.arange(400), target)
+        z = target == 0
+        assert np.all(res.pulses[z] == pulses) and np.all(res.stop_reason[z] == StopReason.RESET_ONLY)
+        assert np.isfinite(res.g_verify_us[z]).all() and np.median(res.g_verify_us[z]) < floor_us
+        tol = res.config["tolerance_us"]
+        np.testing.assert_array_equal(res.converged[z], np.abs(res.g_verify_us[z]) <= tol)
+        assert failed[0] <= (~res.converged[z]).sum() <= failed[1] * z.sum()
