@@ -5,8 +5,9 @@ chips (the workflow the deployment checks); every chip and network has a fixed s
     PYTHONPATH=. python scripts/acceptance/deploy_issue16.py OUTDIR [--only NAME ...]
 
 Steps: cards (characterize + fit, PCM and ReRAM) → digits-cnn on sim:pcm and sim:reram (evaluate
-with and without drift compensation) → a wrong card (a chip with 2× programming spread; a deployment
-programmed with a 4× looser verify tolerance) → train-hwa noise-001 vs FP, deployed and measured.
+with and without drift compensation) → wrong cards (a chip with 2× programming spread; a deployment
+programmed with a 4× looser verify tolerance; the published PCM card) → train-hwa noise-001 vs FP,
+deployed and measured.
 """
 
 from __future__ import annotations
@@ -66,12 +67,26 @@ def main() -> None:
         "wrong-tolerance": lambda: deploy_and_evaluate(
             d, "cnn_pcm_tol", f"sim:pcm?devices={CHIP_N}", PCM_SCHEDULE, pcm,
             extra=("--verify", "tolerance_us=1.0"), compensation=("--drift-compensation",)),
+        "wrong-published": lambda: wrong_published(d, pcm),
         "hwa": lambda: hwa(d, pcm),
     }
     for name, step in steps.items():
         if only is None or name in only:
             print(f"===== {name} =====", flush=True)
             step()
+
+
+def wrong_published(d: Path, pcm: Path) -> None:
+    """The published PCM card (seed 001's σ_prog, ~half of what this chip's verify-then-drift-to-t0
+    leaves) against the fitted one, on digits-cnn and on the more sensitive digits-cnn-small."""
+    for flag in ("--drift-compensation", "--no-drift-compensation"):
+        devmodel("evaluate", "--deployment", d / "cnn_pcm.h5", "--card", "published:pcm", "--trials", 25,
+                 "--quiet", flag)
+    out = d / "cnn_small_pcm.h5"
+    devmodel("deploy", "--chip", f"sim:pcm?devices={CHIP_N}", "--seed", 1, "--network", "digits-cnn-small",
+             "--schedule", PCM_SCHEDULE, "--out", out, "--overwrite", "--quiet")
+    for c in (pcm, "published:pcm"):
+        devmodel("evaluate", "--deployment", out, "--card", c, "--trials", 25, "--quiet")
 
 
 def hwa(d: Path, pcm: Path) -> None:
