@@ -104,6 +104,9 @@ class Station:
     chip_limits: ChipLimits
     probe_station: ProbeStationSpec | None = None
     name: str = ""
+    #: program-and-verify settings (field → value) of the chip's technology, checked by the command
+    #: that applies them against that technology's VerifyConfig
+    verify: dict[str, Any] = field(default_factory=dict)
 
     def instrument(self, name: str, driver: str) -> InstrumentSpec:
         """The instrument called ``name``; it must use ``driver``."""
@@ -244,4 +247,5 @@ def _build(path: Path, data: dict[str, Any]) -> Station:
             if ref is not None and ref not in instruments:
                 raise StationError(f"station file {path}: probe_station.{role} names instrument "
                                    f"{ref!r}, which is not under instruments")
-    return Station(path, instruments, limits, probe, data.get("name", ""))
+    verify = {k: tuple(v) if isinstance(v, list) else v for k, v in (data.get("verify") or {}).items()}
+    return Station(path, instruments, limits, probe, data.get("name", ""), verify)

@@ -20,7 +20,7 @@ PACKAGES = ("devmodel", "instruments")
 
 #: Layers, lowest first: a module may import its own layer's group or a lower layer.
 LAYERS = ("core", "chip", "instruments", "store", "procedures", "replay", "model", "fit", "export", "sim",
-          "train", "report", "commands")
+          "train", "deploy", "report", "commands")
 #: Module prefix → layer (the longest matching prefix wins).
 GROUPS = {
     "devmodel": "core", "devmodel.errors": "core", "devmodel.registry": "core",
@@ -36,6 +36,7 @@ GROUPS = {
     "devmodel.export": "export",
     "devmodel.sim": "sim",
     "devmodel.train": "train",
+    "devmodel.deploy": "deploy",
     "devmodel.report": "report",
     "devmodel.commands": "commands", "devmodel.__main__": "commands",
 }

@@ -230,3 +230,42 @@ def load_network(name: str, epochs: int, seed: int, quiet: bool):
     if not isinstance(net, torch.nn.Module):
         raise DevmodelError(f"--network: {path} holds a {type(net).__name__}, not a torch module")
     return net.eval(), data
+
+
+def with_visa_options(url: str, faults: str | None, retries: int | None) -> str:
+    """``--faults``/``--retries`` travel in a visa:// URL's options (so a resume repeats them)."""
+    if faults is None and retries is None:
+        return url
+    if not url.lower().startswith("visa:"):
+        raise DevmodelError("--faults and --retries apply to visa:// chips (start `devmodel serve-chip` "
+                            "to rehearse faults with a simulated chip)")
+    from urllib.parse import urlencode
+
+    opts = {k: v for k, v in (("faults", faults), ("retries", retries)) if v is not None}
+    return url + ("&" if "?" in url else "?") + urlencode(opts)
+
+
+def verify_settings(items: tuple[str, ...], technology_name: str, info, station: str | None = None):
+    """The technology's program-and-verify configuration with the station file's ``verify:`` and then
+    the ``--verify FIELD=VALUE`` items applied, checked against its declared constraints and the
+    chip's limits before anything is written or sent (docs/instruments.md)."""
+    from dataclasses import fields
+
+    from devmodel.procedures.program_verify import check_limits, verify_parts
+
+    cls, _ = verify_parts(technology_name)
+    values: dict = {}
+    if station is not None:
+        from instruments.station import load_station
+
+        known = {f.name for f in fields(cls)}
+        for key, value in load_station(station).verify.items():
+            if key not in known:
+                raise DevmodelError(f"station file {station}: verify.{key}: {technology_name} program-and-"
+                                    f"verify has no such setting; known: {', '.join(sorted(known))}")
+            values[key] = value
+    values.update(typed_values("--verify", key_values("--verify", items), cls()))
+    cfg = cls(**values)
+    cfg.validate()
+    check_limits(cfg, info, [])
+    return cfg

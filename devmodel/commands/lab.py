@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import Finite, explicit, floats, one_line
+from devmodel.commands.common import Finite, explicit, floats, one_line, verify_settings, with_visa_options
 from devmodel.errors import DevmodelError, friendly
 from devmodel.technologies import names as technology_names
 
 #: What a resumed session takes from its file, so these flags cannot be given with --resume.
 _FROM_THE_FILE = ("devices", "levels", "schedule", "burst_devices", "burst_reads", "burst_interval",
-                  "burst_age", "seed", "no_trace")
+                  "burst_age", "seed", "no_trace", "verify_items")
 
 
 @click.command()
@@ -46,6 +46,8 @@ _FROM_THE_FILE = ("devices", "levels", "schedule", "burst_devices", "burst_reads
               help="Session file to write (HDF5); required unless --resume.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--no-trace", is_flag=True, help="Do not record the pulse-level verify trace.")
+@click.option("--verify", "verify_items", multiple=True, metavar="FIELD=VALUE", help="A program-and-verify "
+              "setting of the chip's technology (e.g. tolerance_us=0.5; after the station file's verify:).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--resume", "resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the session in this file where its last commit left it (after a crash, "
@@ -66,8 +68,8 @@ _FROM_THE_FILE = ("devices", "levels", "schedule", "burst_devices", "burst_reads
               help="Attempts after a failed instrument command (visa:// chips) [station file, or 0].")
 @one_line
 def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads, burst_interval,
-                 burst_age, seed, station, out, overwrite, no_trace, quiet, resume, downtime, durability,
-                 checkpoint_interval, faults, retries) -> None:
+                 burst_age, seed, station, out, overwrite, no_trace, verify_items, quiet, resume, downtime,
+                 durability, checkpoint_interval, faults, retries) -> None:
     """Program devices to target levels and record drift and read noise into a session file.
 
     \b
@@ -91,7 +93,7 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
         url = chip_url if explicit("chip_url") else url
         if not url:
             raise DevmodelError(f"{path} records no chip URL; name the chip with --chip")
-        chip = open_chip(_with_visa_options(url, faults, retries), rec_seed, station)
+        chip = open_chip(with_visa_options(url, faults, retries), rec_seed, station)
         try:
             run = resume_session(path, chip, downtime=downtime, durability=durability,
                                  checkpoint_interval_s=checkpoint_interval, progress=bars)
@@ -99,7 +101,7 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
             bars.close()
             chip.close()
     else:
-        chip_url = _with_visa_options(chip_url, faults, retries)
+        chip_url = with_visa_options(chip_url, faults, retries)
         if out is None:
             raise DevmodelError("--out is required (the session file to write), or --resume FILE")
         levels_t, schedule_t = floats("levels", levels), floats("schedule", schedule)
@@ -129,8 +131,9 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
             )
             cfg.validate(chip.info.g_max_us, chip.info.n_devices)
             run = new_session(chip, chip_url, cfg, out_path, seed=seed, overwrite=overwrite,
-                              progress=bars, durability=durability,
-                              checkpoint_interval_s=checkpoint_interval, command=shlex.join(sys.argv))
+                              progress=bars, durability=durability, checkpoint_interval_s=checkpoint_interval,
+                              command=shlex.join(sys.argv),
+                              verify=verify_settings(verify_items, chip.info.technology, chip.info, station))
         finally:
             bars.close()
             chip.close()
@@ -156,19 +159,6 @@ def _has_sidecar(path: Path) -> bool:
     return sidecar(path).is_dir()
 
 
-def _with_visa_options(url: str, faults: str | None, retries: int | None) -> str:
-    """``--faults``/``--retries`` travel in a visa:// URL's options (so a resume repeats them)."""
-    if faults is None and retries is None:
-        return url
-    if not url.lower().startswith("visa:"):
-        raise DevmodelError("--faults and --retries apply to visa:// chips (start `devmodel serve-chip` "
-                            "to rehearse faults with a simulated chip)")
-    from urllib.parse import urlencode
-
-    opts = {k: v for k, v in (("faults", faults), ("retries", retries)) if v is not None}
-    return url + ("&" if "?" in url else "?") + urlencode(opts)
-
-
 def _report_faults(faults: dict) -> None:
     """Faults an instrument met and recovered from: one line on stderr."""
     if not faults:
@@ -187,11 +177,10 @@ def _report_faults(faults: dict) -> None:
 @click.argument("session", type=click.Path(dir_okay=False))
 @one_line
 def info(session) -> None:
-    """Summarise a session file: convergence, per-level spread at t0, schedule."""
-    from devmodel.report.summary import format_summary, summarize
-    from devmodel.store import read_session
+    """Summarise a session file: convergence, per-level spread at t0, schedule (and a deployment's map)."""
+    from devmodel.commands.deploy import describe
 
-    click.echo(format_summary(summarize(read_session(session, with_trace=False))))
+    click.echo(describe(session))
 
 
 @click.command("import-table")

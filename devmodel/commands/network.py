@@ -24,7 +24,11 @@ from devmodel.train.registry import METHODS
 
 
 @click.command()
-@click.option("--card", required=True, type=click.Path(dir_okay=False), help="Model card (JSON).")
+@click.option("--card", type=click.Path(dir_okay=False), help="Model card (JSON); required unless "
+              "--deployment (then optional: the prediction beside the measurement).")
+@click.option("--deployment", type=click.Path(dir_okay=False), default=None,
+              help="A deployment file (devmodel deploy): accuracy from the measured conductances at each "
+              "read age, beside the --card's prediction (docs/deployment.md).")
 @click.option("--network", default="digits-cnn", show_default=True,
               help="digits-mlp, digits-cnn (trained here on scikit-learn's digits), or path.pt "
               "(a torch module saved with torch.save, evaluated on digits).")
@@ -76,7 +80,7 @@ from devmodel.train.registry import METHODS
               help="Save accuracy vs time as a PNG.")
 @click.option("--quiet", is_flag=True)
 @one_line
-def evaluate(card, network, times_text, trials, crossbar, scales, input_range, management,
+def evaluate(card, deployment, network, times_text, trials, crossbar, scales, input_range, management,
              drift_compensation,
              read_noise, read_window, bit_serial, extrapolate, scale_levels, exempt_fraction, energy,
              epochs, seed, plot, quiet) -> None:
@@ -87,6 +91,12 @@ def evaluate(card, network, times_text, trials, crossbar, scales, input_range, m
     from devmodel.model.noise import ExtrapolationError
     from devmodel.sim import CrossbarConfig, accuracy, convert, evaluate_over_time
 
+    if deployment is not None:
+        from devmodel.commands.deploy import evaluate_deployment
+
+        return evaluate_deployment(deployment, card, trials, drift_compensation, seed, quiet)
+    if card is None:
+        raise DevmodelError("--card is required (the model card to evaluate with), or --deployment FILE")
     model = DeviceModel.load(card)
     times_s = times(times_text)
     cfg = {"standard": CrossbarConfig.standard(), "ideal-periphery": CrossbarConfig(),

@@ -99,6 +99,26 @@ class SweepConfig:
             raise DevmodelError("age tolerance must be a fraction in (0, 1)")
 
 
+@dataclass(frozen=True)
+class DevicePlan:
+    """Which devices a session programs and to what: per device its chip address, target conductance
+    and level (row of ``levels_us``). A characterisation sweep's plan is levels × devices
+    (:meth:`of_sweep`); a deployment's has one target per device (devmodel.deploy)."""
+
+    levels_us: np.ndarray
+    address: np.ndarray
+    target_us: np.ndarray
+    level: np.ndarray
+
+    @classmethod
+    def of_sweep(cls, cfg: SweepConfig) -> DevicePlan:
+        """K levels × N devices, interleaved so every level spans the array."""
+        levels = np.asarray(cfg.levels_us, dtype=float)
+        rows = np.arange(levels.size * cfg.devices_per_level)
+        level = rows % levels.size
+        return cls(levels, cfg.first_address + rows, levels[level], level)
+
+
 @dataclass
 class SessionSummary:
     """What a finished session did (also printed by the CLI)."""
@@ -121,14 +141,16 @@ def run_sweep(
     verify: VerifyConfig | None = None,
     progress: Progress | None = None,
     state: dict[str, np.ndarray] | None = None,
+    plan: DevicePlan | None = None,
 ) -> SessionSummary:
     """Run a whole characterisation session on ``chip``, writing it to ``writer`` as it goes.
 
     Devices that finish programming early are read at their schedule ages while the others are
     still being programmed (the verify loop hands its idle time to the scheduler). With a durable
     writer the session commits at safe points; ``state`` (from such a commit) continues it.
+    ``plan`` replaces the sweep's levels × devices by explicit per-device targets (a deployment).
     """
-    runner = SweepRunner(chip, cfg, writer, verify, progress)
+    runner = SweepRunner(chip, cfg, writer, verify, progress, plan)
     if state is not None:
         runner.load_state(state)
     return runner.run()
@@ -146,16 +168,18 @@ class SweepRunner:
     PHASES = ("start", "program", "schedule", "done")
 
     def __init__(self, chip: DeviceArray, cfg: SweepConfig, writer: SessionSink,
-                 verify: VerifyConfig | None = None, progress: Progress | None = None) -> None:
+                 verify: VerifyConfig | None = None, progress: Progress | None = None,
+                 plan: DevicePlan | None = None) -> None:
         info = chip.info
-        cfg.validate(info.g_max_us, info.n_devices)
+        if plan is None:  # a deployment's plan is checked by its maker (devmodel.deploy)
+            cfg.validate(info.g_max_us, info.n_devices)
+            plan = DevicePlan.of_sweep(cfg)
         self.chip, self.cfg, self.writer, self.progress = chip, cfg, writer, progress
-        self.levels = np.asarray(cfg.levels_us, dtype=float)
-        k, n = self.levels.size, cfg.devices_per_level
-        self.rows = np.arange(k * n)
-        self.level = self.rows % k  # interleaved, so every level spans the array
-        self.addr = cfg.first_address + self.rows
-        self.target = self.levels[self.level]
+        self.levels = np.asarray(plan.levels_us, dtype=float)
+        self.rows = np.arange(plan.address.size)
+        self.level = np.asarray(plan.level)
+        self.addr = np.asarray(plan.address, dtype=np.int64)
+        self.target = np.asarray(plan.target_us, dtype=float)
         self.sched = Scheduler(chip, writer, self.addr, cfg, progress)
         verify_cls, verify_run = verify_parts(info.technology)
         self.pv = verify_run(chip, self.addr, self.target, verify or verify_cls(), self._pv_progress,

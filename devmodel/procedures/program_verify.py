@@ -75,7 +75,9 @@ class VerifyConfig(Constrained):
 class StepVerifyConfig(VerifyConfig):
     """Incremental write-verify after the NeuRRAM chip (docs/physics.md, "ReRAM").
 
-    Every device first gets one ``init_reset_v`` RESET (to HRS, so its programming time is defined).
+    Every device first gets one ``init_reset_v`` RESET (to HRS, so its programming time is defined);
+    a device with target 0 (the unused device of a differential pair) then one full RESET at
+    ``reset_max_v`` and is not verified (stop reason reset_only).
     Then alternating loops: while too conductive, RESET pulses whose magnitude starts at
     ``reset_start_v`` and grows by ``step_v`` per consecutive RESET up to ``reset_max_v``; while too
     resistive, SET pulses likewise (compliance ``compliance_ua_per_us``·G_T). Verify on the mean of
@@ -385,6 +387,23 @@ class VerifyRun:
     def _iteration(self) -> bool:
         raise NotImplementedError
 
+    def _mean_read(self, rows: np.ndarray) -> np.ndarray:
+        """The verify reading of ``rows``: the mean of the configured verify reads."""
+        return self.lp.read(rows, self.cfg.n_verify_reads).mean(axis=1)
+
+    def _reset_only(self, rows: np.ndarray) -> None:
+        """Targets of 0 (the unused device of a differential pair), RESET already: not iterated on,
+        but read once like any verify (after the verify delay), and counted converged only if that
+        reading lies within the tolerance of 0 — a stuck device or a high HRS floor shows."""
+        lp = self.lp
+        if rows.size == 0:
+            return
+        lp.settle(self.cfg.verify_delay_s)
+        g = self._mean_read(rows)
+        lp.g_verify[rows] = g
+        lp.converged[rows] = np.abs(g) <= self.tolerance[rows]
+        lp.done(rows, StopReason.RESET_ONLY)
+
     def _verify(self, reads: np.ndarray):
         """Record the verify reading of the active devices; finish those in tolerance."""
         lp, cfg, act, it = self.lp, self.cfg, self.act, self.it
@@ -419,6 +438,9 @@ class StepVerify(VerifyRun):
         self.compliance = np.clip(cfg.compliance_ua_per_us * self.lp.target, cfg.compliance_min_ua,
                                   cfg.compliance_max_ua)
 
+    def _mean_read(self, rows: np.ndarray) -> np.ndarray:
+        return self.lp.read(rows, self.cfg.n_verify_reads)[:, self.cfg.discard_reads:].mean(axis=1)
+
     def _extra_state(self) -> dict[str, np.ndarray]:
         return {"volts": self.volts.copy(), "last_kind": self.last_kind.copy()}
 
@@ -427,13 +449,22 @@ class StepVerify(VerifyRun):
         self.last_kind[:] = d["last_kind"]
 
     def _initialise(self) -> None:
-        rows = np.arange(self.lp.addr.size)
+        lp = self.lp
+        rows = np.arange(lp.addr.size)
         no_room = self.budget < 1
         if no_room.any():
-            self.lp.done(rows[no_room], StopReason.PULSE_LIMIT)
-        self.act = rows[~no_room]
-        if self.act.size:
-            self.lp.pulse(self.act, PulseKind.RESET, self.cfg.init_reset_v, self.cfg.pulse_width_ns)
+            lp.done(rows[no_room], StopReason.PULSE_LIMIT)
+        if lp.addr.size:
+            lp.pulse(rows[~no_room], PulseKind.RESET, self.cfg.init_reset_v, self.cfg.pulse_width_ns)
+        # a target of 0 (the unused device of a differential pair) is not verified, as in the PCM
+        # loop (verifying towards 0 would pulse it against its HRS floor): it gets the loop's full
+        # RESET, reset_max_v, which takes it to HRS (the initial RESET alone leaves several µS)
+        zero = (lp.target == 0) & ~no_room
+        full = zero & (self.budget >= 2)
+        lp.pulse(rows[full], PulseKind.RESET, self.cfg.reset_max_v, self.cfg.pulse_width_ns)
+        lp.done(rows[zero & ~full], StopReason.PULSE_LIMIT)
+        self._reset_only(rows[full])
+        self.act = rows[~zero & ~no_room]
 
     def _iteration(self) -> bool:
         lp, cfg = self.lp, self.cfg

@@ -18,7 +18,14 @@ import numpy as np
 
 from devmodel.array import DeviceArray, ReportsFaults, Seeded, Snapshots
 from devmodel.errors import DevmodelError
-from devmodel.procedures.characterize import Progress, SessionSummary, SweepConfig, config_dict, run_sweep
+from devmodel.procedures.characterize import (
+    DevicePlan,
+    Progress,
+    SessionSummary,
+    SweepConfig,
+    config_dict,
+    run_sweep,
+)
 from devmodel.procedures.program_verify import VerifyConfig, verify_parts
 from devmodel.procedures.resume import attach_journal, configs_from_file, restore_chip
 from devmodel.store.durable import DurableSessionWriter, inspect_resumable
@@ -41,9 +48,9 @@ class SessionRun:
 def new_session(chip: DeviceArray, chip_url: str, cfg: SweepConfig, out_path: str | Path, *,
                 seed: int | None, overwrite: bool = False, progress: Progress | None = None,
                 durability: str = "full", checkpoint_interval_s: float = 2.0,
-                command: str = "") -> SessionRun:
-    """Create the session file for ``chip`` and run the sweep into it (the technology's default
-    program-and-verify and reference age t0).
+                command: str = "", verify: VerifyConfig | None = None) -> SessionRun:
+    """Create the session file for ``chip`` and run the sweep into it (the technology's reference
+    age t0; ``verify`` or the technology's default program-and-verify).
 
     ``durability`` "full" or "process" writes a crash-safe, resumable file (commits every
     ``checkpoint_interval_s``, fsynced for "full"); "off" the plain incremental file.
@@ -52,7 +59,7 @@ def new_session(chip: DeviceArray, chip_url: str, cfg: SweepConfig, out_path: st
         raise DevmodelError(f"--durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
     tech = technology(chip.info.technology)
     verify_cls, _ = verify_parts(tech.name)
-    verify = verify_cls()
+    verify = verify or verify_cls()
     kw = dict(technology=tech.name, g_max_us=chip.info.g_max_us, t0_s=tech.t0_s,
               chip=dict(chip.info.to_dict(), url=chip_url), config=config_dict(cfg, verify),
               seed=chip.seed if isinstance(chip, Seeded) else seed, command=command,
@@ -85,14 +92,15 @@ def storage_errors(path: Path, resumable: bool):
 
 def sweep_into(chip: DeviceArray, writer: SessionSink, cfg: SweepConfig, verify: VerifyConfig,
                progress: Progress | None = None, state=None, downtime: str = "wall",
-               journal: bool = True) -> SessionRun:
+               journal: bool = True, plan: DevicePlan | None = None) -> SessionRun:
     """Run the sweep (new or resumed from ``state``) into ``writer``, through an instrument's
-    journal when the file is resumable, record the faults met, and mark the session complete."""
+    journal when the file is resumable, record the faults met, and mark the session complete
+    (``plan``: explicit per-device targets instead of the sweep's levels, as a deployment's)."""
     run_chip = chip
     if journal and not isinstance(chip, Snapshots):
         run_chip = attach_journal(chip, writer, state, downtime)
     try:
-        summary = run_sweep(run_chip, cfg, writer, verify, progress, state)
+        summary = run_sweep(run_chip, cfg, writer, verify, progress, state, plan)
     finally:
         if run_chip is not chip:
             run_chip.close_journal()
@@ -109,9 +117,9 @@ def sweep_into(chip: DeviceArray, writer: SessionSink, cfg: SweepConfig, verify:
 
 def resume_session(path: str | Path, chip: DeviceArray, *, downtime: str = "wall",
                    durability: str = "full", checkpoint_interval_s: float = 2.0,
-                   progress: Progress | None = None) -> SessionRun:
+                   progress: Progress | None = None, plan: DevicePlan | None = None) -> SessionRun:
     """Continue the session in ``path`` on ``chip`` (opened from the recorded or a given URL) from
-    its last commit, noting the gap in ``/gaps``."""
+    its last commit, noting the gap in ``/gaps`` (``plan``: a deployment's, read from its file)."""
     path = Path(path)
     if durability == "off":
         raise DevmodelError("--durability off cannot resume a session (it writes no resume data)")
@@ -124,11 +132,13 @@ def resume_session(path: str | Path, chip: DeviceArray, *, downtime: str = "wall
                                 f"the session was recorded on one with {recorded[key]!r}")
     check_continuity(path, recorded, chip, info)
     with storage_errors(path, resumable=True):
-        return _resume(path, chip, info, cfg, verify, downtime, durability, checkpoint_interval_s, progress)
+        return _resume(path, chip, info, cfg, verify, downtime, durability, checkpoint_interval_s, progress,
+                       plan)
 
 
 def _resume(path: Path, chip: DeviceArray, info: dict, cfg, verify, downtime: str, durability: str,
-            checkpoint_interval_s: float, progress: Progress | None) -> SessionRun:
+            checkpoint_interval_s: float, progress: Progress | None,
+            plan: DevicePlan | None = None) -> SessionRun:
     writer, state = DurableSessionWriter.reopen(path, commit_interval_s=checkpoint_interval_s,
                                                 fsync=durability == "full")
     reason = info["status_reason"] if info["status"] == "failed" and info["status_reason"] else (
@@ -153,7 +163,7 @@ def _resume(path: Path, chip: DeviceArray, info: dict, cfg, verify, downtime: st
         writer.set_attr("status", "running")
         writer.set_attr("status_reason", "")
         writer.commit_now()
-        return sweep_into(chip, writer, cfg, verify, progress, state, downtime)
+        return sweep_into(chip, writer, cfg, verify, progress, state, downtime, plan=plan)
 
 
 _RESUME_FAILED = " (a resume failed too: "

@@ -107,8 +107,9 @@ class AnalogNet(nn.Module):
         return r
 
     @torch.no_grad()
-    def program(self, seed: int) -> None:
-        """Program all devices (one programming trial)."""
+    def program(self, seed: int, g_min_us: float | None = None) -> None:
+        """Program all devices (one programming trial); ``g_min_us`` replaces the lowest conductance
+        used (a deployment's, so the prediction maps the weights as the chip was programmed)."""
         gen = torch.Generator().manual_seed(int(seed))
         for m in self.layers:
             m.generator = gen
@@ -122,6 +123,8 @@ class AnalogNet(nn.Module):
         # the lowest conductance used: the device window's floor, raised by a finite on/off ratio
         g_min = max(self.card.g_min_us,
                     self.card.g_max_us / self.config.on_off_ratio if self.config.on_off_ratio else 0.0)
+        if g_min_us is not None:
+            g_min = float(g_min_us)
         t0_age = self._age(0.0) if self.drift_compensation else None
         for m in self.layers:
             m.program(self.native, g_min, t0_age)

@@ -368,6 +368,12 @@ class DurableSessionWriter:
             self._ops.append(("array", "ground_truth", name,
                               _Array(np.asarray(arr)[rows_addresses], None)))
 
+    def write_group(self, name: str, attrs: dict[str, Any], datasets: dict[str, np.ndarray]) -> None:
+        """A group of extra datasets (a deployment's network and map), committed with the next rows."""
+        self._ops += [("group", name), ("attrs", name, dict(attrs))]
+        for key, data in datasets.items():
+            self._ops.append(("array", name, key, _Array(np.asarray(data), None)))
+
     def append(self, table: str, columns: dict[str, np.ndarray]) -> None:
         """Buffer rows for ``reads`` or ``trace``; they are acknowledged at the next commit."""
         spec = TABLES[table]

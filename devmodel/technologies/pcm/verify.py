@@ -22,7 +22,8 @@ class PcmVerifyConfig(VerifyConfig):
     """Initialise with a 450 µA / 50 ns RESET and six 1000 ns SET pulses stepping 160 → 60 µA; verify
     on the mean of 5 reads; tolerance ±0.25 µS; if outside, one RESET-type pulse whose amplitude
     moves proportionally to (G_mean − G_T), bounded to 80–400 µA; at most 55 iterations. A target of
-    0 gets one 450 µA RESET (the unused device of the differential pair).
+    0 gets one 450 µA RESET (the unused device of the differential pair) and one verify reading,
+    converged if within the tolerance of 0.
 
     The seed is silent on timing; ``verify_delay_s`` (lab practice) lets every pulse pass age that
     long before its verify reads, so a device finishing in a short late pass is not verified within
@@ -92,8 +93,7 @@ class PcmVerify(VerifyRun):
         zero &= ~no_room
         if zero.any():
             lp.pulse(rows[zero], PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
-            lp.converged[zero] = True
-            lp.done(rows[zero], StopReason.RESET_ONLY)
+            self._reset_only(rows[zero])
         self.act = rows[~zero & ~no_room]
         if self.act.size:
             lp.pulse(self.act, PulseKind.RESET, cfg.init_reset_ua, cfg.init_reset_width_ns)
