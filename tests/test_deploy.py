@@ -155,6 +155,11 @@ def test_visa_deployment_killed_and_resumed_equals_the_in_process_one(tmp_path):
     ev = run_devmodel("evaluate", "--deployment", visa, "--card", "published:pcm", "--trials", "3", "--quiet")
     assert ev.returncode == 0, ev.stderr
     assert "measured inside the interval at" in ev.stdout and ev.stdout.count("µS") >= 1
+    ev = run_devmodel("evaluate", "--deployment", visa, "--card", "published:pcm", "--network", "digits-cnn",
+                      "--quiet")
+    assert ev.returncode == 2 and ev.stderr.strip() == (
+        "devmodel: error: --network does not apply with --deployment: the deployment file fixes the network, "
+        "its mapping and the read ages")
 
 
 def test_verify_settings_from_station_and_options_are_recorded_and_checked(tmp_path):

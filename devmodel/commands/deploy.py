@@ -155,6 +155,22 @@ def describe(path) -> str:
     return "\n".join(lines)
 
 
+#: evaluate's options that a deployment file fixes (network, mapping, read ages) or that model a
+#: crossbar the measured pass does not have
+_CARD_ONLY = ("network", "times_text", "crossbar", "scales", "input_range", "management", "read_noise",
+              "read_window", "bit_serial", "scale_levels", "exempt_fraction", "energy", "epochs", "plot",
+              "extrapolate")
+
+
+def refuse_card_only_options(ctx: click.Context) -> None:
+    """Refuse, naming it, an option of ``evaluate --card`` given with ``--deployment``."""
+    for name in _CARD_ONLY:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            opt = next(p for p in ctx.command.params if p.name == name).opts[0]
+            raise DevmodelError(f"{opt} does not apply with --deployment: the deployment file fixes the "
+                                "network, its mapping and the read ages")
+
+
 def evaluate_deployment(path: str, card: str | None, trials: int, drift_compensation: bool | None,
                         seed: int, quiet: bool) -> None:
     """``evaluate --deployment``: measured accuracy at each read age, the card's prediction beside it

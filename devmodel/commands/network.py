@@ -92,8 +92,9 @@ def evaluate(card, deployment, network, times_text, trials, crossbar, scales, in
     from devmodel.sim import CrossbarConfig, accuracy, convert, evaluate_over_time
 
     if deployment is not None:
-        from devmodel.commands.deploy import evaluate_deployment
+        from devmodel.commands.deploy import evaluate_deployment, refuse_card_only_options
 
+        refuse_card_only_options(click.get_current_context())
         return evaluate_deployment(deployment, card, trials, drift_compensation, seed, quiet)
     if card is None:
         raise DevmodelError("--card is required (the model card to evaluate with), or --deployment FILE")

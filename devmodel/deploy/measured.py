@@ -168,7 +168,9 @@ def inference_times(card, ages_s: np.ndarray) -> np.ndarray:
 def predicted_accuracy(dep: Deployment, net, data, card, compensate: bool, trials: int,
                        seed: int = 0) -> np.ndarray:
     """Accuracy (trials × ages) the card predicts for this deployment (devmodel.sim)."""
-    cfg = measured_config(dep.crossbar).with_(read_noise="card", drift_compensation=compensate)
+    # like the measured pass: each device's noise frozen at each read (the chip returned one read per
+    # device and age), none re-drawn per product (docs/deployment.md)
+    cfg = measured_config(dep.crossbar).with_(drift_compensation=compensate)
     anet = convert(net, card, cfg, extrapolate=True)
     times = inference_times(card, dep.ages_s)
     acc = np.empty((trials, times.size))
