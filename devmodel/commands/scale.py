@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import key_values, one_line, typed_values
+from devmodel.commands.common import Finite, key_values, one_line, typed_values
 from devmodel.errors import DevmodelError
 
 POPULATION_CARD = "population.json"
@@ -27,6 +27,8 @@ POPULATION_CARD = "population.json"
 @click.option("--workers", type=click.IntRange(0, 1024), default=2, show_default=True,
               help="Without --scheduler: worker processes of a local Dask cluster (0: one fit after "
               "another in this process, without Dask).")
+@click.option("--connect-timeout", type=Finite(0.1, 600.0), default=10.0, show_default=True,
+              help="Seconds to wait for --scheduler to answer.")
 @click.option("--memory-limit", default="2GB", show_default=True,
               help="Peak memory of one fit (per worker); sessions larger are fitted out of core.")
 @click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE",
@@ -34,7 +36,8 @@ POPULATION_CARD = "population.json"
 @click.option("--overwrite", is_flag=True, help="Replace existing cards.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line
-def fit_many(sessions, out, scheduler, workers, memory_limit, settings, overwrite, quiet) -> None:
+def fit_many(sessions, out, scheduler, workers, connect_timeout, memory_limit, settings, overwrite,
+             quiet) -> None:
     """Fit every chip's session on a Dask cluster; write per-chip cards and a population card
     (each parameter's mean and chip-to-chip spread, outlier chips flagged). A chip whose fit fails
     is reported with its reason; the others go on (exit status 1 if any failed)."""
@@ -58,7 +61,7 @@ def fit_many(sessions, out, scheduler, workers, memory_limit, settings, overwrit
     for target in [*card_paths.values(), folder / POPULATION_CARD]:
         check_output(target, overwrite, paths)
     options = _options(paths, settings, fit_options)
-    results = run_fits(paths, options, Cluster(scheduler, workers, limit, not quiet))
+    results = run_fits(paths, options, Cluster(scheduler, workers, limit, not quiet, connect_timeout))
     for r in results:
         if r["ok"]:
             write_text_atomically(card_paths[r["session"]], r["card"], overwrite, paths)

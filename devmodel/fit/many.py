@@ -24,7 +24,7 @@ from devmodel.fit.streamed import DEFAULT_MEMORY_LIMIT, in_memory_bytes, support
 #: The Dask worker's own memory limit above the fit's: the nanny stops a worker at 95 % of its limit,
 #: and the fit's peak is estimated, not exact (docs/scale.md).
 WORKER_MEMORY_MARGIN = 1.5
-#: Seconds to wait for a scheduler to answer before giving up with one sentence.
+#: Seconds to wait for a scheduler to answer before giving up with one sentence (--connect-timeout).
 CONNECT_TIMEOUT_S = 10
 
 
@@ -64,6 +64,7 @@ class Cluster:
     workers: int = 2
     memory_limit: int = DEFAULT_MEMORY_LIMIT
     progress: bool = True
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
 
 
 def run_fits(paths: list[str], options: dict | None, where: Cluster) -> list[dict]:
@@ -78,7 +79,7 @@ def run_fits(paths: list[str], options: dict | None, where: Cluster) -> list[dic
     cluster = None
     try:
         if where.scheduler is not None:
-            client = _connect(Client, where.scheduler)
+            client = _connect(Client, where.scheduler, where.connect_timeout_s)
         else:
             cluster = LocalCluster(n_workers=where.workers, threads_per_worker=1, processes=True,
                                    memory_limit=int(where.memory_limit * WORKER_MEMORY_MARGIN),
@@ -98,12 +99,12 @@ def run_fits(paths: list[str], options: dict | None, where: Cluster) -> list[dic
             cluster.close()
 
 
-def _connect(client_class, address: str):
+def _connect(client_class, address: str, timeout_s: float):
     try:
-        return client_class(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+        return client_class(address, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as e:
         raise DevmodelError(f"--scheduler {address}: no Dask scheduler answered within "
-                            f"{CONNECT_TIMEOUT_S} s ({type(e).__name__})") from None
+                            f"{timeout_s:g} s ({type(e).__name__})") from None
 
 
 def _result(future, path: str) -> dict:

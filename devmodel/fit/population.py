@@ -23,7 +23,8 @@ import numpy as np
 MODIFIED_Z_SCALE = 0.6745
 MODIFIED_Z_CUT = 3.5
 RULE = ("modified z-score M = 0.6745·(x − median)/MAD across chips, |M| > 3.5 flags an outlier "
-        "(Iglewicz & Hoaglin 1993)")
+        "(Iglewicz & Hoaglin 1993), when |x − median| also exceeds 3.5 of the chip's own standard "
+        "errors")
 
 
 def modified_z(x: np.ndarray) -> np.ndarray:
@@ -38,7 +39,8 @@ def parameter_summary(values: np.ndarray, stderrs: np.ndarray) -> dict:
     """One parameter across chips: the outlier flags and the statistics of the chips not flagged."""
     x, se = np.asarray(values, float), np.asarray(stderrs, float)
     z = modified_z(x)
-    out = np.abs(z) > MODIFIED_Z_CUT
+    beyond_fit_error = ~(np.abs(x - np.median(x)) <= MODIFIED_Z_CUT * se)  # NaN SE: M decides
+    out = (np.abs(z) > MODIFIED_Z_CUT) & beyond_fit_error
     keep, n = x[~out], int((~out).sum())
     sd = float(np.std(keep, ddof=1)) if n > 1 else float("nan")
     se_k = se[~out]
