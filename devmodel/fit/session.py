@@ -82,12 +82,12 @@ def screened(session: Session, options: Any = None) -> FitData:
 
 
 def _guarded_fit(session: Session, data: FitData, opts: Any) -> DeviceModel:
-    """The technology's fit on ``data`` (see :func:`_guarded_fit_call`)."""
+    """The technology's fit on ``data`` (see :func:`guarded_fit_call`)."""
     part = technology(session.technology).part("fit")
-    return _guarded_fit_call(session.path, session.technology, lambda: part.fit(data, opts))
+    return guarded_fit_call(session.path, session.technology, lambda: part.fit(data, opts))
 
 
-def _guarded_fit_call(path: Path, technology_name: str, fit) -> DeviceModel:
+def guarded_fit_call(path: Path, technology_name: str, fit) -> DeviceModel:
     """``fit()``; an optimiser meeting non-finite numbers (data a model cannot describe, e.g. too
     few usable reads at some level) is one sentence, not lmfit's traceback."""
     try:

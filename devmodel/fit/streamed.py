@@ -303,7 +303,7 @@ def fit_session_streamed(path: str | Path, options: Any = None, memory_limit: in
     """Fit the session at ``path`` out of core (module docstring); the card of
     :func:`devmodel.fit.session.fit_session` without hold-out or bootstrap, with
     ``provenance.out_of_core`` saying how it was read. ``progress(phase, done, total)``."""
-    from devmodel.fit.session import _guarded_fit_call, fit_options
+    from devmodel.fit.session import fit_options, guarded_fit_call
 
     step = progress or (lambda phase, done, total: None)
     with SessionFile(path) as sf:
@@ -332,7 +332,7 @@ def fit_session_streamed(path: str | Path, options: Any = None, memory_limit: in
             span = _chunks(sf, idx, n_dev, h["t0_s"], part, scratch, levels_us.size, step)
             sample, tot = _levels(sf, h, levels_us, idx, scratch, opts, step)
             step(f"fitting {h['technology']}", 0, 1)
-            card = _guarded_fit_call(sf.path, h["technology"], lambda: part.fit_levels(sample, opts))
+            card = guarded_fit_call(sf.path, h["technology"], lambda: part.fit_levels(sample, opts))
     card.fit_quality["excluded_devices"] = sample.excluded
     ages = _shared_ages(idx.nominal_ages, tot.dev_with_read, tot.n_used)
     at = np.isin(idx.nominal_ages, ages)
