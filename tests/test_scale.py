@@ -180,3 +180,25 @@ def test_fit_many_refuses_an_unreachable_scheduler_in_one_sentence(wafer):
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "no Dask scheduler answered" in r.stderr
     assert not (wafer / "nowhere" / "population.json").exists()
+
+
+def test_wafer_chip_urls_are_deterministic_and_checked():
+    from devmodel.chips import open_chip
+    from devmodel.errors import ChipURLError
+
+    def amp(url: str, seed: int = 5) -> float:
+        chip = open_chip(url, seed)
+        try:
+            return chip.physics.stat.q_s.amp
+        finally:
+            chip.close()
+
+    url = "sim:pcm?devices=64&chip={}&spread.stat.q_s.amp=0.2"
+    assert amp(url.format(2)) == amp(url.format(2)) != amp(url.format(3))
+    assert amp(url.format(2)) != amp(url.format(2), seed=6)
+    assert amp("sim:pcm?devices=64&chip=2") == 0.0088  # no spread: the published value
+    for bad, words in [("sim:pcm?spread.stat.q_s.amp=0.2", "no chip=K"),
+                       ("sim:pcm?chip=1&spread.stat.q_s.amp=-1", "outside 0..2"),
+                       ("sim:pcm?chip=1&spread.stat.nope=0.1", "unknown parameter")]:
+        with pytest.raises(ChipURLError, match=words):
+            open_chip(bad)
