@@ -202,3 +202,18 @@ def test_wafer_chip_urls_are_deterministic_and_checked():
                        ("sim:pcm?chip=1&spread.stat.nope=0.1", "unknown parameter")]:
         with pytest.raises(ChipURLError, match=words):
             open_chip(bad)
+
+
+def test_population_statistics_by_hand():
+    from devmodel.fit.population import parameter_summary
+
+    # median 3, MAD 1: M = 0.6745·(x − 3); 100 is flagged (M = 65.4), 1 is not (M = −1.35)
+    p = parameter_summary(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), np.full(5, 0.1))
+    assert p["outlier"] == [False, False, False, False, True]
+    assert p["modified_z"][4] == pytest.approx(65.43, abs=0.01)
+    assert p["mean"] == 2.5 and p["sd_observed"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+    # the fit errors' share is removed: SD² = 1.6667, mean SE² = 0.01 → σ_c = √1.6567
+    assert p["chip_to_chip_sd"] == pytest.approx(np.sqrt(5 / 3 - 0.01))
+    # M = 12.8 for 1.2, but 0.19 from the median is within 3.5 of its SE 0.1: fit noise, not a bad chip
+    q = parameter_summary(np.array([1.0, 1.01, 0.99, 1.02, 1.2]), np.full(5, 0.1))
+    assert q["modified_z"][4] > 3.5 and not any(q["outlier"])

@@ -99,10 +99,12 @@ def _print(card: dict, results: list[dict], folder: Path) -> None:
     ok = sum(r["ok"] for r in results)
     click.echo(f"fitted {ok} of {len(results)} chips; cards and {POPULATION_CARD} in {folder}")
     click.echo(f"{'parameter':<28}{'mean':>12}{'chip SD':>12}{'± SE':>11}{'fit SE':>11}{'chips':>6}")
+    def num(v, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
     for name, p in card["parameters"].items():
-        se = p["chip_to_chip_sd_stderr"]
-        click.echo(f"{name:<28}{p['mean']:>12.5g}{p['chip_to_chip_sd']:>12.3g}"
-                   f"{(f'{se:.2g}' if se is not None else '—'):>11}{p['rms_fit_stderr']:>11.3g}"
+        click.echo(f"{name:<28}{num(p['mean'], '.5g'):>12}{num(p['chip_to_chip_sd'], '.3g'):>12}"
+                   f"{num(p['chip_to_chip_sd_stderr'], '.2g'):>11}{num(p['rms_fit_stderr'], '.3g'):>11}"
                    f"{p['n_chips']:>6}")
     for chip, hits in card["outlier_chips"].items():
         what = ", ".join(f"{h['parameter']} (M = {h['modified_z']:+.1f})" for h in hits)

@@ -47,10 +47,15 @@ def parameter_summary(values: np.ndarray, stderrs: np.ndarray) -> dict:
     mse = float(np.mean(se_k[np.isfinite(se_k)] ** 2)) if np.isfinite(se_k).any() else 0.0
     chip = float(np.sqrt(max(sd**2 - mse, 0.0))) if n > 1 else float("nan")
     chip_se = (float(sd**2 / (chip * np.sqrt(2 * (n - 1)))) if n > 1 and chip > 0 else None)
-    return {"n_chips": n, "mean": float(np.mean(keep)) if n else float("nan"),
-            "median": float(np.median(x)), "sd_observed": sd, "rms_fit_stderr": float(np.sqrt(mse)),
-            "chip_to_chip_sd": chip, "chip_to_chip_sd_stderr": chip_se,
-            "modified_z": z.round(3).tolist(), "outlier": out.tolist()}
+    return {"n_chips": n, "mean": _number(np.mean(keep)) if n else None,
+            "median": _number(np.median(x)), "sd_observed": _number(sd),
+            "rms_fit_stderr": _number(np.sqrt(mse)), "chip_to_chip_sd": _number(chip),
+            "chip_to_chip_sd_stderr": chip_se, "modified_z": z.round(3).tolist(), "outlier": out.tolist()}
+
+
+def _number(v) -> float | None:
+    """A JSON number, or None where there is none (one chip has no spread)."""
+    return float(v) if np.isfinite(v) else None
 
 
 def population_card(chips: list[dict], technology_name: str) -> dict:
