@@ -87,8 +87,9 @@ def _fit_out_of_core(session, settings, flags, limit, holdout_fraction, bootstra
     from devmodel.store.reader import SessionFile
 
     if holdout_fraction > 0 or bootstrap > 0:
-        raise DevmodelError(f"{session}: its in-memory fit needs ≈ {in_memory_bytes(session) / 1e9:.1f} GB, "
-                            "above --memory-limit; --holdout-fraction and --bootstrap need it in memory")
+        need = in_memory_bytes(session) / 1e9
+        raise DevmodelError(f"{session}: --holdout-fraction and --bootstrap need the in-memory fit, ≈ "
+                            f"{need:.1f} GB, above --memory-limit; raise it to {need + 0.05:.1f}GB")
     with SessionFile(session) as sf:
         tech = sf.header()["technology"]
     options = typed_values("--set", key_values("--set", settings), fit_options(tech))
