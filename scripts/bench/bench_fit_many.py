@@ -31,6 +31,22 @@ def devmodel(*args) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - t, r
 
 
+CPU_PROBE = ("import time, numpy as np\nx = np.random.default_rng(0).random(2_000_000)\n"
+             "t = time.perf_counter()\nfor _ in range(40):\n    np.sort(x)\n"
+             "print(time.perf_counter() - t)")
+
+
+def parallel_capacity() -> float:
+    """How many cores this machine gives two CPU-bound processes now: 2 × (one alone) / (two at once),
+    with a NumPy sort as the workload (the ceiling of any 2-worker speed-up on a shared machine)."""
+    def run(k: int) -> float:
+        ps = [subprocess.Popen([sys.executable, "-c", CPU_PROBE], stdout=subprocess.PIPE, text=True)
+              for _ in range(k)]
+        return max(float(p.communicate()[0]) for p in ps)
+
+    return 2 * run(1) / run(2)
+
+
 def cards(folder: Path) -> dict:
     out = {}
     for p in sorted(folder.glob("chip-*.json")):
@@ -96,7 +112,8 @@ def main() -> None:
     for name, t in times.items():
         print(f"{name}: median {statistics.median(t):.1f} s ({', '.join(f'{x:.1f}' for x in t)})")
     med = [statistics.median(t) for t in times.values()]
-    print(f"speed-up LocalCluster vs serial: {med[0] / med[1]:.2f}× (wall of the whole command)")
+    print(f"speed-up LocalCluster vs serial: {med[0] / med[1]:.2f}× (wall of the whole command); "
+          f"parallel capacity of this machine now: {parallel_capacity():.2f} cores for two processes")
     print(f"per-chip cards identical (serial vs LocalCluster): "
           f"{cards(folder / 'cards-w0') == cards(folder / 'cards-w2')}")
     scheduler_run(folder, sessions, folder / "cards-sched")
