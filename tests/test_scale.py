@@ -217,3 +217,25 @@ def test_population_statistics_by_hand():
     # M = 12.8 for 1.2, but 0.19 from the median is within 3.5 of its SE 0.1: fit noise, not a bad chip
     q = parameter_summary(np.array([1.0, 1.01, 0.99, 1.02, 1.2]), np.full(5, 0.1))
     assert q["modified_z"][4] > 3.5 and not any(q["outlier"])
+
+
+NO_DASK = """
+import sys
+class NoDask:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("dask", "distributed"):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)", name=name)
+sys.meta_path.insert(0, NoDask())
+from devmodel.commands import main
+sys.argv = ["devmodel", *sys.argv[1:]]
+main()
+"""
+
+
+def test_fit_many_without_dask_says_what_is_missing(tmp_path):
+    path = tmp_path / "s.h5"
+    synthesize_pcm_session(path, devices_per_level=20, seed=1)
+    r = subprocess.run([sys.executable, "-c", NO_DASK, "fit-many", str(path), "--out", str(tmp_path / "c"),
+                        "--workers", "2"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "needs Dask: pip install 'devmodel[scale]'" in r.stderr
