@@ -50,8 +50,9 @@ BYTES_PER_READ = 210
 BYTES_PER_LEVEL_DEVICE = 160
 #: Interpreter, NumPy, SciPy, lmfit and h5py loaded: what no chunk size changes (measured).
 BASELINE_BYTES = 250 << 20
-#: The index pass reads these many bytes per row (device i4, burst i4, nominal age f8) and their masks.
-_INDEX_BYTES_PER_ROW = 40
+#: Peak bytes per row of the index pass (device, burst and nominal age with their masks and copies;
+#: measured with tracemalloc: 65 B).
+_INDEX_BYTES_PER_ROW = 70
 #: More runs of rows than this per chunk means the reads are not grouped by device.
 _MAX_RUNS_PER_CHUNK = 4096
 
@@ -248,12 +249,14 @@ class _Totals:
         self.used_counts = np.zeros(self.n_ages, np.int64)
 
 
-def _screen(v: dict[str, np.ndarray], outlier_sigma: float | None, tot: _Totals) -> np.ndarray:
-    """One level's used devices, screened as :func:`devmodel.fit.data.prepare` screens them."""
-    target, g_t0 = v["target_us"], v["g_t0"]
-    use = (target > 0) & v["converged"]
+def _screen(load, outlier_sigma: float | None, tot: _Totals) -> np.ndarray:
+    """One level's used devices, screened as :func:`devmodel.fit.data.prepare` screens them;
+    ``load(key)`` reads one per-device column of the level (one at a time: memory)."""
+    target, converged, g_t0 = load("target_us"), load("converged"), load("g_t0")
+    use = (target > 0) & converged
     tot.excluded["zero_target"] += int(np.sum(target == 0))
-    tot.excluded["not_converged"] += int(np.sum((target > 0) & ~v["converged"]))
+    tot.excluded["not_converged"] += int(np.sum((target > 0) & ~converged))
+    del target, converged
     finite = np.isfinite(g_t0)
     outlier = np.zeros_like(use)
     m = use & finite
@@ -263,14 +266,22 @@ def _screen(v: dict[str, np.ndarray], outlier_sigma: float | None, tot: _Totals)
     tot.excluded["outlier_t0"] += int(outlier.sum())
     tot.excluded["no_read_at_t0"] += int(np.sum(use & ~finite))
     use &= ~outlier
-    has = v["counts"] > 0
     tot.n_used += int(use.sum())
     tot.any_t0 |= bool(np.any(use & finite))
-    tot.dev_with_read += has[use].sum(0)
-    tot.used_counts += v["counts"][use].sum(0)
-    tot.used_nan += int(v["n_nan"][use].sum())
-    tot.excluded_reads += int(v["counts"][~use].sum() + v["n_nan"][~use].sum())
+    counts, n_nan = load("counts"), load("n_nan")
+    for a in range(counts.shape[1]):  # column by column: no copy of the level's count matrix
+        col = counts[:, a]
+        tot.dev_with_read[a] += np.count_nonzero(col[use])
+        tot.used_counts[a] += int(col[use].sum())
+        tot.excluded_reads += int(col[~use].sum())
+    tot.used_nan += int(n_nan[use].sum())
+    tot.excluded_reads += int(n_nan[~use].sum())
     return use
+
+
+def _ages_with_reads(counts: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """Per nominal age, the devices in ``use`` with a read there (column by column)."""
+    return np.array([np.count_nonzero(counts[:, a][use]) for a in range(counts.shape[1])], np.int64)
 
 
 class _Levels(Sequence):
@@ -386,22 +397,30 @@ def _levels(sf: SessionFile, h: dict, levels_us: np.ndarray, idx: ReadIndex, scr
     b_use = np.zeros(b_dev.size, bool)
     b_est: dict[str, np.ndarray] = {}
     level_ages, fit_keys = [], []
-    device_keys = list(scratch.dtypes)
+    estimates = [k for k in scratch.dtypes if k not in
+                 ("row", "target_us", "converged", "counts", "n_nan", "ok", "g_t0")]
+    fit_keys = ["g_t0", *estimates]
     for j in range(levels_us.size):
         step("level statistics", j, levels_us.size)
-        v = {k: scratch.load(j, k) for k in device_keys}
-        use = _screen(v, getattr(opts, "outlier_sigma", 6.0), tot) & v["ok"]
-        n_dev_age = (v["counts"] > 0)[use].sum(0)
-        level_ages.append(_shared_ages(idx.nominal_ages, n_dev_age, int(use.sum())))
-        sel = use & np.isfinite(v["g_t0"])
-        fit_keys = ["g_t0"] + [k for k in v if k not in ("row", "target_us", "converged", "counts",
-                                                          "n_nan", "ok", "g_t0")]
-        scratch.append(j, {f"fit.{k}": v[k][sel] for k in fit_keys})
-        hit = np.isin(v["row"], b_dev)
-        pos = np.searchsorted(b_dev, v["row"][hit])
+
+        def load(key: str, j: int = j) -> np.ndarray:
+            return scratch.load(j, key)
+
+        use = _screen(load, getattr(opts, "outlier_sigma", 6.0), tot) & load("ok")
+        level_ages.append(_shared_ages(idx.nominal_ages, _ages_with_reads(load("counts"), use),
+                                       int(use.sum())))
+        sel = use & np.isfinite(load("g_t0"))
+        row = load("row")
+        hit = np.isin(row, b_dev)
+        pos = np.searchsorted(b_dev, row[hit])
+        del row
         b_level[pos], b_use[pos] = j, use[hit]
-        for k in fit_keys[1:]:
-            b_est.setdefault(k, np.full(b_dev.size, np.nan, v[k].dtype))[pos] = v[k][hit]
+        for k in fit_keys:  # one column at a time
+            v = load(k)
+            scratch.append(j, {f"fit.{k}": v[sel]})
+            if k != "g_t0":
+                b_est.setdefault(k, np.full(b_dev.size, np.nan, v.dtype))[pos] = v[hit]
+            del v
     if not tot.any_t0 and tot.n_used:
         raise DevmodelError(f"{sf.path}: no device has a read within ±10 % of t0 = {h['t0_s']:g} s; "
                             "import it again with --t0-s set to an age every device was read at")
