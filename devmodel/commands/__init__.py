@@ -3,7 +3,7 @@
 One module per area — ``lab`` (characterize, info, import-table, import-traces, serve-chip),
 ``model`` (fit, validate, report, export, read-noise, bake), ``network`` (evaluate, train-hwa),
 ``replay``, ``demo``, ``deploy`` (deploy; evaluate --deployment), ``data`` (export-data),
-``card`` (show, list) — each command parsing its
+``card`` (show, list), ``scale`` (fit-many, characterize-wafer) — each command parsing its
 options, calling the library and printing.
 Choices (technologies, export targets, training methods) come from the registries. Every error a
 user can cause ends in one sentence on stderr and exit status 2, never a traceback, and nothing
@@ -24,6 +24,7 @@ from devmodel.commands.lab import characterize, import_table_cmd, import_traces_
 from devmodel.commands.model import bake, export, fit, read_noise, report, validate
 from devmodel.commands.network import evaluate, train_hwa_cmd
 from devmodel.commands.replay import replay
+from devmodel.commands.scale import characterize_wafer, fit_many
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +41,7 @@ def main() -> None:
 
 for _command in (characterize, info, demo, fit, validate, report, import_table_cmd, import_traces_cmd,
                  read_noise, bake, export, export_data, card, evaluate, train_hwa_cmd, serve_chip, replay,
-                 deploy):
+                 deploy, characterize_wafer, fit_many):
     main.add_command(_command)
 
 if __name__ == "__main__":

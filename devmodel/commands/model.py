@@ -38,13 +38,17 @@ def _legacy_fit_flags(fn):
               help="random: --holdout-fraction of the devices; parity: the devices at odd addresses.")
 @click.option("--bootstrap", type=int, default=0, show_default=True,
               help="Device-resampled refits for 95 % percentile intervals (0: none).")
+@click.option("--memory-limit", default="2GB", show_default=True,
+              help="Peak memory of the fit; a session whose in-memory fit would need more is fitted "
+              "out of core, in chunks (docs/scale.md).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing card.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line
-def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, bootstrap, overwrite,
-        quiet, **flags) -> None:
+def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, bootstrap, memory_limit,
+        overwrite, quiet, **flags) -> None:
     """Fit a device model (model card JSON) to a session file."""
     from devmodel.fit.session import fit_options, fit_session
+    from devmodel.fit.streamed import in_memory_bytes, memory_bytes
     from devmodel.model.summary import format_card
     from devmodel.store import read_session
     from devmodel.store.output import check_output
@@ -55,6 +59,13 @@ def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, b
         raise DevmodelError("--holdout-fraction must be in [0, 1)")
     if bootstrap < 0:
         raise DevmodelError("--bootstrap must be ≥ 0")
+    limit = memory_bytes(memory_limit)
+    if in_memory_bytes(session) > limit:
+        card = _fit_out_of_core(session, settings, flags, limit, holdout_fraction, bootstrap, quiet)
+        write_atomically(out_path, card.to_json(), overwrite, [session])
+        click.echo(format_card(card))
+        click.echo(f"written {out_path}")
+        return
     record = read_session(session, with_trace=False)
     options = typed_values("--set", key_values("--set", settings), fit_options(record.technology))
     options.update(_legacy_values(record.technology, flags))
@@ -67,6 +78,27 @@ def fit(session, out, settings, holdout_fraction, holdout_seed, holdout_split, b
     write_atomically(out_path, card.to_json(), overwrite, [session])
     click.echo(format_card(card))
     click.echo(f"written {out_path}")
+
+
+def _fit_out_of_core(session, settings, flags, limit, holdout_fraction, bootstrap, quiet):
+    """The out-of-core fit (devmodel.fit.streamed) of a session too large for ``limit``."""
+    from devmodel.fit.session import fit_options
+    from devmodel.fit.streamed import fit_session_streamed, in_memory_bytes
+    from devmodel.store.reader import SessionFile
+
+    if holdout_fraction > 0 or bootstrap > 0:
+        need = in_memory_bytes(session) / 1e9
+        raise DevmodelError(f"{session}: --holdout-fraction and --bootstrap need the in-memory fit, ≈ "
+                            f"{need:.1f} GB, above --memory-limit; raise it to {need + 0.05:.1f}GB")
+    with SessionFile(session) as sf:
+        tech = sf.header()["technology"]
+    options = typed_values("--set", key_values("--set", settings), fit_options(tech))
+    options.update(_legacy_values(tech, flags))
+    bars = PhaseBars(not quiet, units={"fitting devices": "chunks", "level statistics": "levels"})
+    try:
+        return fit_session_streamed(session, options, limit, progress=bars)
+    finally:
+        bars.close()
 
 
 def _legacy_values(technology_name: str, flags: dict) -> dict:

@@ -103,6 +103,40 @@ class FitData:
                 other: int(np.count_nonzero(used_dev & ~at & ~near))}
 
 
+@dataclass
+class LevelSample:
+    """What a technology's per-level stage reads (``fit_levels``, docs/scale.md): for every level
+    the per-device values of its used devices with a read at t0, in device order (``g_t0`` and the
+    technology's ``device_estimates``), the schedule ages each level shares, the screening counts,
+    and the read-noise bursts with per-device arrays indexed by the bursts' device column.
+
+    Made in memory from :class:`FitData` (:func:`level_sample`) or chunk by chunk from a session
+    larger than memory (:mod:`devmodel.fit.streamed`): the same numbers either way, so both fits
+    give the same card."""
+
+    session: Session  # header; its reads hold at least the bursts
+    levels_us: np.ndarray
+    per_level: list[dict[str, np.ndarray]]
+    ages: list[np.ndarray]  # per level (representative_ages)
+    excluded: dict[str, int]
+    burst_level: np.ndarray  # indexed by session.reads["device"] of the burst reads
+    burst_use: np.ndarray
+    burst_estimates: dict[str, np.ndarray]
+
+
+def level_sample(data: FitData, estimates: dict[str, np.ndarray]) -> LevelSample:
+    """The per-level stage's input from in-memory data; ``estimates`` are the technology's per-device
+    arrays, ``estimates["ok"]`` the devices whose estimates are usable."""
+    use = data.use & estimates["ok"]
+    values = {"g_t0": data.g_t0} | {k: v for k, v in estimates.items() if k != "ok"}
+    per_level = []
+    for j in range(data.levels_us.size):
+        sel = use & (data.level == j) & np.isfinite(data.g_t0)
+        per_level.append({k: v[sel] for k, v in values.items()})
+    return LevelSample(data.session, data.levels_us, per_level, representative_ages(data, use),
+                       data.excluded, data.level, use, estimates)
+
+
 def read_near(dev: np.ndarray, age_s: np.ndarray, g_us: np.ndarray, n_devices: int,
               age_ref_s: float, rel_tol: float = 0.1) -> np.ndarray:
     """Per device, its read closest to ``age_ref_s`` within ``rel_tol`` (NaN where none)."""

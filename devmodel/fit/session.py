@@ -82,14 +82,20 @@ def screened(session: Session, options: Any = None) -> FitData:
 
 
 def _guarded_fit(session: Session, data: FitData, opts: Any) -> DeviceModel:
-    """The technology's fit; an optimiser meeting non-finite numbers (data a model cannot describe,
-    e.g. too few usable reads at some level) is one sentence, not lmfit's traceback."""
+    """The technology's fit on ``data`` (see :func:`guarded_fit_call`)."""
+    part = technology(session.technology).part("fit")
+    return guarded_fit_call(session.path, session.technology, lambda: part.fit(data, opts))
+
+
+def guarded_fit_call(path: Path, technology_name: str, fit) -> DeviceModel:
+    """``fit()``; an optimiser meeting non-finite numbers (data a model cannot describe, e.g. too
+    few usable reads at some level) is one sentence, not lmfit's traceback."""
     try:
-        return technology(session.technology).part("fit").fit(data, opts)
+        return fit()
     except ValueError as e:
         if "nan" not in str(e).lower():
             raise
-        raise DevmodelError(f"{session.path}: the {session.technology} fit met non-finite values "
+        raise DevmodelError(f"{path}: the {technology_name} fit met non-finite values "
                             "(too few usable reads at some level or age?); devmodel info shows what "
                             "the session holds") from None
 

@@ -28,12 +28,54 @@ def open_sim(url: str, target: str, opts: dict[str, str], seed: int | None,
     if seed is not None and not 0 <= seed <= 2**63 - 1:
         raise ChipURLError(f"seed {seed} for {url!r} is outside 0..{2**63 - 1}")
     chip_seed = int_option(url, opts, "seed", 0 if seed is None else seed, lo=0, hi=2**63 - 1)
+    chip_index = int_option(url, opts, "chip", -1, lo=-1, hi=10**6)
+    spreads = {k[len("spread."):]: opts.pop(k) for k in list(opts) if k.startswith("spread.")}
     physics = part.PHYSICS()
     for key, value in opts.items():
         physics = override(url, physics, key, value)
+    if spreads and chip_index < 0:
+        raise ChipURLError(f"{url!r} sets a chip-to-chip spread but no chip=K (the chip's index on "
+                           "the wafer)")
+    if chip_index >= 0:
+        physics = wafer_chip(url, physics, chip_seed, chip_index, spreads)
+        chip_seed = int(np.random.SeedSequence([chip_seed, chip_index]).generate_state(1, np.uint64)[0]
+                        >> np.uint64(1))
     if n > DEFAULT_SIM_DEVICES:
         check_memory(url, part.CHIP, physics, n)
     return part.CHIP(n_devices=n, seed=chip_seed, physics=physics)
+
+
+def wafer_chip(url: str, physics, seed: int, chip: int, spreads: dict[str, str]):
+    """Chip ``chip`` of the wafer of seed ``seed`` (docs/scale.md, "Simulated wafers"): each
+    parameter named in ``spreads`` (``spread.stat.q_s.amp=0.2``) is multiplied by the lognormal
+    factor exp(σ·z), z ~ N(0, 1) drawn from ``default_rng([seed, chip, crc32(name)])``, so a chip's
+    truth depends only on the wafer seed, its index and the parameter; the chip's devices are drawn
+    from a seed derived from (seed, chip). The session records the chip's parameters as its ground
+    truth."""
+    import zlib
+
+    for name, raw in sorted(spreads.items()):
+        try:
+            sigma = float(raw)
+        except ValueError:
+            raise ChipURLError(f"spread.{name}={raw!r} in {url!r} is not a number") from None
+        if not (np.isfinite(sigma) and 0 <= sigma <= 2):
+            raise ChipURLError(f"spread.{name}={raw!r} in {url!r} is outside 0..2 (a lognormal σ)")
+        value = _field(url, physics, name)
+        z = np.random.default_rng([seed, chip, zlib.crc32(name.encode())]).standard_normal()
+        physics = override(url, physics, name, repr(float(value * np.exp(sigma * z))))
+    return physics
+
+
+def _field(url: str, obj, dotted: str) -> float:
+    """The current value of the (nested) scalar field ``dotted``."""
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            raise ChipURLError(f"chip URL {url!r} spreads unknown parameter {dotted!r}")
+        obj = getattr(obj, part)
+    if not isinstance(obj, int | float):
+        raise ChipURLError(f"parameter {dotted!r} in {url!r} is not a scalar")
+    return float(obj)
 
 
 #: Devices of the probe chip whose arrays measure a technology's bytes per device.

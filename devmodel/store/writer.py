@@ -163,6 +163,24 @@ class SessionWriter:
         self.f["devices"].attrs["stop_reasons"] = to_json(STOP_REASONS)
         self.f.flush()
 
+    def append_devices(self, columns: dict[str, np.ndarray]) -> None:
+        """Append rows to the per-device table: a session too large to hold in memory writes its
+        devices chunk by chunk (docs/scale.md); readers see the same table as ``write_devices``."""
+        if "devices" not in self.f:
+            g = self.f.create_group("devices")
+            g.attrs["stop_reasons"] = to_json(STOP_REASONS)
+            for col, (dtype, unit) in DEVICE_COLUMNS.items():
+                ds = g.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype,
+                                      chunks=(_CHUNK_ROWS,), **COMPRESSION)
+                ds.attrs["unit"] = unit
+        g = self.f["devices"]
+        k = np.asarray(columns["address"]).size
+        start = g["address"].shape[0]
+        for col, (dtype, _) in DEVICE_COLUMNS.items():
+            ds = g[col]
+            ds.resize((start + k,))
+            ds[start:] = np.asarray(columns[col]).astype(dtype)
+
     def write_bursts(self, columns: dict[str, np.ndarray]) -> None:
         self._write_table("bursts", BURST_COLUMNS, columns)
         self.f.flush()

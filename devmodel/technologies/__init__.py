@@ -11,7 +11,8 @@ physics     chip       ``PHYSICS`` (ground-truth parameters) and ``CHIP`` (the s
 verify      procedures ``CONFIG`` (program-and-verify settings) and ``RUN`` (the verify loop)
 card        model      ``CARD`` (the model-card class, a DeviceModel) and ``published()``
 noise       model      ``NOISE_MODEL`` (the torch noise model of the card)
-fit         fit        ``OPTIONS`` (fit settings) and ``fit(data, options) -> CARD``
+fit         fit        ``OPTIONS`` (fit settings) and ``fit(data, options) -> CARD``; optionally
+                       ``device_estimates`` and ``fit_levels`` (out-of-core fit, docs/scale.md)
 aihwkit     export     ``check``, ``objects`` and ``module_body`` (optional part)
 figures     report     ``figures(card, data, out)`` and ``versus_ground_truth`` (optional)
 ========== ========== ===========================================================================

@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from devmodel.errors import DevmodelError
-from devmodel.fit.data import FitData, representative_ages, require_levels, require_t0
+from devmodel.fit.data import FitData, LevelSample, level_sample, require_levels, require_t0
 from devmodel.fit.lmfits import (
     FitResult,
     fit_clipped_log,
@@ -41,7 +41,6 @@ from devmodel.fit.lmfits import (
     fit_power_law_cap_levels,
 )
 from devmodel.fit.stats import (
-    DeviceDrift,
     clipped_std,
     drift_fit_noise_mc,
     fit_drift_per_device,
@@ -103,51 +102,66 @@ class LevelStats:
 
 
 def fit_pcm(data: FitData, opts: PcmFitOptions | None = None) -> PcmModel:
-    """Fit the PCM card from prepared session data (see the module docstring)."""
+    """Fit the PCM card from prepared session data (see the module docstring): the per-device
+    stage (:func:`device_estimates`), then the per-level stage (:func:`fit_levels`), which the
+    out-of-core fit (docs/scale.md) feeds chunk by chunk."""
     opts = opts or PcmFitOptions()
     opts.check()
-    s = data.session
     require_levels(data, opts.prog_degree, "σ_prog")
     require_t0(data)
-    drift = fit_drift_per_device(data.dev, data.age_s, data.g_us, data.n_devices, s.t0_s)
-    use = data.use & np.isfinite(drift.nu)
-    lv = level_stats(data, drift, use)
-    bursts = burst_noise(data, drift, use, opts.t_read_s)
-    return _assemble(data, use, lv, bursts, opts)
+    est = device_estimates(data.dev, data.age_s, data.g_us, data.n_devices, data.session.t0_s)
+    return fit_levels(level_sample(data, est), opts)
 
 
-def level_stats(data: FitData, drift: DeviceDrift, use: np.ndarray) -> LevelStats:
+def device_estimates(dev: np.ndarray, age_s: np.ndarray, g_us: np.ndarray, n_devices: int,
+                     t0_s: float) -> dict[str, np.ndarray]:
+    """Per device from its own schedule reads only (so any partition of the devices into chunks
+    gives the same values): ν̂, the relative residual of its drift fit, and ``ok`` where ν̂ exists."""
+    d = fit_drift_per_device(dev, age_s, g_us, n_devices, t0_s)
+    return {"nu": d.nu, "rss_rel": d.rss_rel, "ok": np.isfinite(d.nu)}
+
+
+def fit_levels(sample: LevelSample, opts: PcmFitOptions | None = None) -> PcmModel:
+    """The card from the per-level stage's input (steps 2–5 of the module docstring)."""
+    opts = opts or PcmFitOptions()
+    opts.check()
+    require_levels(sample, opts.prog_degree, "σ_prog")
+    lv = level_stats(sample)
+    bursts = burst_noise(sample, opts.t_read_s)
+    return _assemble(sample, lv, bursts, opts)
+
+
+def level_stats(sample: LevelSample) -> LevelStats:
     """Per-level spreads at t0 and moments of ν̂ over the used devices."""
     rows = []
-    for j, target in enumerate(data.levels_us):
-        sel = np.flatnonzero(use & (data.level == j) & np.isfinite(data.g_t0))
-        if sel.size < 10:
+    for target, v in zip(sample.levels_us, sample.per_level, strict=True):
+        g_t0, nu_all, rss_all = v["g_t0"], v["nu"], v["rss_rel"]
+        if g_t0.size < 10:
             continue
-        g0 = data.g_t0[sel]
+        g0 = g_t0
         mean, sd, cens = tobit(g0)
         _, sd_c, _ = clipped_std(g0)
         kept = g0[np.abs(g0 - np.median(g0)) <= 4.5 * sd_c]
         # devices read at or below 0 (clamped, or at the noise floor) carry no drift information
-        pos = sel[g0 > 0]
-        nu_mean, nu_var, nu_var_se, keep = nu_moments(drift.nu[pos])
-        nu_k = drift.nu[pos][keep]
-        rel = data.g_t0[pos][keep] / mean - 1.0
+        pos = g0 > 0
+        nu_mean, nu_var, nu_var_se, keep = nu_moments(nu_all[pos])
+        nu_k = nu_all[pos][keep]
+        rel = g_t0[pos][keep] / mean - 1.0
         cov = float(np.cov(rel, nu_k)[0, 1])
         cov_se = float(np.sqrt(np.var(rel) * np.var(nu_k) / max(nu_k.size - 1, 1)))
-        rows.append((target, sel.size, mean, sd**2, var_se(kept) / max(1 - cens, 0.05), cens,
-                     nu_mean, nu_var, nu_var_se, float(np.median(drift.rss_rel[pos][keep])), cov,
+        rows.append((target, g0.size, mean, sd**2, var_se(kept) / max(1 - cens, 0.05), cens,
+                     nu_mean, nu_var, nu_var_se, float(np.median(rss_all[pos][keep])), cov,
                      cov_se))
     if len(rows) < 2:
-        raise DevmodelError(f"{data.session.path}: fewer than two levels have ≥ 10 usable devices")
+        raise DevmodelError(f"{sample.session.path}: fewer than two levels have ≥ 10 usable devices")
     return LevelStats(*(np.asarray(c, float) for c in zip(*rows, strict=True)))
 
 
-def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -> PcmModel:
-    s = data.session
+def _assemble(sample: LevelSample, lv: LevelStats, bursts, opts: PcmFitOptions) -> PcmModel:
+    s = sample.session
     published = PcmStatModel(g_max_us=s.g_max_us, t0_s=s.t0_s, t_read_s=opts.t_read_s)
     x_t = lv.g_us / s.g_max_us  # target: the axis of σ_prog and ν (aihwkit)
-    ages = representative_ages(data, use)
-    ages = [ages[int(np.searchsorted(data.levels_us, g))] for g in lv.g_us]
+    ages = [sample.ages[int(np.searchsorted(sample.levels_us, g))] for g in lv.g_us]
     v_t0 = np.log((s.t0_s + opts.t_read_s) / (2 * opts.t_read_s))
     # Q_s depends on each device's programmed conductance; per level those are not known device by
     # device (their estimates carry the 1/f noise) but their distribution is: draw it, and refine it
@@ -239,7 +253,7 @@ def _assemble(data: FitData, use, lv: LevelStats, bursts, opts: PcmFitOptions) -
             "nu_in_fit": nu_ok.tolist(), "q_s_levels": q_levels.tolist(),
             "q_s_drift_residuals_ratio": np.sqrt(noise_ratio).tolist(),
         },
-        "excluded_devices": data.excluded,
+        "excluded_devices": sample.excluded,
         "white_noise_us": white_us,
     }
     return card
@@ -278,8 +292,7 @@ class BurstNoise:
     white_var_se_us2: np.ndarray
 
 
-def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
-                t_read_s: float) -> BurstNoise | None:
+def burst_noise(sample: LevelSample, t_read_s: float) -> BurstNoise | None:
     """Per-level 1/f amplitude² and white noise from the bursts' variograms (None: no bursts).
 
     Each burst is detrended by its device's own drift, H = G·(t/t_mid)^ν̂. In absolute units the
@@ -288,16 +301,17 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
     Q_s² = s / (2 E[H²] − s V) without dividing any device by its own noisy mean.
     """
     per_level: dict[int, list] = {}
-    for G, T, A, D in equal_bursts(data.session):  # bursts of one length form one matrix
-        ok = use[D] & np.isfinite(drift.nu[D])
+    nu, level = sample.burst_estimates["nu"], sample.burst_level
+    for G, T, A, D in equal_bursts(sample.session):  # bursts of one length form one matrix
+        ok = sample.burst_use[D] & np.isfinite(nu[D])
         G, T, D, A = G[ok], T[ok], D[ok], A[ok]
         if D.size == 0:
             continue
         dt = float(np.median(np.diff(T, axis=1)))
-        H = G * (T / T.mean(1, keepdims=True)) ** drift.nu[D][:, None]
+        H = G * (T / T.mean(1, keepdims=True)) ** nu[D][:, None]
         slope, icpt = variogram_lines(H, dt)  # per device
-        for j in np.unique(data.level[D]):
-            m = data.level[D] == j
+        for j in np.unique(level[D]):
+            m = level[D] == j
             per_level.setdefault(int(j), []).append(
                 (slope[m], icpt[m], np.mean(H[m] ** 2, axis=1), A[m].mean()))
     res = {k: [] for k in BurstNoise.__dataclass_fields__}
@@ -311,7 +325,7 @@ def burst_noise(data: FitData, drift: DeviceDrift, use: np.ndarray,
         denom = 2 * e_h2 - sl * v
         if not (sl > 0 and denom > 0):
             continue
-        res["g_us"].append(data.levels_us[j])
+        res["g_us"].append(sample.levels_us[j])
         res["q2"].append(sl / denom)
         res["q2_se"].append(slope.std(ddof=1) / np.sqrt(slope.size) / denom)
         res["white_var_us2"].append(white2.mean())
