@@ -17,9 +17,15 @@ from devmodel.deploy.mapping import Mapping, network_bytes, target_levels
 from devmodel.errors import DevmodelError, SessionFileError
 from devmodel.procedures.characterize import BurstConfig, DevicePlan, Progress, SweepConfig, config_dict
 from devmodel.procedures.program_verify import VerifyConfig, verify_parts
-from devmodel.procedures.session import DURABILITY, SessionRun, resume_session, storage_errors, sweep_into
-from devmodel.store.durable import DurableSessionWriter
-from devmodel.store.writer import Checkpointing, SessionSink, SessionWriter
+from devmodel.procedures.session import (
+    DURABILITY,
+    SessionRun,
+    open_writer,
+    resume_session,
+    storage_errors,
+    sweep_into,
+)
+from devmodel.store.writer import Checkpointing
 from devmodel.technologies import technology
 
 GROUP = "deployment"
@@ -95,12 +101,7 @@ def new_deployment(chip: DeviceArray, chip_url: str, net, mapping: Mapping, reco
               seed=chip.seed if isinstance(chip, Seeded) else seed, command=command, overwrite=overwrite)
     attrs, data = deployment_group(mapping, record, first_address, net)
     with storage_errors(out_path, resumable=durability != "off"):
-        if durability == "off":
-            writer: SessionSink = SessionWriter(out_path, **kw)
-        else:
-            writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
-                                          fsync=durability == "full", **kw)
-        with writer as w:
+        with open_writer(out_path, durability, checkpoint_interval_s, **kw) as w:
             w.write_group(GROUP, attrs, data)
             if isinstance(w, Checkpointing):
                 w.commit_now()  # the map is in the file before the first pulse: a resume reads it

@@ -65,13 +65,17 @@ def new_session(chip: DeviceArray, chip_url: str, cfg: SweepConfig, out_path: st
               seed=chip.seed if isinstance(chip, Seeded) else seed, command=command,
               overwrite=overwrite)
     with storage_errors(out_path, resumable=durability != "off"):
-        if durability == "off":
-            writer: SessionSink = SessionWriter(out_path, **kw)
-        else:
-            writer = DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
-                                          fsync=durability == "full", **kw)
-        with writer as w:
+        with open_writer(out_path, durability, checkpoint_interval_s, **kw) as w:
             return sweep_into(chip, w, cfg, verify, progress, journal=durability != "off")
+
+
+def open_writer(out_path: str | Path, durability: str, checkpoint_interval_s: float, **kw) -> SessionSink:
+    """The session file's writer: crash-safe and resumable (``durability`` "full": fsynced commits,
+    "process") or the plain incremental one ("off"); ``kw`` are the writers' file attributes."""
+    if durability == "off":
+        return SessionWriter(out_path, **kw)
+    return DurableSessionWriter(out_path, commit_interval_s=checkpoint_interval_s,
+                                fsync=durability == "full", **kw)
 
 
 @contextlib.contextmanager
