@@ -122,7 +122,10 @@ def test_a_session_cut_mid_batch_stops_cleanly_with_nothing_half_written(tmp_pat
             assert all(ds.shape == (n,) for ds in f[table].values())  # whole batches only
 
 
-def test_a_limit_violation_stops_the_session_and_is_logged_in_it(tmp_path):
+def test_a_limit_violation_is_refused_before_anything_is_sent_or_written(tmp_path):
+    """The verify settings' largest pulse is checked against the station's limits before the session
+    file exists (issue 16, part 4); before that check the session started, its first pulse was refused
+    by the driver and the file recorded the failure."""
     station = tmp_path / "station.yaml"
     station.write_text("station: 1\nchip:\n  limits: {max_amplitude: 300}\n")
     out = tmp_path / "limited.h5"
@@ -132,6 +135,5 @@ def test_a_limit_violation_stops_the_session_and_is_logged_in_it(tmp_path):
         chip_time_s = srv.server.chip.now_s()
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "pulse amplitude 450 uA exceeds the chip limit 300 uA; nothing was sent" in r.stderr
-    with h5py.File(out) as f:
-        assert f.attrs["status"] == "failed" and "exceeds the chip limit 300" in f.attrs["status_reason"]
+    assert not out.exists()  # refused before the file was written
     assert chip_time_s == 0.0  # no pulse (and no read) reached the chip

@@ -131,9 +131,9 @@ def describe(path) -> str:
 
     import h5py
 
-    from devmodel.deploy.session import GROUP
     from devmodel.report.summary import format_summary, summarize
     from devmodel.store import read_session
+    from devmodel.store.schema import DEPLOYMENT_GROUP as GROUP
 
     session = read_session(path, with_trace=False)
     text = format_summary(summarize(session))

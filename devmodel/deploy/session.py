@@ -25,10 +25,11 @@ from devmodel.procedures.session import (
     storage_errors,
     sweep_into,
 )
+from devmodel.store.schema import DEPLOYMENT_GROUP
 from devmodel.store.writer import Checkpointing
 from devmodel.technologies import technology
 
-GROUP = "deployment"
+GROUP = DEPLOYMENT_GROUP
 
 
 @dataclass(frozen=True)

@@ -329,7 +329,7 @@ def fit_session_streamed(path: str | Path, options: Any = None, memory_limit: in
                 raise SessionFileError(f"{sf.path} is missing the table /{name}")
         levels_us = np.asarray(sf.f["levels/target_us"][()], float)
         n_dev = int(sf.f["devices/address"].shape[0])
-        n_rows = int(sf.f["reads"].attrs.get("n_rows", sf.f["reads/g_us"].shape[0]))
+        n_rows = sf.acknowledged_rows("reads")
         chunk, block = _plan(sf, n_dev, n_rows, memory_limit)
         step("indexing reads", 0, 1)
         idx = index_reads(sf, n_dev, chunk, block)

@@ -201,20 +201,19 @@ class SessionFile:
                 raise SessionFileError(f"{path}: /{name}/{col} holds {g[col].dtype} values, not numbers")
         n = min(lengths.values(), default=0)
         if name in EXTENDABLE:
-            raw = g.attrs.get("n_rows", n)
-            try:
-                n_rows = int(raw)
-            except (TypeError, ValueError):
-                raise SessionFileError(f"{path}: /{name} attribute n_rows = {raw!r} is not a count") \
-                    from None
-            if not 0 <= n_rows <= n:
-                raise SessionFileError(f"{path}: /{name} attribute n_rows = {n_rows} but its columns "
-                                       f"hold {n} rows")
+            n_rows = _checked_n_rows(path, name, g, n)
             return {c: self._column(g, name, c, slice(0, n_rows)) for c in names}
         if len(set(lengths.values())) > 1:
             raise SessionFileError(f"{path}: the columns of /{name} have different lengths "
                                    f"({', '.join(f'{c} {k}' for c, k in sorted(lengths.items()))})")
         return {c: self._column(g, name, c, ()) for c in names}
+
+    def acknowledged_rows(self, name: str) -> int:
+        """The rows of the extendable table ``name`` that its writer acknowledged (``n_rows``),
+        checked against its columns' length (out-of-core readers take the table in slices)."""
+        g = self.f[name]
+        n = min((g[c].shape[0] for c in g if isinstance(g[c], h5py.Dataset) and g[c].ndim == 1), default=0)
+        return _checked_n_rows(self.path, name, g, n)
 
     def _column(self, g: h5py.Group, name: str, col: str, sel) -> np.ndarray:
         try:
@@ -378,3 +377,16 @@ def _check_contents(s: Session) -> None:
             bad = int(dev[(dev < 0) | (dev >= n_dev)][0])
             raise SessionFileError(f"{path}: /{table}/device holds {bad}, not a row of the "
                                    f"{n_dev}-device table")
+
+
+def _checked_n_rows(path, name: str, g, n: int) -> int:
+    """The ``n_rows`` attribute of table ``name`` (default ``n``), a count no larger than its ``n``
+    column rows, or one sentence naming it."""
+    raw = g.attrs.get("n_rows", n)
+    try:
+        n_rows = int(raw)
+    except (TypeError, ValueError):
+        raise SessionFileError(f"{path}: /{name} attribute n_rows = {raw!r} is not a count") from None
+    if not 0 <= n_rows <= n:
+        raise SessionFileError(f"{path}: /{name} attribute n_rows = {n_rows} but its columns hold {n} rows")
+    return n_rows

@@ -38,6 +38,9 @@ class StopReason(IntEnum):
 #: ``/devices`` attribute stop_reasons: code → name.
 STOP_REASONS = {int(r): r.name.lower() for r in StopReason}
 
+#: The group a deployment adds to the session schema (docs/session-format.md, "Deployments")
+DEPLOYMENT_GROUP = "deployment"
+
 #: Extendable tables: name → {column: (dtype, unit)}
 TABLES: dict[str, dict[str, tuple[str, str]]] = {
     "reads": {
