@@ -87,7 +87,8 @@ def scheduler_run(folder: Path, sessions: list[Path], out: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chips", type=int, default=20)
-    ap.add_argument("--devices", type=int, default=300)
+    ap.add_argument("--devices", type=int, default=300, help="devices per level")
+    ap.add_argument("--chip-devices", type=int, default=8192, help="devices on each simulated chip")
     ap.add_argument("--bad-chip", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--folder", default="/tmp/devmodel-wafer")
@@ -95,7 +96,7 @@ def main() -> None:
     folder = Path(a.folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    url = "sim:pcm?devices=8192&" + "&".join(f"spread.{k}={v}" for k, v in SPREADS.items())
+    url = f"sim:pcm?devices={a.chip_devices}&" + "&".join(f"spread.{k}={v}" for k, v in SPREADS.items())
     wall, r = devmodel("characterize-wafer", "--chip", url, "--chips", a.chips, "--devices", a.devices,
                        "--seed", 11, "--set-chip", f"{a.bad_chip}:stat.q_s.amp=0.016", "--out",
                        folder / "sessions")
