@@ -269,3 +269,22 @@ def verify_settings(items: tuple[str, ...], technology_name: str, info, station:
     cfg.validate()
     check_limits(cfg, info, [])
     return cfg
+
+
+def continue_on_recorded_chip(path, chip_url: str | None, station: str | None, bars, resume,
+                              adapt=lambda url: url):
+    """``--resume``: open the chip the file records (``--chip`` when given, ``adapt``-ed) and continue
+    the file with ``resume(path, chip)``; the progress bars and the chip are closed either way."""
+    from devmodel.chips import open_chip
+    from devmodel.procedures.session import recorded_chip
+
+    url, seed = recorded_chip(path)
+    url = chip_url if explicit("chip_url") else url
+    if not url:
+        raise DevmodelError(f"{path} records no chip URL; name the chip with --chip")
+    chip = open_chip(adapt(url), seed, station)
+    try:
+        return resume(path, chip)
+    finally:
+        bars.close()
+        chip.close()

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import Finite, explicit, floats, one_line, verify_settings
+from devmodel.commands.common import (
+    Finite,
+    continue_on_recorded_chip,
+    explicit,
+    floats,
+    one_line,
+    verify_settings,
+)
 from devmodel.errors import DevmodelError
 
 #: What a resumed deployment takes from its file.
@@ -52,9 +59,7 @@ def deploy(chip_url, network, out, card, schedule, first_address, verify_items, 
            overwrite, no_trace, resume, downtime, durability, checkpoint_interval, quiet) -> None:
     """Program a network onto a chip (differential pairs, program-and-verify) and read it back on a
     drift schedule, into a resumable deployment file."""
-    from devmodel.chips import open_chip
     from devmodel.deploy.session import resume_deployment
-    from devmodel.procedures.session import recorded_chip
     from devmodel.progress import PhaseBars
 
     bars = PhaseBars(not quiet, unit="reads", units={"program-verify": "devices"})
@@ -65,14 +70,10 @@ def deploy(chip_url, network, out, card, schedule, first_address, verify_items, 
                                     f"deployment continues as recorded in {resume}")
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise DevmodelError(f"--out {out} differs from --resume {resume}")
-        url, rec_seed = recorded_chip(resume)
-        chip = open_chip(chip_url if explicit("chip_url") else url, rec_seed, station)
-        try:
-            run = resume_deployment(resume, chip, downtime=downtime, durability=durability,
-                                    checkpoint_interval_s=checkpoint_interval, progress=bars)
-        finally:
-            bars.close()
-            chip.close()
+        run = continue_on_recorded_chip(
+            resume, chip_url, station, bars,
+            lambda path, chip: resume_deployment(path, chip, downtime=downtime, durability=durability,
+                                                 checkpoint_interval_s=checkpoint_interval, progress=bars))
     else:
         run = _new(chip_url, network, out, card, schedule, first_address, verify_items, epochs, seed,
                    station, overwrite, no_trace, durability, checkpoint_interval, quiet, bars)

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from devmodel.commands.common import Finite, explicit, floats, one_line, verify_settings, with_visa_options
+from devmodel.commands.common import (
+    Finite,
+    continue_on_recorded_chip,
+    explicit,
+    floats,
+    one_line,
+    verify_settings,
+    with_visa_options,
+)
 from devmodel.errors import DevmodelError, friendly
 from devmodel.technologies import names as technology_names
 
@@ -80,7 +88,7 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
     """
     from devmodel.chips import open_chip
     from devmodel.procedures.characterize import BurstConfig, SweepConfig
-    from devmodel.procedures.session import new_session, recorded_chip, resume_session
+    from devmodel.procedures.session import new_session, resume_session
     from devmodel.progress import PhaseBars
     from devmodel.report.summary import format_summary, summarize
     from devmodel.store import read_session
@@ -89,17 +97,11 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
     if resume is not None:
         path = Path(resume)
         _check_resume_flags(path, out, overwrite)
-        url, rec_seed = recorded_chip(path)
-        url = chip_url if explicit("chip_url") else url
-        if not url:
-            raise DevmodelError(f"{path} records no chip URL; name the chip with --chip")
-        chip = open_chip(with_visa_options(url, faults, retries), rec_seed, station)
-        try:
-            run = resume_session(path, chip, downtime=downtime, durability=durability,
-                                 checkpoint_interval_s=checkpoint_interval, progress=bars)
-        finally:
-            bars.close()
-            chip.close()
+        run = continue_on_recorded_chip(
+            path, chip_url, station, bars,
+            lambda p, chip: resume_session(p, chip, downtime=downtime, durability=durability,
+                                           checkpoint_interval_s=checkpoint_interval, progress=bars),
+            lambda url: with_visa_options(url, faults, retries))
     else:
         chip_url = with_visa_options(chip_url, faults, retries)
         if out is None:

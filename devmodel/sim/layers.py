@@ -225,12 +225,20 @@ class AnalogLayer(nn.Module):
         """Noise, output clipping and ADC on one tile's outputs (differentiable path). Weight noise
         and output noise are independent Gaussians: one draw with their summed variance
         Σx²σ² + o² serves both."""
+        return self._bound(self._noisy(y, x, w, var))
+
+    def _noisy(self, y: torch.Tensor, x: torch.Tensor, w: torch.Tensor, var) -> torch.Tensor:
+        """``y`` (the product of inputs ``x`` with ``w``) with weight and output noise added."""
         c = self.config
-        w_var = self._weight_variance(x * x, w, var)
-        if w_var is not None or c.out_noise:
-            std = c.out_noise if w_var is None else (w_var + c.out_noise**2).sqrt()
-            noise = torch.empty_like(y).normal_(generator=self.generator)
-            y = y + noise * std
+        w_var = self._weight_variance(x * x, w, var) if self._weight_noise else None
+        if w_var is None and not c.out_noise:
+            return y
+        std = c.out_noise if w_var is None else (w_var + c.out_noise**2).sqrt()
+        return y + torch.empty_like(y).normal_(generator=self.generator) * std
+
+    def _bound(self, y: torch.Tensor) -> torch.Tensor:
+        """Output clipping and ADC."""
+        c = self.config
         if c.out_bound is not None:
             y = y.clamp(-c.out_bound, c.out_bound)
             if c.adc_bits:
@@ -384,22 +392,13 @@ class AnalogLayer(nn.Module):
             gain[clipped] *= 2
             y[clipped] = self._managed_read(xn[clipped] / gain[clipped].reshape(
                 (-1,) + (1,) * (xn.dim() - 1)), w, var)
-        if c.out_bound is not None:
-            y = y.clamp(-c.out_bound, c.out_bound)
-            if c.adc_bits:
-                y = quantize(y, c.adc_bits, c.out_bound)
-        return y * gain.reshape((-1,) + (1,) * (y.dim() - 1))
+        return self._bound(y) * gain.reshape((-1,) + (1,) * (y.dim() - 1))
 
     def _managed_read(self, xn: torch.Tensor, w: torch.Tensor, var) -> torch.Tensor:
         """DAC, product and noise (before the bound) for normalised inputs."""
         c = self.config
         xq = quantize(xn.clamp(-1.0, 1.0), c.dac_bits, 1.0) if c.dac_bits else xn.clamp(-1.0, 1.0)
-        y = self._mvm(xq, w)
-        w_var = self._weight_variance(xq * xq, w, var) if self._weight_noise else None
-        if w_var is not None or c.out_noise:
-            std = c.out_noise if w_var is None else (w_var + c.out_noise**2).sqrt()
-            y = y + torch.empty_like(y).normal_(generator=self.generator) * std
-        return y
+        return self._noisy(self._mvm(xq, w), xq, w, var)
 
 
 class AnalogLinear(AnalogLayer):

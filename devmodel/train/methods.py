@@ -577,16 +577,9 @@ class Fluctuation004(Method):
         sigma_w = self.read_noise / torch.exp(layer.log_rho) * w.detach().abs().max()
         if self.options.fluctuation == "multistate":
             return y + sigma_w * multistate_noise(layer, self._reads(layer, x), self.options.states, self.gen)
-        with torch.no_grad():
-            s_in = 2 ** (self.bits - 1) - 1
-            code = torch.round((x / layer.in_range.clamp_min(1e-8)).clamp(-1, 1) * s_in).abs()
-            if self.options.bit_serial:  # Σ_p 4^p δ_p² per input: each bit read separately
-                eff = sum((4**p) * torch.remainder(torch.floor(code / 2**p), 2)
-                          for p in range(self.bits - 1))
-            else:
-                eff = code * code
-            ones = torch.ones_like(w[:1])
-            sum_sq = layer.op(eff, ones) / s_in**2 * layer.in_range**2
+        with torch.no_grad():  # Σ over reads of factor²·x²: bit-serial, Σ_p 4^p δ_p² per input
+            eff = sum(f * f * xr * xr for f, xr in self._reads(layer, x))
+            sum_sq = layer.op(eff, torch.ones_like(w[:1]))
         # per-sample, per-read fluctuation of relative size read_noise/ρ (device-enhanced data)
         std = sigma_w * sum_sq.clamp_min(0).sqrt()
         return y + std * _noise(y, self.gen)
