@@ -36,6 +36,21 @@ def test_drift_schedule_reads_have_the_ou_covariance():
         assert np.mean(E[i] * E[j]) == pytest.approx(cov, abs=0.6)
 
 
+
+def test_exact_schedule_law_matches_the_stepped_bank():
+    """``sample_fresh`` (the drift-fit Monte Carlo's draw) has the covariance the stepped bank
+    produces at a read schedule, entry by entry within 5 SE (SE ≈ sqrt((C_ii·C_jj + C_ij²)/N))."""
+    bank, idx, rng = _fresh()
+    ages = np.array([20.0, 60.0, 200.0, 600.0, 3600.0, 10800.0, 86400.0])
+    C = bank.covariance(ages)
+    np.testing.assert_allclose(np.diag(C), bank.variance(ages), rtol=1e-12)
+    se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / N)
+    stepped = np.array([bank.sample(idx, np.full(N, a), rng) for a in ages])
+    fresh = FlickerBank(1).sample_fresh(N, ages, np.random.default_rng(6)).T
+    for E in (stepped, fresh):
+        assert np.all(np.abs(np.cov(E) - C) < 5 * se)
+    assert np.abs(np.cov(fresh) - np.cov(stepped)).max() > 0  # two draws, not one path
+
 def test_burst_variogram_slope_is_two_q_squared():
     """docs/physics.md: D(τ) regressed on ln τ has slope 2·Q_s² (here Q_s = 1)."""
     bank, idx, rng = _fresh(4000)

@@ -15,13 +15,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import run_devmodel
 
 from devmodel.errors import DevmodelError
 from devmodel.fit.session import fit_session
 from devmodel.fit.streamed import BASELINE_BYTES, fit_session_streamed
 from devmodel.store import read_session
 from devmodel.technologies.pcm.synthetic import synthesize_pcm_chunked, synthesize_pcm_session
-from tests.helpers import run_devmodel
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A limit that leaves ~4 MB for chunks: the smallest chunk (1024 devices), so a small session is

@@ -100,7 +100,9 @@ def drift_fit_noise_mc(ages_s: np.ndarray, t0_s: float, g_t0_us: np.ndarray | fl
                        q_s, white_us: float, t_read_s: float, n: int = 4000, seed: int = 0,
                        g_max_us: float = 1.0) -> EstimatorNoise:
     """Noise of ``fit_drift_per_device`` from read noise alone, by Monte Carlo of the 1/f process
-    (and white noise) on this read schedule (the first age is the t0 read).
+    (and white noise) on this read schedule (the first age is the t0 read). The 1/f values are drawn
+    from the bank's exact Gaussian law at the schedule's ages (``FlickerBank.sample_fresh``), which
+    the bank's per-read stepping approximates; docs/physics.md, "Drift-fit noise".
 
     A parametric simulation of the very estimator used, so the nonlinearity at tens-of-percent 1/f
     noise (low levels) is included. ``g_t0_us`` may be the level's G(t0) values: the simulated
@@ -115,15 +117,13 @@ def drift_fit_noise_mc(ages_s: np.ndarray, t0_s: float, g_t0_us: np.ndarray | fl
     g_t0_us = rng.choice(g0, n) if g0.size > 1 else np.full(n, float(g0[0]) if g0.size else 1.0)
     q = q_s(g_t0_us / g_max_us) if callable(q_s) else np.full(n, float(q_s))
     t = np.sort(np.asarray(ages_s, dtype=float))
-    bank = FlickerBank(n, t_read_s=t_read_s)
+    eta = FlickerBank(1, t_read_s=t_read_s).sample_fresh(n, t, rng)  # exact law of the bank
+    drifted = g_t0_us[:, None] * (t / t0_s) ** (-nu)
+    g = drifted * (1 + q[:, None] * eta) + white_us * rng.standard_normal((n, t.size))
     idx = np.arange(n)
-    g = np.empty((n, t.size))
-    for j, a in enumerate(t):
-        eta = bank.sample(idx, np.full(n, a), rng)
-        g[:, j] = g_t0_us * (a / t0_s) ** (-nu) * (1 + q * eta) + white_us * rng.standard_normal(n)
     d = fit_drift_per_device(np.repeat(idx, t.size), np.tile(t, n), g.ravel(), n, t0_s)
     mean, var, _, keep = nu_moments(d.nu)
-    rel0 = g[:, 0] / (g_t0_us * (t[0] / t0_s) ** (-nu)) - 1.0
+    rel0 = g[:, 0] / drifted[:, 0] - 1.0
     cov = float(np.cov(rel0[keep], d.nu[keep])[0, 1])
     return EstimatorNoise(var, mean - nu, float(np.median(d.rss_rel[keep])), cov)
 

@@ -111,6 +111,22 @@ class FlickerBank:
         a = np.asarray(age_s, dtype=float)[..., None]
         return (self.var_k * -np.expm1(-2 * self.lam * a)).sum(-1)
 
+    def covariance(self, ages_s: np.ndarray) -> np.ndarray:
+        """Exact covariance of η at ``ages_s`` for a device reset at age 0 and not read in between
+        (reads do not disturb the process): Σ_k v·e^{−λ_k|t_j − t_i|}·(1 − e^{−2λ_k·min(t_i, t_j)})."""
+        a = np.asarray(ages_s, dtype=float)
+        lo, gap = np.minimum.outer(a, a), np.abs(np.subtract.outer(a, a))
+        lam = self.lam[:, None, None]
+        return self.var_k * (np.exp(-lam * gap) * -np.expm1(-2 * lam * lo)).sum(0)
+
+    def sample_fresh(self, n: int, ages_s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """η of ``n`` independent devices reset at age 0 and read at ``ages_s``, shape (n, ages):
+        draws from the exact Gaussian law of the bank (:meth:`covariance`), without its per-read
+        stepping: what a Monte Carlo of a read schedule needs, at the cost of a small matrix."""
+        w, v = np.linalg.eigh(self.covariance(ages_s))
+        root = v * np.sqrt(np.maximum(w, 0.0))  # C = root·rootᵀ; eigh tolerates repeated ages
+        return rng.standard_normal((n, root.shape[0])) @ root.T
+
     def _var_of(self, cols: np.ndarray, age: np.ndarray) -> np.ndarray:
         """Variance of components ``cols`` (m, w) at ``age`` (m,) since the reset."""
         return self.var_k * -np.expm1(-2 * self.lam[cols] * np.maximum(age, 0.0)[:, None])
