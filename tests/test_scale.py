@@ -127,6 +127,23 @@ def test_fit_many_local_cluster_equals_the_serial_loop_and_finds_the_bad_chip(wa
     assert abs(q["mean"] - truth[good].mean()) <= 3 * q["sd_observed"] / np.sqrt(good.sum())
 
 
+
+def test_local_cluster_workers_keep_glibcs_own_allocator_tuning():
+    """fit-many's workers run without Dask's MALLOC_TRIM_THRESHOLD_ (a fit in a worker with it took
+    1.5–2× as long, docs/scale.md "Workers"), keep one BLAS thread each, and hold the fit's limit
+    with the margin."""
+    from dask.distributed import Client, LocalCluster
+
+    from devmodel.fit.many import WORKER_MEMORY_MARGIN, local_cluster
+
+    with local_cluster(LocalCluster, 2, 10**9) as cluster, Client(cluster) as client:
+        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_",
+                                                                   "OMP_NUM_THREADS")})
+        limits = {w["memory_limit"] for w in client.scheduler_info()["workers"].values()}
+    assert len(env) == 2
+    assert all(e == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"} for e in env.values())
+    assert limits == {int(10**9 * WORKER_MEMORY_MARGIN)}
+
 def _wait_for(path: Path, procs, timeout_s: float) -> None:
     end = time.monotonic() + timeout_s
     while not path.exists():

@@ -58,6 +58,11 @@ def cards(folder: Path) -> dict:
 
 def scheduler_run(folder: Path, sessions: list[Path], out: Path) -> float:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    # the workers as docs/scale.md starts them: Dask's MALLOC_TRIM_THRESHOLD_ unset by a config file
+    (folder / "dask-config").mkdir(exist_ok=True)
+    (folder / "dask-config" / "devmodel-workers.yaml").write_text(
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n")
+    env["DASK_CONFIG"] = str(folder / "dask-config")
     sched = folder / "scheduler.json"
     sched.unlink(missing_ok=True)
     dask = [sys.executable, "-m", "dask"]
