@@ -12,6 +12,7 @@ without Dask (the serial baseline). Dask is imported only here and only when use
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -142,7 +143,8 @@ def population(results: list[dict], card_paths: dict[str, Path]) -> dict:
     for r in results:
         entry: dict[str, Any] = {"chip": chip_name(r["session"]), "session": r["session"]}
         if r["ok"]:
-            entry["card"] = DeviceModel.from_json(r["card"], source=r["session"])
+            # the worker's own fit made it: schema-checked, not re-drawn (which would load torch)
+            entry["card"] = DeviceModel.from_dict(json.loads(r["card"]), r["session"], plausible=False)
             entry["card_path"] = str(card_paths[r["session"]])
             techs.add(entry["card"].technology)
         else:

@@ -114,7 +114,10 @@ class DeviceModel:
         return cls.from_dict(d, source)
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "model card") -> DeviceModel:
+    def from_dict(cls, d: dict, source: str = "model card", plausible: bool = True) -> DeviceModel:
+        """A card from its dict: validated against the schema and, unless ``plausible=False`` (a
+        card this version's fit has just made, as ``devmodel fit`` writes it unchecked), checked for
+        physical sense by drawing from it (:func:`check_plausible`, which loads torch)."""
         validate_card(d, source)
         card = card_class(d["technology"])
         common = {k: d[k] for k in ("technology", "schema")} | {
@@ -124,7 +127,8 @@ class DeviceModel:
             model = card(**common, **card.section_from_dict(d))
         except ModelCardError as e:  # a section's own consistency check: name the file
             raise ModelCardError(str(e).replace("model card", source, 1)) from None
-        check_plausible(model, source)
+        if plausible:
+            check_plausible(model, source)
         return model
 
     @classmethod

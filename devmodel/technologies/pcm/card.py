@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy.special import ndtr  # not scipy.stats: loading a card should not import it (≈ 1 s)
 
 from devmodel import __version__
 from devmodel.forms import ClippedLog, PowerLawCap, level_residual, poly_us, sqrt_log_term
@@ -247,7 +247,8 @@ class PcmModel(DeviceModel):
         # the unused device of a pair: programmed to 0, clamped at 0 (half-normal mean)
         s0 = max(float(p.sigma_us(np.array([0.0]))[0]), 1e-9)
         m0 = float(p.mean_us(np.array([0.0]))[0])
-        g_off = m0 * stats.norm.cdf(m0 / s0) + s0 * stats.norm.pdf(m0 / s0)  # E[max(N(m0, s0), 0)]
+        z = m0 / s0
+        g_off = m0 * ndtr(z) + s0 * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)  # E[max(N(m0, s0), 0)]
         out["on_off_ratio"] = float(self.g_max_us / max(g_off, 1e-6))
         out["q_s_at_g_max"] = float(self.read_noise.q_s(np.array([1.0]))[0])
         out["t0_s"] = self.t0_s
