@@ -104,3 +104,31 @@ def test_folded_normal_unfolding():
         v = np.abs(mu + sd * rng.standard_normal(2_000_000))
         m, s = unfold(v.mean(), v.var())
         assert m == pytest.approx(mu, abs=2e-3) and s == pytest.approx(sd, abs=2e-3)
+
+
+def test_clipped_log_with_every_level_on_a_plateau_keeps_a_finite_intercept():
+    """Every level on the lower plateau (σ_ν of a wafer's bad chip): b is not identifiable; it is
+    put where the line meets the plateau at the outermost level and listed as fixed, the law's
+    values at the levels unchanged (before: the optimiser returned b = −248). The upper plateau's
+    edge likewise (checked on the helper: the fit itself prefers a flat slope there)."""
+    from lmfit import Parameters
+
+    from devmodel.fit.lmfits import _edge_intercept, fit_clipped_log
+    from devmodel.forms import ClippedLog
+
+    init = ClippedLog(-0.0125, -0.0059, 0.008, 0.045)
+    x = np.array([0.02, 0.04, 0.08, 0.12, 0.2, 0.3, 0.5, 1.0])
+    y = 0.0085 + 0.0003 * np.random.default_rng(0).standard_normal(x.size)
+    f = fit_clipped_log(x, y, np.full(x.size, 0.0003), init)
+    v = f.values
+    assert "b" in f.fixed and f.stderr["b"] is None
+    assert np.max(v["a"] * np.log(x) + v["b"]) == pytest.approx(v["lo"], abs=1e-12)
+    np.testing.assert_allclose(ClippedLog(v["a"], v["b"], v["lo"], v["hi"])(x), v["lo"], rtol=1e-12)
+    assert v["lo"] == pytest.approx(np.mean(y), abs=3 * 0.0003 / np.sqrt(x.size))
+    p = Parameters()
+    for k, val in dict(a=-0.0125, b=250.0, lo=0.008, hi=0.045).items():
+        p.add(k, value=val)
+    b = _edge_intercept(p, x)
+    assert np.min(-0.0125 * np.log(x) + b) == pytest.approx(0.045, abs=1e-12)
+    p["b"].set(value=0.0)  # points on the slope: identifiable, nothing to do
+    assert _edge_intercept(p, x) is None

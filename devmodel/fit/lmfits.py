@@ -76,7 +76,10 @@ def _clipped_log(x, a, b, lo, hi):
 
 def fit_clipped_log(x: np.ndarray, y: np.ndarray, se: np.ndarray, init: ClippedLog) -> FitResult:
     """clip(a·ln x + b, lo, hi); a plateau with fewer than two points on it, or a slope with fewer
-    than two points off the plateaus, is not identifiable and is held at ``init``."""
+    than two points off the plateaus, is not identifiable and is held at ``init``. With every point
+    on one plateau the intercept is not identifiable either (any b beyond the levels fits alike;
+    the optimiser wandered to b = −248 on a wafer's bad chip): it is put where the line meets that
+    plateau at the outermost level (:func:`_edge_intercept`) and listed as fixed."""
     model = Model(_clipped_log)
     fixed: list[str] = []
     res = None
@@ -99,7 +102,23 @@ def fit_clipped_log(x: np.ndarray, y: np.ndarray, se: np.ndarray, init: ClippedL
         if not more:
             break
         fixed += more
+    if "b" not in fixed and _edge_intercept(res.params, x) is not None:
+        res.params["b"].set(value=_edge_intercept(res.params, x))
+        fixed.append("b")
     return _finish(res, ["a", "b", "lo", "hi"], x, y, fixed)
+
+
+def _edge_intercept(v, x: np.ndarray) -> float | None:
+    """The intercept when every point lies on one plateau of clip(a·ln x + b, lo, hi): the line
+    then meets that plateau at the outermost point (the values at every point are unchanged);
+    None when some point lies on the slope or points lie on both plateaus."""
+    a, b, lo, hi = (v[k].value for k in ("a", "b", "lo", "hi"))
+    line = a * np.log(x) + b
+    if np.all(line <= lo):
+        return float(lo - np.max(a * np.log(x)))
+    if np.all(line >= hi):
+        return float(hi - np.min(a * np.log(x)))
+    return None
 
 
 def fit_power_law_cap_levels(x_dev: list[np.ndarray], q: np.ndarray, se: np.ndarray,

@@ -4,6 +4,7 @@ on 127.0.0.1; identical per-chip cards, the speed-up, and the population card ag
 ground truth (Q_s amplitude and μ_ν intercept spread chip to chip; one chip deliberately bad).
 
     python scripts/bench/bench_fit_many.py --chips 20 --devices 300 --repeats 2 --folder /tmp/wafer
+    python scripts/bench/bench_fit_many.py --folder /tmp/wafer --reuse --repeats 3   # the same wafer again
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ def parallel_capacity() -> float:
         return max(float(p.communicate()[0]) for p in ps)
 
     return 2 * run(1) / run(2)
+
+
+HALF = ("import sys, time\nfrom devmodel.fit.many import fit_one\nt = time.perf_counter()\n"
+        "for path in sys.argv[1:]:\n    assert fit_one(path)['ok'] or 'broken' in path\n")
+
+
+def plain_processes(sessions: list[Path], k: int = 2) -> float:
+    """The ceiling of any k-worker speed-up for this workload on this machine now: k plain Python
+    processes, no Dask, each fitting every k-th session (process start and imports included, as in
+    the serial command). Wall time until the last one ends."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    t = time.perf_counter()
+    ps = [subprocess.Popen([sys.executable, "-c", HALF, *map(str, sessions[i::k])], env=env)
+          for i in range(k)]
+    assert all(p.wait() == 0 for p in ps)
+    return time.perf_counter() - t
 
 
 def cards(folder: Path) -> dict:
@@ -97,8 +114,38 @@ def main() -> None:
     ap.add_argument("--bad-chip", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--folder", default="/tmp/devmodel-wafer")
+    ap.add_argument("--reuse", action="store_true", help="fit the wafer already in --folder")
     a = ap.parse_args()
     folder = Path(a.folder)
+    if not a.reuse:
+        make_wafer(folder, a)
+    sessions = sorted((folder / "sessions").glob("chip-*.h5"))
+    print(f"{len(sessions)} sessions in {folder / 'sessions'}")
+    ceiling = "two plain processes, half the chips each (no Dask)"
+    times = {"serial (--workers 0)": [], "LocalCluster (--workers 2)": [], ceiling: []}
+    for _ in range(a.repeats):
+        for name, w in (("serial (--workers 0)", 0), ("LocalCluster (--workers 2)", 2)):
+            out = folder / f"cards-w{w}"
+            wall, r = devmodel("fit-many", *sessions, "--out", out, "--workers", w, "--quiet", "--overwrite")
+            assert r.returncode == 0, r.stderr
+            times[name].append(wall)
+        times[ceiling].append(plain_processes(sessions))
+    for name, t in times.items():
+        print(f"{name}: median {statistics.median(t):.1f} s ({', '.join(f'{x:.1f}' for x in t)})")
+    med = [statistics.median(t) for t in times.values()]
+    print(f"speed-up LocalCluster vs serial: {med[0] / med[1]:.2f}× (wall of the whole command); "
+          f"two plain processes vs serial: {med[0] / med[2]:.2f}× (the ceiling here); "
+          f"parallel capacity of this machine now: {parallel_capacity():.2f} cores for two processes "
+          f"(NumPy sort probe)")
+    print(f"per-chip cards identical (serial vs LocalCluster): "
+          f"{cards(folder / 'cards-w0') == cards(folder / 'cards-w2')}")
+    scheduler_run(folder, sessions, folder / "cards-sched")
+    print(f"per-chip cards identical (serial vs scheduler): "
+          f"{cards(folder / 'cards-w0') == cards(folder / 'cards-sched')}")
+    report(folder, sessions)
+
+
+def make_wafer(folder: Path, a: argparse.Namespace) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     url = f"sim:pcm?devices={a.chip_devices}&" + "&".join(f"spread.{k}={v}" for k, v in SPREADS.items())
@@ -107,25 +154,6 @@ def main() -> None:
                        folder / "sessions")
     assert r.returncode == 0, r.stderr
     print(f"wafer: {a.chips} chips × 13 levels × {a.devices} devices in {wall:.1f} s ({url})")
-    sessions = sorted((folder / "sessions").glob("chip-*.h5"))
-    times = {"serial (--workers 0)": [], "LocalCluster (--workers 2)": []}
-    for _ in range(a.repeats):
-        for name, w in (("serial (--workers 0)", 0), ("LocalCluster (--workers 2)", 2)):
-            out = folder / f"cards-w{w}"
-            wall, r = devmodel("fit-many", *sessions, "--out", out, "--workers", w, "--quiet", "--overwrite")
-            assert r.returncode == 0, r.stderr
-            times[name].append(wall)
-    for name, t in times.items():
-        print(f"{name}: median {statistics.median(t):.1f} s ({', '.join(f'{x:.1f}' for x in t)})")
-    med = [statistics.median(t) for t in times.values()]
-    print(f"speed-up LocalCluster vs serial: {med[0] / med[1]:.2f}× (wall of the whole command); "
-          f"parallel capacity of this machine now: {parallel_capacity():.2f} cores for two processes")
-    print(f"per-chip cards identical (serial vs LocalCluster): "
-          f"{cards(folder / 'cards-w0') == cards(folder / 'cards-w2')}")
-    scheduler_run(folder, sessions, folder / "cards-sched")
-    print(f"per-chip cards identical (serial vs scheduler): "
-          f"{cards(folder / 'cards-w0') == cards(folder / 'cards-sched')}")
-    report(folder, sessions)
 
 
 def report(folder: Path, sessions: list[Path]) -> None:
