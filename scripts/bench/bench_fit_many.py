@@ -156,6 +156,34 @@ def make_wafer(folder: Path, a: argparse.Namespace) -> None:
     print(f"wafer: {a.chips} chips × 13 levels × {a.devices} devices in {wall:.1f} s ({url})")
 
 
+def nu_by_level(folder: Path, sessions: list[Path], bad: set[str]) -> None:
+    """μ_ν's chip-to-chip variation where the card's law is identified: at each unclipped level,
+    each chip's card law against the mean true ν of its non-defective devices (ground truth). The
+    clipped-log's a and b trade off and ν is drawn at each device's own programmed x, so b alone is
+    not the chip's b; the law at the levels is what the card states."""
+    from devmodel.forms import ClippedLog
+    from devmodel.store import read_session
+
+    rows = []
+    for path in sessions:
+        if path.stem in bad:
+            continue
+        s = read_session(path, with_trace=False)
+        nm = json.loads((folder / "cards-w0" / f"{path.stem}.json").read_text())["drift"]["nu_mean"]
+        law = ClippedLog(nm["a"], nm["b"], nm["lo"], nm["hi"])
+        x = s.devices["target_us"] / s.g_max_us
+        ok = s.ground_truth["devices"]["defect"] == 0
+        rows.append([(s.ground_truth["devices"]["nu"][ok & np.isclose(x, lv)].mean(), float(law(lv)))
+                     for lv in (0.02, 0.04, 0.08, 0.12, 0.2)])
+    r = np.array(rows)  # chips × levels × (true, card)
+    for j, lv in enumerate((0.02, 0.04, 0.08, 0.12, 0.2)):
+        tru, fit = r[:, j, 0], r[:, j, 1]
+        print(f"μ_ν at x = {lv}: true {tru.mean():.4f} (chip SD {tru.std(ddof=1):.4f}), card "
+              f"{fit.mean():.4f} (chip SD {fit.std(ddof=1):.4f}); card − true rms "
+              f"{np.sqrt(np.mean((fit - tru) ** 2)):.4f}; correlation across chips "
+              f"{np.corrcoef(fit, tru)[0, 1]:+.2f}")
+
+
 def report(folder: Path, sessions: list[Path]) -> None:
     from devmodel.store import read_session
 
@@ -172,6 +200,7 @@ def report(folder: Path, sessions: list[Path]) -> None:
               f"(SD of the {good.sum()} unflagged chips' true values); mean {p['mean']:.4g} vs "
               f"{truth[good].mean():.4g}; per-chip |fit/truth − 1| median {np.median(np.abs(err)):.3f}; "
               f"flagged {[c for c, o in zip(p['chips'], p['outlier'], strict=True) if o]}")
+    nu_by_level(folder, sessions, set(pop["outlier_chips"]))
 
 
 if __name__ == "__main__":
