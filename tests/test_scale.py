@@ -87,12 +87,12 @@ def wafer(tmp_path_factory) -> Path:
     return d
 
 
-def _fit_many(wafer: Path, out: str, *args, sessions=None) -> subprocess.CompletedProcess:
+def _fit_many(wafer: Path, out: str, *args, sessions=None, quiet=True) -> subprocess.CompletedProcess:
     """fit-many (n_mc = 1000 ν-estimator simulations per level instead of 4000: a quarter of the
     time; the Q_s amplitude checked here does not use them)."""
     sessions = sessions or sorted((wafer / "sessions").glob("*.h5"))
-    return run_devmodel("fit-many", *sessions, "--out", wafer / out, "--quiet", "--set", "n_mc=1000",
-                        *args, timeout_s=180)
+    return run_devmodel("fit-many", *sessions, "--out", wafer / out, *(["--quiet"] if quiet else []),
+                        "--set", "n_mc=1000", *args, timeout_s=180)
 
 
 def _cards(folder: Path) -> dict[str, dict]:
@@ -103,8 +103,13 @@ def test_fit_many_local_cluster_equals_the_serial_loop_and_finds_the_bad_chip(wa
     r = _fit_many(wafer, "serial", "--workers", 0)
     assert r.returncode == 1, r.stderr  # one chip failed
     assert "failed chip chip-broken:" in r.stderr and "not a readable HDF5 file" in r.stderr
-    r2 = _fit_many(wafer, "local", "--workers", 2)
+    r2 = _fit_many(wafer, "local", "--workers", 2, quiet=False)
     assert r2.returncode == 1, r2.stderr
+    # not a terminal: one progress line per chip, not Dask's bar redrawn every 0.1 s
+    lines = [ln for ln in r2.stdout.splitlines() if ln.split(" ")[0].count("/") == 1]
+    n = WAFER_CHIPS + 1
+    assert [ln.split(" ")[0] for ln in lines] == [f"{i}/{n}" for i in range(1, n + 1)], r2.stdout
+    assert "\r" not in r2.stdout and "% Completed" not in r2.stdout
     serial, local = _cards(wafer / "serial"), _cards(wafer / "local")
     assert len(serial) == WAFER_CHIPS and serial == local
     # …and each equals the in-memory fit of its session
@@ -196,7 +201,17 @@ def test_fit_many_refuses_an_unreachable_scheduler_in_one_sentence(wafer):
     r = _fit_many(wafer, "nowhere", "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", 1)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "no Dask scheduler answered" in r.stderr
-    assert not (wafer / "nowhere" / "population.json").exists()
+    assert not (wafer / "nowhere").exists()  # no folder left behind
+
+
+def test_fit_many_refuses_a_missing_session_before_any_work(wafer):
+    """A session path that does not exist is a typo, not a failed chip: one sentence, exit 2, no
+    folder, no cards."""
+    sessions = [*sorted((wafer / "sessions").glob("*.h5"))[:2], wafer / "sessions" / "chip-99.h5"]
+    r = _fit_many(wafer, "typo", "--workers", 0, sessions=sessions)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"session file {wafer / 'sessions' / 'chip-99.h5'} does not exist" in r.stderr
+    assert not (wafer / "typo").exists()
 
 
 def test_wafer_chip_urls_are_deterministic_and_checked():

@@ -51,17 +51,32 @@ def fit_many(sessions, out, scheduler, workers, connect_timeout, memory_limit, s
         raise DevmodelError("--workers and --scheduler contradict each other: a scheduler has its "
                             "own workers")
     paths = [str(Path(s)) for s in sessions]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:  # a typo, not a chip whose fit failed: nothing is fitted or written
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DevmodelError(f"session file {missing[0]} does not exist{more}")
     names = [chip_name(p) for p in paths]
     if len(set(names)) < len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise DevmodelError(f"two sessions are named {dup!r}; their cards would have one name")
     folder = Path(out)
-    folder.mkdir(parents=False, exist_ok=True) if folder.parent.is_dir() else None
+    if folder.exists() and not folder.is_dir():
+        raise DevmodelError(f"--out {folder} is a file; name a folder for the cards")
+    if not folder.parent.is_dir():
+        raise DevmodelError(f"--out {folder}: its parent folder {folder.parent} does not exist")
     card_paths = {p: folder / f"{n}.json" for p, n in zip(paths, names, strict=True)}
-    for target in [*card_paths.values(), folder / POPULATION_CARD]:
-        check_output(target, overwrite, paths)
+    if folder.is_dir():
+        for target in [*card_paths.values(), folder / POPULATION_CARD]:
+            check_output(target, overwrite, paths)
     options = _options(paths, settings, fit_options)
-    results = run_fits(paths, options, Cluster(scheduler, workers, limit, not quiet, connect_timeout))
+    created = not folder.exists()
+    folder.mkdir(exist_ok=True)  # only now: a refused command leaves no folder behind
+    try:
+        results = run_fits(paths, options, Cluster(scheduler, workers, limit, not quiet, connect_timeout))
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # e.g. no scheduler answered: nothing was written
+        raise
     for r in results:
         if r["ok"]:
             write_text_atomically(card_paths[r["session"]], r["card"], overwrite, paths)

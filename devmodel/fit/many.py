@@ -93,10 +93,7 @@ def run_fits(paths: list[str], options: dict | None, where: Cluster) -> list[dic
             futures = client.map(fit_one, paths, options=options, memory_limit=where.memory_limit,
                                  pure=False)
             if where.progress:
-                from dask.distributed import progress
-
-                progress(futures)  # Dask's diagnostics: a text bar in the terminal
-                print(flush=True)
+                _show_progress(futures, paths)
             return [_result(f, p) for f, p in zip(futures, paths, strict=True)]
     finally:
         if cluster is not None:
@@ -111,6 +108,22 @@ def local_cluster(cluster_class, workers: int, memory_limit: int):
     with dask.config.set(LOCAL_WORKER_CONFIG):
         return cluster_class(n_workers=workers, threads_per_worker=1, processes=True,
                              memory_limit=int(memory_limit * WORKER_MEMORY_MARGIN), dashboard_address=None)
+
+
+def _show_progress(futures, paths: list[str]) -> None:
+    """Dask's text progress bar in a terminal; elsewhere (a log file, CI) one line per finished
+    chip, not the bar's redraw every 0.1 s."""
+    import sys
+
+    from dask.distributed import as_completed, progress
+
+    if sys.stdout.isatty():
+        progress(futures)
+        print(flush=True)
+        return
+    chip = {f.key: chip_name(p) for f, p in zip(futures, paths, strict=True)}
+    for i, f in enumerate(as_completed(futures), 1):
+        print(f"{i}/{len(futures)} {chip[f.key]}: {f.status}", flush=True)
 
 
 def _connect(client_class, address: str, timeout_s: float):
