@@ -223,3 +223,26 @@ def test_unused_devices_are_reset_to_hrs_and_read_once():
         tol = res.config["tolerance_us"]
         np.testing.assert_array_equal(res.converged[z], np.abs(res.g_verify_us[z]) <= tol)
         assert failed[0] <= (~res.converged[z]).sum() <= failed[1] * z.sum()
+
+
+def test_deploy_rehearses_instrument_faults_like_characterize(tmp_path):
+    """--faults/--retries (shared with characterize) on a visa:// deployment: with 1 % of commands
+    timing out, dropped, garbled or cut short the deployment completes, every device read once at
+    every age, and the faults and retries are counted in the file and in one line on stderr; on a
+    sim: chip the options are refused in one sentence before anything is written."""
+    out = tmp_path / "faulty.h5"
+    with ServerProcess("--technology", "pcm", "--seed", "4", "--devices", "4096") as srv:
+        r = run_devmodel("deploy", "--chip", f"visa://{srv.resource}", *NET, "--quiet", "--out", out,
+                         "--faults", "timeout=0.003,drop=0.003,garble=0.002,short=0.002,seed=3",
+                         "--retries", "8", "--durability", "off", timeout_s=300)
+    assert r.returncode == 0, r.stderr
+    assert "operations retried after faults" in r.stderr
+    s = read_session(out)
+    assert s.status == "complete" and int(s.attrs["instrument_retries"]) > 0
+    key = s.reads["device"].astype(np.int64) * 8 + np.searchsorted([21, 200, 3620], s.reads["nominal_age_s"])
+    assert np.unique(key).size == key.size == 3 * s.n_devices
+    bad = tmp_path / "bad.h5"
+    r = run_devmodel("deploy", "--chip", "sim:pcm?devices=4096", *NET, "--quiet", "--out", bad,
+                     "--retries", "3")
+    assert r.returncode == 2 and "--faults and --retries apply to visa:// chips" in r.stderr
+    assert r.stderr.count("\n") == 1 and not bad.exists()

@@ -237,6 +237,30 @@ def load_network(name: str, epochs: int, seed: int, quiet: bool):
     return net.eval(), data
 
 
+def fault_options(command):
+    """``--faults`` and ``--retries`` (visa:// chips), shared by characterize and deploy."""
+    command = click.option("--retries", type=click.IntRange(0, 100), default=None,
+                           help="Attempts after a failed instrument command (visa:// chips) "
+                           "[station file, or 0].")(command)
+    return click.option("--faults", default=None,
+                        help="Rehearse instrument faults on a visa:// chip, e.g. timeout=0.01,drop=0.005,"
+                        "garble=0.002,short=0.002,slow=0.01,seed=1 (fractions of commands).")(command)
+
+
+def report_faults(faults: dict) -> None:
+    """Faults an instrument met and recovered from: one line on stderr."""
+    if not faults:
+        return
+    injected = faults.get("faults_injected") or {}
+    retries = faults.get("instrument_retries", 0)
+    if retries or injected:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(injected.items())) or "none injected"
+        click.echo(f"instrument: {retries} operations retried after faults ({kinds}); "
+                   f"{faults.get('instrument_reconnects', 0)} reconnects; "
+                   f"{faults.get('instrument_recovered', 0)} commands found by the chip clock to have "
+                   f"run although their answer was lost", err=True)
+
+
 def with_visa_options(url: str, faults: str | None, retries: int | None) -> str:
     """``--faults``/``--retries`` travel in a visa:// URL's options (so a resume repeats them)."""
     if faults is None and retries is None:

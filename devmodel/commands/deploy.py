@@ -13,9 +13,12 @@ from devmodel.commands.common import (
     Finite,
     continue_on_recorded_chip,
     explicit,
+    fault_options,
     floats,
     one_line,
+    report_faults,
     verify_settings,
+    with_visa_options,
 )
 from devmodel.errors import DevmodelError
 
@@ -54,9 +57,11 @@ _FROM_THE_FILE = ("network", "card", "schedule", "first_address", "verify", "see
               show_default=True)
 @click.option("--checkpoint-interval", type=Finite(0.0, 3600.0), default=2.0, show_default=True)
 @click.option("--quiet", is_flag=True)
+@fault_options
 @one_line
 def deploy(chip_url, network, out, card, schedule, first_address, verify_items, epochs, seed, station,
-           overwrite, no_trace, resume, downtime, durability, checkpoint_interval, quiet) -> None:
+           overwrite, no_trace, resume, downtime, durability, checkpoint_interval, quiet, faults,
+           retries) -> None:
     """Program a network onto a chip (differential pairs, program-and-verify) and read it back on a
     drift schedule, into a resumable deployment file."""
     from devmodel.deploy.session import resume_deployment
@@ -73,10 +78,13 @@ def deploy(chip_url, network, out, card, schedule, first_address, verify_items, 
         run = continue_on_recorded_chip(
             resume, chip_url, station, bars,
             lambda path, chip: resume_deployment(path, chip, downtime=downtime, durability=durability,
-                                                 checkpoint_interval_s=checkpoint_interval, progress=bars))
+                                                 checkpoint_interval_s=checkpoint_interval, progress=bars),
+            lambda url: with_visa_options(url, faults, retries))
     else:
-        run = _new(chip_url, network, out, card, schedule, first_address, verify_items, epochs, seed,
-                   station, overwrite, no_trace, durability, checkpoint_interval, quiet, bars)
+        run = _new(with_visa_options(chip_url, faults, retries), network, out, card, schedule,
+                   first_address, verify_items, epochs, seed, station, overwrite, no_trace, durability,
+                   checkpoint_interval, quiet, bars)
+    report_faults(run.faults)
     _summary(run)
 
 

@@ -15,8 +15,10 @@ from devmodel.commands.common import (
     Finite,
     continue_on_recorded_chip,
     explicit,
+    fault_options,
     floats,
     one_line,
+    report_faults,
     verify_settings,
     with_visa_options,
 )
@@ -69,11 +71,7 @@ _FROM_THE_FILE = ("devices", "levels", "schedule", "burst_devices", "burst_reads
 @click.option("--checkpoint-interval", type=Finite(0.0, 3600.0), default=2.0,
               show_default=True, help="Least wall time between commits of the session file (s; also "
               "long enough that commits take ≤ 5 % of the time; 0: every safe point).")
-@click.option("--faults", default=None,
-              help="Rehearse instrument faults on a visa:// chip, e.g. "
-              "timeout=0.01,drop=0.005,garble=0.002,short=0.002,slow=0.01,seed=1 (fractions of commands).")
-@click.option("--retries", type=click.IntRange(0, 100), default=None,
-              help="Attempts after a failed instrument command (visa:// chips) [station file, or 0].")
+@fault_options
 @one_line
 def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads, burst_interval,
                  burst_age, seed, station, out, overwrite, no_trace, verify_items, quiet, resume, downtime,
@@ -139,7 +137,7 @@ def characterize(chip_url, devices, levels, schedule, burst_devices, burst_reads
         finally:
             bars.close()
             chip.close()
-    _report_faults(run.faults)
+    report_faults(run.faults)
     click.echo(format_summary(summarize(read_session(run.path, with_trace=False))))
     click.echo(f"chip time {run.summary.chip_time_s / 3600:.2f} h; written {run.path}")
 
@@ -159,20 +157,6 @@ def _has_sidecar(path: Path) -> bool:
     from devmodel.store import sidecar
 
     return sidecar(path).is_dir()
-
-
-def _report_faults(faults: dict) -> None:
-    """Faults an instrument met and recovered from: one line on stderr."""
-    if not faults:
-        return
-    injected = faults.get("faults_injected") or {}
-    retries = faults.get("instrument_retries", 0)
-    if retries or injected:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(injected.items())) or "none injected"
-        click.echo(f"instrument: {retries} operations retried after faults ({kinds}); "
-                   f"{faults.get('instrument_reconnects', 0)} reconnects; "
-                   f"{faults.get('instrument_recovered', 0)} commands found by the chip clock to have "
-                   f"run although their answer was lost", err=True)
 
 
 @click.command()
