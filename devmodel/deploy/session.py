@@ -60,9 +60,12 @@ def schedule_config(technology_name: str, schedule_s: tuple[float, ...] | None, 
 
 def plan_of(mapping: Mapping, first_address: int) -> DevicePlan:
     """Per device: address (layer by layer from ``first_address``), target and target bin."""
-    levels, level = target_levels(mapping.target_us, mapping.g_max_us)
-    address = first_address + np.arange(mapping.n_devices, dtype=np.int64)
-    return DevicePlan(levels, address, mapping.target_us, level)
+    return _plan(mapping.target_us, mapping.g_max_us, first_address)
+
+
+def _plan(target_us: np.ndarray, g_max_us: float, first_address: int) -> DevicePlan:
+    levels, level = target_levels(target_us, g_max_us)
+    return DevicePlan(levels, first_address + np.arange(target_us.size, dtype=np.int64), target_us, level)
 
 
 def deployment_group(mapping: Mapping, record: NetworkRecord, first_address: int, net
@@ -122,8 +125,7 @@ def read_plan(path: str | Path) -> DevicePlan:
     except (OSError, KeyError) as e:
         raise SessionFileError(f"{path}: the deployment map cannot be read ({type(e).__name__}: "
                                f"{e})") from None
-    levels, level = target_levels(target, g_max)
-    return DevicePlan(levels, first + np.arange(target.size, dtype=np.int64), target, level)
+    return _plan(target, g_max, first)
 
 
 def _targets(path, f: h5py.File, n: int) -> np.ndarray:

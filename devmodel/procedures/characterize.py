@@ -111,12 +111,17 @@ class DevicePlan:
     level: np.ndarray
 
     @classmethod
-    def of_sweep(cls, cfg: SweepConfig) -> DevicePlan:
+    def interleaved(cls, levels_us, devices_per_level: int, first_address: int = 0) -> DevicePlan:
         """K levels × N devices, interleaved so every level spans the array."""
-        levels = np.asarray(cfg.levels_us, dtype=float)
-        rows = np.arange(levels.size * cfg.devices_per_level)
+        levels = np.asarray(levels_us, dtype=float)
+        rows = np.arange(levels.size * devices_per_level)
         level = rows % levels.size
-        return cls(levels, cfg.first_address + rows, levels[level], level)
+        return cls(levels, first_address + rows, levels[level], level)
+
+    @classmethod
+    def of_sweep(cls, cfg: SweepConfig) -> DevicePlan:
+        """A characterisation sweep's plan: its levels × devices from its first address."""
+        return cls.interleaved(cfg.levels_us, cfg.devices_per_level, cfg.first_address)
 
 
 @dataclass

@@ -387,9 +387,13 @@ class VerifyRun:
     def _iteration(self) -> bool:
         raise NotImplementedError
 
+    def _verify_reads(self, rows: np.ndarray) -> np.ndarray:
+        """The verify reads of ``rows`` (devices × reads) that a verify decision uses."""
+        return self.lp.read(rows, self.cfg.n_verify_reads)
+
     def _mean_read(self, rows: np.ndarray) -> np.ndarray:
         """The verify reading of ``rows``: the mean of the configured verify reads."""
-        return self.lp.read(rows, self.cfg.n_verify_reads).mean(axis=1)
+        return self._verify_reads(rows).mean(axis=1)
 
     def _reset_only(self, rows: np.ndarray) -> None:
         """Targets of 0 (the unused device of a differential pair), RESET already: not iterated on,
@@ -438,8 +442,8 @@ class StepVerify(VerifyRun):
         self.compliance = np.clip(cfg.compliance_ua_per_us * self.lp.target, cfg.compliance_min_ua,
                                   cfg.compliance_max_ua)
 
-    def _mean_read(self, rows: np.ndarray) -> np.ndarray:
-        return self.lp.read(rows, self.cfg.n_verify_reads)[:, self.cfg.discard_reads:].mean(axis=1)
+    def _verify_reads(self, rows: np.ndarray) -> np.ndarray:
+        return self.lp.read(rows, self.cfg.n_verify_reads)[:, self.cfg.discard_reads:]
 
     def _extra_state(self) -> dict[str, np.ndarray]:
         return {"volts": self.volts.copy(), "last_kind": self.last_kind.copy()}
@@ -471,7 +475,7 @@ class StepVerify(VerifyRun):
         if self.act.size == 0 or self.it > cfg.max_iterations:
             return False
         lp.settle(cfg.verify_delay_s)
-        step = self._verify(lp.read(self.act, cfg.n_verify_reads)[:, cfg.discard_reads:])
+        step = self._verify(self._verify_reads(self.act))
         if step is None:
             return False
         act, err, g = step

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from devmodel.procedures.characterize import burst_rows_of
+from devmodel.procedures.characterize import DevicePlan, burst_rows_of
 from devmodel.store.schema import StopReason
 
 
 def layout(levels_us, devices_per_level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(levels, device rows, level of each row, target of each row); levels interleaved."""
-    levels = np.asarray(levels_us, dtype=float)
-    rows = np.arange(levels.size * devices_per_level)
-    level = rows % levels.size
-    return levels, rows, level, levels[level]
+    """(levels, device rows, level of each row, target of each row); levels interleaved as a
+    characterisation sweep lays them out (:meth:`DevicePlan.interleaved`)."""
+    plan = DevicePlan.interleaved(levels_us, devices_per_level)
+    return plan.levels_us, plan.address, plan.level, plan.target_us
 
 
 def devices_table(rows: np.ndarray, level: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

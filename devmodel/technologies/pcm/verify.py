@@ -105,7 +105,7 @@ class PcmVerify(VerifyRun):
         if self.act.size == 0 or self.it > cfg.max_iterations:
             return False
         lp.settle(cfg.verify_delay_s)
-        step = self._verify(lp.read(self.act, cfg.n_verify_reads))
+        step = self._verify(self._verify_reads(self.act))
         if step is None:
             return False
         act, err, g = step
