@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from devmodel.errors import DevmodelError
-from devmodel.sim.layers import AnalogLayer
+from devmodel.sim.layers import AnalogLayer, bit_planes
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class LayerEnergy:
 
 def _bit_count(code: torch.Tensor, bits: int) -> torch.Tensor:
     """Σ_p δ_p: the set bits of integer magnitudes ``code`` (< 2^bits)."""
-    return sum(torch.remainder(torch.floor(code / 2**p), 2) for p in range(bits))
+    return sum(bit_planes(code, bits))
 
 
 @torch.no_grad()

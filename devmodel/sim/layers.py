@@ -26,6 +26,13 @@ from devmodel.errors import DevmodelError
 from devmodel.sim.config import CrossbarConfig
 
 
+def bit_planes(code: torch.Tensor, bits: int) -> list[torch.Tensor]:
+    """δ_0 … δ_{bits−1} of integer codes (seed 004: x = Σ_p 2^p δ_p): each plane the sign of the
+    code times bit p of its magnitude (0 or ±1)."""
+    sign, mag = torch.sign(code), code.abs()
+    return [sign * torch.remainder(torch.floor(mag / 2**p), 2) for p in range(bits)]
+
+
 def quantize(x: torch.Tensor, bits: int, bound: float) -> torch.Tensor:
     """Symmetric uniform quantisation of ``x`` (already within ±bound) to 2^bits − 1 levels, with a
     straight-through gradient."""
@@ -264,11 +271,9 @@ class AnalogLayer(nn.Module):
         for k in range(len(self.in_tiles)):
             xk = quantize((self._tile_input(x, k) / r).clamp(-1.0, 1.0), c.dac_bits, 1.0)
             code = torch.round(xk.detach() * s_in)
-            sign, mag = torch.sign(code), code.abs()
             w, var = self._w[k], self._tile_var(k)
             y = 0
-            for p in range(c.dac_bits - 1):
-                plane = sign * torch.remainder(torch.floor(mag / 2**p), 2)
+            for p, plane in enumerate(bit_planes(code, c.dac_bits - 1)):
                 if not plane.any():
                     continue
                 yp = sum(self._periphery(self._mvm(plane, wi), plane, wi, vi) * (1 if j == 0 else -1)

@@ -36,7 +36,7 @@ from devmodel.errors import ConfigError
 from devmodel.model.card import DeviceModel
 from devmodel.sim.analog import quantile
 from devmodel.sim.config import CrossbarConfig
-from devmodel.sim.layers import quantize
+from devmodel.sim.layers import bit_planes, quantize
 from devmodel.train.fluctuation import multistate_noise
 from devmodel.train.periphery import add_input_range, periphery_forward
 from devmodel.validation import Constrained, Each, Flag, Interval, OneOf, OrNone
@@ -593,9 +593,7 @@ class Fluctuation004(Method):
         code = torch.round((x / r).clamp(-1, 1) * s_in)
         if not self.options.bit_serial:
             return [(r / s_in, code)]
-        sign, mag = torch.sign(code), code.abs()
-        return [(r / s_in * 2**p, sign * torch.remainder(torch.floor(mag / 2**p), 2))
-                for p in range(self.bits - 1)]
+        return [(r / s_in * 2**p, plane) for p, plane in enumerate(bit_planes(code, self.bits - 1))]
 
     def alpha_t(self, layer: HWALayer) -> int:
         """α_t of seed 004's Eq. 13: reads of each of the layer's cells per inference = products per
